@@ -1,0 +1,97 @@
+// NodeFileSystem on this machine's filesystem (node:fs/promises).
+
+import { constants } from 'node:fs'
+import { lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { FileExistsError, type NodeDirEntry, type NodeFileSystem, type WriteNewFileOptions } from './node-fs.ts'
+
+/** Manifests may carry credentials in flags; kubeadm writes them 0600 too. */
+const FILE_MODE = 0o600
+
+function errorCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined
+}
+
+async function isSymlink(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isSymbolicLink()
+  } catch {
+    return false
+  }
+}
+
+export class LocalFileSystem implements NodeFileSystem {
+  async readDir(dir: string): Promise<NodeDirEntry[]> {
+    const names = await readdir(dir)
+    const entries: NodeDirEntry[] = []
+    for (const name of names) {
+      try {
+        // stat, not lstat: the kubelet follows symlinks, so a link to a file is a manifest to it.
+        const info = await stat(join(dir, name))
+        const kind = info.isFile() ? 'file' : info.isDirectory() ? 'directory' : 'other'
+        entries.push({ name, kind, size: info.size, mtimeMs: info.mtimeMs })
+      } catch (err) {
+        // Gone since readdir: not an entry any more.
+        if (errorCode(err) === 'ENOENT' && !(await isSymlink(join(dir, name)))) continue
+        // A dangling symlink, or an entry we may not stat: still there, kind unknown.
+        entries.push({ name, kind: 'other', size: 0, mtimeMs: 0 })
+      }
+    }
+    return entries
+  }
+
+  async readFile(path: string): Promise<Buffer | null> {
+    try {
+      return await readFile(path)
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return null
+      throw err
+    }
+  }
+
+  async writeNewFile(path: string, bytes: Uint8Array, options: WriteNewFileOptions): Promise<void> {
+    const flags = constants.O_WRONLY | constants.O_CREAT | (options.exclusive ? constants.O_EXCL : constants.O_TRUNC)
+    let handle
+    try {
+      handle = await open(path, flags, FILE_MODE)
+    } catch (err) {
+      if (errorCode(err) === 'EEXIST') throw new FileExistsError(path, { cause: err })
+      throw err
+    }
+    try {
+      await handle.writeFile(bytes)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    await rename(from, to)
+  }
+
+  async unlink(path: string): Promise<void> {
+    try {
+      await unlink(path)
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') throw err
+    }
+  }
+
+  async mkdirp(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true })
+  }
+
+  async fsyncDir(dir: string): Promise<void> {
+    try {
+      const handle = await open(dir, constants.O_RDONLY)
+      try {
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+    } catch {
+      // Best effort by contract: some filesystems refuse fsync on a directory.
+    }
+  }
+}

@@ -1,0 +1,61 @@
+// Every top-level GraphQL error leaves with extensions.code and never with a
+// stack: ServiceErrors keep their contract code and message; errors of the
+// query itself (syntax, unknown fields, bad variables) are
+// GRAPHQL_PARSE_FAILED / GRAPHQL_VALIDATION_FAILED; anything else is a bug,
+// logged in full and answered as INTERNAL_SERVER_ERROR without details.
+
+import type { FastifyBaseLogger } from 'fastify'
+import { GraphQLError, type ExecutionResult, type GraphQLFormattedError } from 'graphql'
+import { HTTP_STATUS, isServiceError, type ErrorCode } from '../errors.ts'
+
+interface FormatterContext {
+  reply?: { log: FastifyBaseLogger } | undefined
+  app: { log: FastifyBaseLogger }
+}
+
+type FormattedResult = { statusCode: number; response: { data: Record<string, unknown> | null; errors: GraphQLFormattedError[] } }
+
+export function errorFormatter(execution: ExecutionResult & { statusCode?: number }, context: FormatterContext): FormattedResult {
+  const log = context.reply?.log ?? context.app.log
+  const errors = (execution.errors ?? []).flatMap((error) => formatOne(error, log))
+  const statusCode = execution.data ? 200 : (execution.statusCode ?? statusWithoutData(errors))
+  return { statusCode, response: { data: execution.data ?? null, errors } }
+}
+
+function formatOne(error: GraphQLError, log: FastifyBaseLogger): GraphQLFormattedError[] {
+  const original = error.originalError as (Error & { errors?: unknown; code?: unknown; statusCode?: unknown; extensions?: Record<string, unknown> }) | undefined
+  const where = { ...(error.locations ? { locations: error.locations } : {}), ...(error.path ? { path: error.path } : {}) }
+
+  // mercurius wraps the query's validation errors in one error holding them all.
+  if (original && Array.isArray(original.errors)) {
+    return (original.errors as GraphQLError[]).flatMap((e) => formatOne(e, log))
+  }
+  if (isServiceError(original)) {
+    return [{ message: original.message, ...where, extensions: { code: original.code, ...(original.field ? { field: original.field } : {}) } }]
+  }
+  const givenCode = original?.extensions?.code ?? error.extensions?.code
+  if (typeof givenCode === 'string') {
+    return [{ message: error.message, ...where, extensions: { ...original?.extensions, ...error.extensions, code: givenCode } }]
+  }
+  // Errors of the query itself (syntax, validation, variable coercion) happen before execution: no path.
+  if (!original || (original instanceof GraphQLError && !error.path)) {
+    const code = error.message.startsWith('Syntax Error') ? 'GRAPHQL_PARSE_FAILED' : 'GRAPHQL_VALIDATION_FAILED'
+    return [{ message: error.message, ...where, extensions: { code } }]
+  }
+  // Errors raised by fastify or mercurius themselves for a bad request.
+  if (typeof original.statusCode === 'number' && original.statusCode < 500) {
+    return [{ message: original.message, ...where, extensions: { code: 'BAD_REQUEST' } }]
+  }
+  log.error({ err: original, path: error.path }, 'unexpected error in a GraphQL resolver')
+  return [{ message: 'Internal server error', ...where, extensions: { code: 'INTERNAL_SERVER_ERROR' } }]
+}
+
+/** A request that produced no data at all: the status of its first error that has one. */
+function statusWithoutData(errors: GraphQLFormattedError[]): number {
+  for (const { extensions } of errors) {
+    const code = String(extensions?.code)
+    if (code === 'GRAPHQL_PARSE_FAILED' || code === 'GRAPHQL_VALIDATION_FAILED' || code === 'BAD_REQUEST') return 400
+    if (code in HTTP_STATUS) return HTTP_STATUS[code as ErrorCode]
+  }
+  return 200
+}

@@ -1,0 +1,99 @@
+// Per-request state of a GraphQL query: who asks, and the node states the
+// query has already loaded. Node fields (agent, kubelet, findings, staticPods
+// ...) ask for their node's state one by one; the scope gathers every ask of
+// the same tick into one statesOf call, so a query over 1,000 nodes makes a
+// constant number of store calls, and each node is read at most once.
+
+import mercurius from 'mercurius'
+import type { ServiceError } from '../errors.ts'
+import type { Services } from '../services/index.ts'
+import type { NodeFailure, NodeState } from '../services/node-state.ts'
+import type { NodeRecord } from '../store/store.ts'
+
+interface Pending {
+  node: NodeRecord
+  resolve: (state: NodeState) => void
+  reject: (err: unknown) => void
+}
+
+export class RequestScope {
+  private readonly states = new Map<string, Promise<NodeState>>()
+  private readonly pending = new Map<number, Pending[]>()
+  private flushScheduled = false
+  private readonly reported = new Set<string>()
+  private nodesByName: Promise<Map<string, NodeRecord>> | null = null
+  constructor(
+    readonly services: Services,
+    readonly actor: string,
+    /** Adds an error to the response beside the data (mercurius reads context.errors). */
+    private readonly addError: (error: Error) => void,
+  ) {}
+
+  /** The node's state at most maxAgeSeconds old (default: the server setting). */
+  nodeState(node: NodeRecord, maxAgeSeconds?: number | null): Promise<NodeState> {
+    const maxAge = maxAgeSeconds ?? this.services.settings.defaultMaxAgeSeconds
+    const key = `${maxAge}|${node.name}`
+    let state = this.states.get(key)
+    if (!state) {
+      state = new Promise<NodeState>((resolve, reject) => {
+        const group = this.pending.get(maxAge) ?? []
+        group.push({ node, resolve, reject })
+        this.pending.set(maxAge, group)
+      })
+      this.states.set(key, state)
+      this.scheduleFlush()
+    }
+    return state
+  }
+
+  /** Registered nodes by name, read once per request. */
+  async node(name: string): Promise<NodeRecord | null> {
+    this.nodesByName ??= this.services.nodes.list().then((nodes) => new Map(nodes.map((n) => [n.name, n])))
+    return (await this.nodesByName).get(name) ?? null
+  }
+
+  /** One response error per node that could not be read, whatever fields asked for it. */
+  reportFailures(failures: NodeFailure[]): void {
+    for (const { node, error } of failures) {
+      if (this.reported.has(node)) continue
+      this.reported.add(node)
+      this.addError(nodeError(node, error))
+    }
+  }
+
+  /** An error beside the data, e.g. API_SERVER_UNAVAILABLE for a null mirrorPods. */
+  reportError(key: string, error: ServiceError): void {
+    if (this.reported.has(key)) return
+    this.reported.add(key)
+    this.addError(new mercurius.ErrorWithProps(error.message, { code: error.code }))
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    // setImmediate runs after the resolvers of the current execution step have all asked.
+    setImmediate(() => {
+      this.flushScheduled = false
+      const groups = [...this.pending.entries()]
+      this.pending.clear()
+      for (const [maxAge, group] of groups) void this.load(maxAge, group)
+    })
+  }
+
+  private async load(maxAge: number, group: Pending[]): Promise<void> {
+    try {
+      const { states, failures } = await this.services.nodeState.statesOf(
+        group.map((p) => p.node),
+        maxAge,
+      )
+      this.reportFailures(failures)
+      group.forEach((p, i) => p.resolve(states[i] as NodeState))
+    } catch (err) {
+      for (const p of group) p.reject(err)
+    }
+  }
+}
+
+function nodeError(node: string, error: ServiceError): Error {
+  return new mercurius.ErrorWithProps(`node ${node}: ${error.message}`, { code: error.code, node })
+}

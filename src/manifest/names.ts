@@ -1,0 +1,61 @@
+// Kubernetes name rules and the file-name rules of a staticPodPath.
+
+import { ServiceError } from '../errors.ts'
+import { hasLoneSurrogate } from './text.ts'
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
+export const DNS1123_LABEL_MAX = 63
+export const DNS1123_SUBDOMAIN_MAX = 253
+/** Longest file name most Linux file systems accept (NAME_MAX), in bytes. */
+export const FILE_NAME_MAX_BYTES = 255
+
+export function isDns1123Label(s: string): boolean {
+  return s.length <= DNS1123_LABEL_MAX && DNS1123_LABEL.test(s)
+}
+
+/** A DNS-1123 subdomain, the rule for metadata.name of a Pod (and so of its mirror pod). */
+export function isDns1123Subdomain(s: string): boolean {
+  return s.length > 0 && s.length <= DNS1123_SUBDOMAIN_MAX && s.split('.').every(isDns1123Label)
+}
+
+/** The kubelet names the running pod and its mirror `<name>-<node name lowercased>`. */
+export function mirrorPodName(name: string, nodeName: string): string {
+  return `${name}-${nodeName.toLowerCase()}`
+}
+
+export function defaultFileName(name: string): string {
+  return `${name}.yaml`
+}
+
+// C0 controls and DEL. C1 controls (U+0080..U+009F) are included too: they are
+// invisible in a terminal listing, so an operator could not see what is there.
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/
+
+/**
+ * Throws VALIDATION_FAILED (field ['fileName']) unless fileName is a plain file
+ * name that stays inside staticPodPath and that the kubelet will read. Dotfiles
+ * are refused because the kubelet skips them (and the service uses dotfiles for
+ * its own temporary writes); separators and '..' because they would leave the
+ * directory.
+ */
+export function checkFileName(fileName: string): void {
+  const problem = fileNameProblem(fileName)
+  if (problem) throw new ServiceError('VALIDATION_FAILED', problem, ['fileName'])
+}
+
+function fileNameProblem(fileName: string): string | null {
+  if (fileName.length === 0) return 'fileName must not be empty.'
+  if (fileName.includes('/') || fileName.includes('\\')) {
+    return `fileName ${JSON.stringify(fileName)} must be a plain file name, without '/' or '\\': the manifest has to stay inside staticPodPath.`
+  }
+  if (fileName.includes('\u0000')) return 'fileName must not contain a NUL character.'
+  if (fileName === '.' || fileName === '..') return `fileName ${JSON.stringify(fileName)} is not a file name.`
+  if (fileName.startsWith('.')) {
+    return `fileName ${JSON.stringify(fileName)} starts with '.': the kubelet ignores dotfiles, so it would never run this pod.`
+  }
+  const bytes = Buffer.byteLength(fileName, 'utf8')
+  if (bytes > FILE_NAME_MAX_BYTES) return `fileName is ${bytes} bytes long; the limit is ${FILE_NAME_MAX_BYTES}.`
+  if (CONTROL_CHARACTER.test(fileName)) return `fileName ${JSON.stringify(fileName)} contains control characters.`
+  if (hasLoneSurrogate(fileName)) return 'fileName contains a lone UTF-16 surrogate: it has no UTF-8 encoding.'
+  return null
+}

@@ -1,0 +1,72 @@
+// The composition root of the services: one place that wires store, agents and
+// services together, for the long-running server, for Lambda and for tests.
+
+import { randomUUID } from 'node:crypto'
+import { hostname } from 'node:os'
+import type { Logger } from 'pino'
+import type { AgentProvider } from '../agents/registry.ts'
+import type { Store } from '../store/store.ts'
+import { AuditService } from './audit.ts'
+import { ClusterService } from './cluster.ts'
+import { NodeStateService } from './node-state.ts'
+import { NodeService, type LocalNodeSettings } from './nodes.ts'
+import { StaticPodService } from './static-pods.ts'
+
+export interface ServiceSettings {
+  defaultMaxAgeSeconds: number
+  /** How many nodes one request reads at once. */
+  fanOut: number
+  localNode: LocalNodeSettings | null
+  kubeconfig: string | undefined
+}
+
+export interface Services {
+  settings: ServiceSettings
+  store: Store
+  agents: AgentProvider
+  audit: AuditService
+  nodes: NodeService
+  nodeState: NodeStateService
+  staticPods: StaticPodService
+  cluster: ClusterService
+  close(): Promise<void>
+}
+
+export async function createServices(deps: {
+  store: Store
+  agents: AgentProvider
+  log: Logger
+  settings: ServiceSettings
+  clock?: () => Date
+}): Promise<Services> {
+  const { store, agents, log, settings } = deps
+  const clock = deps.clock ?? (() => new Date())
+  const audit = new AuditService(store, clock, log)
+  const nodes = new NodeService(store, audit, clock, settings.localNode)
+  const nodeState = new NodeStateService({ store, agents, clock, fanOut: settings.fanOut })
+  const staticPods = new StaticPodService({
+    store,
+    agents,
+    nodes,
+    nodeState,
+    audit,
+    clock,
+    defaultMaxAgeSeconds: settings.defaultMaxAgeSeconds,
+    instanceId: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`,
+  })
+  await nodes.ensureLocalNode()
+  return {
+    settings,
+    store,
+    agents,
+    audit,
+    nodes,
+    nodeState,
+    staticPods,
+    cluster: new ClusterService(settings.kubeconfig),
+    async close() {
+      await agents.close()
+      await store.close()
+    },
+  }
+}

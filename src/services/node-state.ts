@@ -1,0 +1,199 @@
+// What is on each node: read live through its agent, or served from the store
+// when the last reading is recent enough. A live reading is reconciled with the
+// revision history: bytes the service has not seen before (a hand edit, a file
+// kubeadm wrote) become OBSERVED revisions.
+//
+// Per-node failures are data: a node that cannot be read gives its last
+// observation, marked stale, and a failure the caller reports next to the data.
+
+import type { NodeAgent } from '../agents/agent.ts'
+import type { AgentProvider } from '../agents/registry.ts'
+import { ServiceError, isServiceError } from '../errors.ts'
+import { lintManifestDir } from '../manifest/lint.ts'
+import type { FoundPod } from '../manifest/types.ts'
+import type { NodeObservation, NodeRecord, ObservedPod, RevisionRecord, Store } from '../store/store.ts'
+import { podKeyString } from '../store/store.ts'
+import { KeyedMutex, mapWithConcurrency } from './keyed-mutex.ts'
+
+/** A node's state as a query sees it. */
+export interface NodeState {
+  node: NodeRecord
+  observation: NodeObservation
+  /** The live read failed just now; the observation is the last one that worked. */
+  stale: boolean
+}
+
+export interface NodeFailure {
+  node: string
+  error: ServiceError
+}
+
+export interface NodeStateOptions {
+  store: Store
+  agents: AgentProvider
+  clock: () => Date
+  /** How many nodes are read at once by one request. */
+  fanOut: number
+}
+
+export class NodeStateService {
+  /** Shared with the write path: a node is read-and-recorded or written, one at a time. */
+  readonly nodeMutex = new KeyedMutex()
+
+  constructor(private readonly options: NodeStateOptions) {}
+
+  /**
+   * The state of each node, from the store where it is at most maxAgeSeconds
+   * old, else read live (at most `fanOut` nodes at a time). Never throws for
+   * one node: failures are returned beside the states.
+   */
+  async statesOf(nodes: NodeRecord[], maxAgeSeconds: number): Promise<{ states: NodeState[]; failures: NodeFailure[] }> {
+    const { store, clock, fanOut } = this.options
+    const stored = await store.getObservations(nodes.map((n) => n.name))
+    const now = clock().getTime()
+    const failures: NodeFailure[] = []
+    const states = await mapWithConcurrency(nodes, fanOut, async (node): Promise<NodeState> => {
+      const last = stored.get(node.name)
+      if (last && isFresh(last, now, maxAgeSeconds)) return { node, observation: last, stale: false }
+      try {
+        return { node, observation: await this.observe(node), stale: false }
+      } catch (err) {
+        const error = asNodeError(node, err)
+        failures.push({ node: node.name, error })
+        const observation = await this.recordFailure(node, last, error)
+        return { node, observation, stale: true }
+      }
+    })
+    return { states, failures }
+  }
+
+  /** Reads the node live, records what changed, and stores the observation. */
+  async observe(node: NodeRecord): Promise<NodeObservation> {
+    const agent = await this.options.agents.agentFor(node)
+    return this.nodeMutex.run(node.name, () => this.observeWith(node, agent))
+  }
+
+  /**
+   * The live read itself, for callers that already hold the node's mutex (the
+   * write path reads the node this way under its lock before it writes).
+   */
+  async observeWith(node: NodeRecord, agent: NodeAgent): Promise<NodeObservation> {
+    const { store, clock } = this.options
+    const started = performance.now()
+    const [entries, kubelet, runtime] = await Promise.all([
+      agent.listManifestDir(),
+      agent.kubeletHealth().catch((err: unknown) => ({ available: false as const, reason: errorText(err) })),
+      agent.runtimeStatus().catch((err: unknown) => ({ available: false as const, reason: errorText(err) })),
+    ])
+    const latencyMs = Math.round((performance.now() - started) * 100) / 100
+    const { pods: found, findings } = lintManifestDir(entries, node.name)
+    const pods = await this.recordChanges(node.name, found)
+    const observedAt = clock().toISOString()
+    const observation: NodeObservation = {
+      node: node.name,
+      observedAt,
+      pods,
+      findings,
+      agent: { reachable: true, lastContactAt: observedAt, lastError: null, latencyMs },
+      kubelet: kubelet.available ? kubelet.status : null,
+      kubeletUnavailableReason: kubelet.available ? null : kubelet.reason,
+      runtime: runtime.available ? runtime.pods : null,
+      runtimeUnavailableReason: runtime.available ? null : runtime.reason,
+    }
+    await store.putObservation(observation)
+    return observation
+  }
+
+  /** Stores a new observation in which one pod is replaced (or removed), after a write. */
+  async recordWrite(observation: NodeObservation, key: { namespace: string; name: string }, pod: ObservedPod | null): Promise<NodeObservation> {
+    const others = observation.pods.filter((p) => p.namespace !== key.namespace || p.name !== key.name)
+    const pods = pod ? [...others, pod].sort(byNamespaceAndName) : others
+    const updated = { ...observation, pods, observedAt: this.options.clock().toISOString() }
+    await this.options.store.putObservation(updated)
+    return updated
+  }
+
+  /** Bytes on the node that the newest revision does not account for become OBSERVED revisions. */
+  private async recordChanges(node: string, found: FoundPod[]): Promise<ObservedPod[]> {
+    const { store, clock } = this.options
+    const keys = found.map((p) => ({ node, namespace: p.namespace, name: p.name }))
+    const latest = await store.latestRevisions(keys)
+    const pods = await Promise.all(
+      found.map(async (pod): Promise<ObservedPod> => {
+        const key = { node, namespace: pod.namespace, name: pod.name }
+        let revision: RevisionRecord | undefined = latest.get(podKeyString(key))
+        if (!revision || revision.action === 'DELETE' || revision.hash !== pod.hash || revision.fileName !== pod.fileName) {
+          revision = await store.appendRevision({
+            ...key,
+            hash: pod.hash,
+            manifest: pod.text,
+            fileName: pod.fileName,
+            action: 'OBSERVED',
+            actor: null,
+            recordedAt: clock().toISOString(),
+          })
+        }
+        return observedPod(pod, revision)
+      }),
+    )
+    return pods.sort(byNamespaceAndName)
+  }
+
+  private async recordFailure(node: NodeRecord, last: NodeObservation | undefined, error: ServiceError): Promise<NodeObservation> {
+    const observation: NodeObservation = {
+      ...(last ?? emptyObservation(node.name)),
+      agent: {
+        reachable: false,
+        lastContactAt: last?.agent.lastContactAt ?? null,
+        lastError: `${error.code}: ${error.message}`,
+        latencyMs: last?.agent.latencyMs ?? null,
+      },
+    }
+    // Recording the failure is best effort: the store being down must not hide the node's data.
+    await this.options.store.putObservation(observation).catch(() => undefined)
+    return observation
+  }
+}
+
+export function observedPod(pod: Pick<FoundPod, 'namespace' | 'name' | 'fileName' | 'hash' | 'text'>, revision: RevisionRecord): ObservedPod {
+  return {
+    namespace: pod.namespace,
+    name: pod.name,
+    fileName: pod.fileName,
+    hash: pod.hash,
+    revision: revision.revision,
+    managed: revision.action !== 'OBSERVED',
+    manifest: pod.text,
+  }
+}
+
+export function emptyObservation(node: string): NodeObservation {
+  return {
+    node,
+    observedAt: null,
+    pods: [],
+    findings: [],
+    agent: { reachable: false, lastContactAt: null, lastError: null, latencyMs: null },
+    kubelet: null,
+    kubeletUnavailableReason: 'the node has not been read yet',
+    runtime: null,
+    runtimeUnavailableReason: 'the node has not been read yet',
+  }
+}
+
+function isFresh(obs: NodeObservation, now: number, maxAgeSeconds: number): boolean {
+  if (maxAgeSeconds <= 0 || obs.observedAt === null || !obs.agent.reachable) return false
+  return now - Date.parse(obs.observedAt) <= maxAgeSeconds * 1000
+}
+
+function asNodeError(node: NodeRecord, err: unknown): ServiceError {
+  if (isServiceError(err)) return err
+  return new ServiceError('NODE_UNREACHABLE', `node ${node.name} could not be read: ${errorText(err)}`)
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+const byNamespaceAndName = (a: { namespace: string; name: string }, b: { namespace: string; name: string }): number =>
+  a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name)

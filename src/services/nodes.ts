@@ -1,0 +1,207 @@
+// The node registry: the built-in local node (from LOCAL_NODE_PATH) and the SSH
+// nodes an admin registers. Registering changes nothing on a node.
+
+import { isIP } from 'node:net'
+import { posix } from 'node:path'
+import { z } from 'zod'
+import { ServiceError, ValidationErrors, type UserError } from '../errors.ts'
+import { isDns1123Subdomain } from '../manifest/names.ts'
+import type { Label, NodeRecord, Store } from '../store/store.ts'
+import type { AuditService } from './audit.ts'
+import { parseLabelSelector } from './label-selector.ts'
+
+export interface LocalNodeSettings {
+  name: string
+  staticPodPath: string
+}
+
+export interface RegisterNodeInput {
+  name: string
+  host: string
+  port?: number | null
+  user?: string | null
+  staticPodPath?: string | null
+  hostKeyFingerprint?: string | null
+  labels?: Label[] | null
+}
+
+export type UpdateNodeInput = Partial<Omit<RegisterNodeInput, 'name'>> & { name: string }
+
+export interface NodeResult {
+  node: NodeRecord | null
+  userErrors: UserError[]
+}
+
+// ---------------------------------------------------------------- input rules
+
+const LABEL_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/
+const HOSTNAME = /^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/
+const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/
+
+const nodeFields = {
+  name: z
+    .string()
+    .max(253)
+    .refine(isDns1123Subdomain, 'must be a lowercase DNS-1123 name (letters, digits, "-" and "."), like the Node object it stands for'),
+  host: z
+    .string()
+    .max(253)
+    .refine((h) => isIP(h) !== 0 || HOSTNAME.test(h), 'must be a host name or an IP address'),
+  port: z.number().int().min(1).max(65535),
+  user: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a POSIX user name'),
+  staticPodPath: z
+    .string()
+    .max(4096)
+    .refine((p) => p.startsWith('/') && p !== '/' && !/[\0\n\r]/.test(p) && posix.normalize(p) === p.replace(/\/+$/, '') && !p.split('/').includes('..'), {
+      message: 'must be a normalised absolute directory path other than /',
+    }),
+  hostKeyFingerprint: z
+    .string()
+    .regex(FINGERPRINT, 'must be an OpenSSH SHA256 fingerprint, e.g. SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s')
+    .transform((f) => f.replace(/=$/, ''))
+    .nullable(),
+  labels: z
+    .array(
+      z.object({
+        key: z.string().max(316).regex(LABEL_NAME, 'must be a Kubernetes label key'),
+        value: z.string().max(63).regex(LABEL_VALUE, 'must be a Kubernetes label value'),
+      }),
+    )
+    .max(64)
+    .refine((ls) => new Set(ls.map((l) => l.key)).size === ls.length, 'label keys must be unique'),
+}
+
+const registerSchema = z.object({
+  ...nodeFields,
+  port: nodeFields.port.default(22),
+  user: nodeFields.user.default('root'),
+  staticPodPath: nodeFields.staticPodPath.default('/etc/kubernetes/manifests'),
+  hostKeyFingerprint: nodeFields.hostKeyFingerprint.default(null),
+  labels: nodeFields.labels.default([]),
+})
+
+const updateSchema = z.object({
+  name: z.string(),
+  host: nodeFields.host.optional(),
+  port: nodeFields.port.optional(),
+  user: nodeFields.user.optional(),
+  staticPodPath: nodeFields.staticPodPath.optional(),
+  hostKeyFingerprint: nodeFields.hostKeyFingerprint.optional(),
+  labels: nodeFields.labels.optional(),
+})
+
+/** GraphQL gives null for fields left out; the schemas want them absent. */
+function withoutNulls<T extends object>(input: T): Partial<T> {
+  return Object.fromEntries(Object.entries(input).filter(([, v]) => v !== null && v !== undefined)) as Partial<T>
+}
+
+function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
+  const parsed = schema.safeParse(input)
+  if (parsed.success) return parsed.data
+  throw new ValidationErrors(
+    parsed.error.issues.map((i) => new ServiceError('VALIDATION_FAILED', `${i.path.join('.') || 'input'}: ${i.message}`, i.path.map(String))),
+  )
+}
+
+// ---------------------------------------------------------------- service
+
+export class NodeService {
+  constructor(
+    private readonly store: Store,
+    private readonly audit: AuditService,
+    private readonly clock: () => Date,
+    private readonly localNode: LocalNodeSettings | null,
+  ) {}
+
+  /** Puts the built-in local node in the store, or brings its record up to date with the configuration. */
+  async ensureLocalNode(): Promise<void> {
+    if (!this.localNode) return
+    const now = this.clock().toISOString()
+    const existing = await this.store.getNode(this.localNode.name)
+    if (existing && existing.kind !== 'local') {
+      throw new Error(
+        `LOCAL_NODE_NAME=${this.localNode.name} is already registered as an SSH node; choose another LOCAL_NODE_NAME or remove that node`,
+      )
+    }
+    const record: NodeRecord = {
+      name: this.localNode.name,
+      kind: 'local',
+      host: 'localhost',
+      port: 0,
+      user: process.env.USER ?? 'root',
+      staticPodPath: this.localNode.staticPodPath,
+      hostKeyFingerprint: null,
+      observedHostKeyFingerprint: null,
+      labels: existing?.labels ?? [],
+      createdAt: existing?.createdAt ?? now,
+      updatedAt: now,
+    }
+    if (!existing) await this.store.createNode(record)
+    else if (existing.staticPodPath !== record.staticPodPath) await this.store.updateNode(record)
+  }
+
+  async list(labelSelector?: string | null): Promise<NodeRecord[]> {
+    const selector = labelSelector ? parseLabelSelector(labelSelector) : null
+    const nodes = await this.store.listNodes()
+    return (selector ? nodes.filter((n) => selector(n.labels)) : nodes).sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  get(name: string): Promise<NodeRecord | null> {
+    return this.store.getNode(name)
+  }
+
+  /** The node, or NOT_FOUND naming it. */
+  async require(name: string): Promise<NodeRecord> {
+    const node = await this.store.getNode(name)
+    if (!node) throw new ServiceError('NOT_FOUND', `no node named ${JSON.stringify(name)} is registered (see the nodes query)`, ['node'])
+    return node
+  }
+
+  registerNode(input: RegisterNodeInput, actor: string): Promise<NodeResult> {
+    return this.audit.runMutation({ action: 'registerNode', actor, node: input.name, dryRun: false }, async () => {
+      const fields = parseInput(registerSchema, withoutNulls(input))
+      if (fields.name === this.localNode?.name) {
+        throw new ServiceError('ALREADY_EXISTS', `${fields.name} is the built-in local node (LOCAL_NODE_NAME)`, ['name'])
+      }
+      const now = this.clock().toISOString()
+      const node: NodeRecord = { ...fields, kind: 'ssh', observedHostKeyFingerprint: null, createdAt: now, updatedAt: now }
+      await this.store.createNode(node)
+      return { node, userErrors: [] }
+    }, failedNode)
+  }
+
+  updateNode(input: UpdateNodeInput, actor: string): Promise<NodeResult> {
+    return this.audit.runMutation({ action: 'updateNode', actor, node: input.name, dryRun: false }, async () => {
+      const fields = parseInput(updateSchema, withoutNulls(input))
+      const existing = await this.require(fields.name)
+      if (existing.kind === 'local') {
+        const fixed = (['host', 'port', 'user', 'staticPodPath', 'hostKeyFingerprint'] as const).find((k) => fields[k] !== undefined)
+        if (fixed) {
+          throw new ServiceError('VALIDATION_FAILED', `the local node's ${fixed} comes from the service's configuration (LOCAL_NODE_PATH); only labels can be changed`, [fixed])
+        }
+      }
+      const node: NodeRecord = { ...existing, ...withoutNulls(fields), updatedAt: this.clock().toISOString() }
+      await this.store.updateNode(node)
+      return { node, userErrors: [] }
+    }, failedNode)
+  }
+
+  removeNode(name: string, actor: string): Promise<{ removed: boolean; userErrors: UserError[] }> {
+    return this.audit.runMutation(
+      { action: 'removeNode', actor, node: name, dryRun: false },
+      async () => {
+        const existing = await this.require(name)
+        if (existing.kind === 'local' && existing.name === this.localNode?.name) {
+          throw new ServiceError('VALIDATION_FAILED', 'the local node comes from LOCAL_NODE_PATH; set LOCAL_NODE_PATH=off to remove it', ['name'])
+        }
+        return { removed: await this.store.deleteNode(name), userErrors: [] as UserError[] }
+      },
+      (userErrors) => ({ removed: false, userErrors }),
+    )
+  }
+}
+
+const failedNode = (userErrors: UserError[]): NodeResult => ({ node: null, userErrors })

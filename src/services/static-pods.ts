@@ -1,0 +1,534 @@
+// Static pods: every rule of reading and writing manifests lives here, and both
+// GraphQL and REST call it. The write path is DESIGN.md's, step by step:
+// validate, lock, read, compare-and-swap, unchanged?, back up, write atomically,
+// read back, record the revision and the audit event, unlock.
+
+import { createTwoFilesPatch } from 'diff'
+import type { NodeAgent } from '../agents/agent.ts'
+import type { AgentProvider } from '../agents/registry.ts'
+import { ServiceError, type UserError } from '../errors.ts'
+import { sha256Hex } from '../manifest/hash.ts'
+import { checkFileName, defaultFileName, mirrorPodName } from '../manifest/names.ts'
+import { parseManifest } from '../manifest/parse.ts'
+import { setRestartAnnotation } from '../manifest/restart.ts'
+import { validateStaticPod } from '../manifest/validate.ts'
+import type { ContainerRuntimeState, NodeObservation, NodeRecord, ObservedPod, PodKey, RevisionAction, RevisionRecord, Store } from '../store/store.ts'
+import { podKeyString } from '../store/store.ts'
+import type { AuditDraft, AuditService } from './audit.ts'
+import { observedPod, type NodeFailure, type NodeState, type NodeStateService } from './node-state.ts'
+import type { NodeService } from './nodes.ts'
+
+/** A static pod as the API shows it. */
+export interface StaticPodView {
+  nodeName: string
+  namespace: string
+  name: string
+  mirrorPodName: string
+  fileName: string
+  path: string
+  hash: string
+  revision: number
+  manifest: string
+  managed: boolean
+  observedAt: string
+  stale: boolean
+  /** From the node's container runtime; null when the node has none to ask. */
+  runtime: PodRuntimeView | null
+}
+
+export interface PodRuntimeView {
+  state: string
+  containers: ContainerRuntimeState[]
+  observedAt: string
+}
+
+export interface StaticPodResult {
+  staticPod: StaticPodView | null
+  previousHash: string | null
+  dryRun: boolean
+  rolledBack: boolean
+  changed: boolean
+  diff: string | null
+  userErrors: UserError[]
+}
+
+export interface DeleteResult {
+  deleted: boolean
+  previousHash: string | null
+  dryRun: boolean
+  userErrors: UserError[]
+}
+
+export interface PodRef {
+  node: string
+  namespace?: string | null | undefined
+  name: string
+  expectedHash?: string | null | undefined
+  dryRun?: boolean | null | undefined
+}
+
+export interface CreateInput {
+  node: string
+  manifest: string | Uint8Array
+  fileName?: string | null | undefined
+  dryRun?: boolean | null | undefined
+}
+
+export interface UpdateInput extends PodRef {
+  manifest: string | Uint8Array
+  waitForReady?: boolean | null | undefined
+  autoRollback?: boolean | null | undefined
+}
+
+export interface RollbackInput extends PodRef {
+  revision: number
+}
+
+export interface StaticPodServiceOptions {
+  store: Store
+  agents: AgentProvider
+  nodes: NodeService
+  nodeState: NodeStateService
+  audit: AuditService
+  clock: () => Date
+  /** Served state may be this old when a query does not give maxAgeSeconds. */
+  defaultMaxAgeSeconds: number
+  /** Names this process in node-side lock files. */
+  instanceId: string
+}
+
+type WriteAction = Exclude<RevisionAction, 'DELETE' | 'OBSERVED'>
+
+/** What a write does, given the pod currently on the node (null: none). */
+interface WritePlan {
+  action: WriteAction
+  node: NodeRecord
+  name: string
+  /** undefined: the pod's namespace on the node, where its name is unique there. */
+  namespace: string | undefined
+  expectedHash: string | null
+  dryRun: boolean
+  actor: string
+  content(current: ObservedPod | null): { text: string; fileName: string }
+}
+
+export class StaticPodService {
+  constructor(private readonly o: StaticPodServiceOptions) {}
+
+  // ------------------------------------------------------------------ reads
+
+  async list(query: { node?: string | null; namespace?: string | null; maxAgeSeconds?: number | null }): Promise<{
+    pods: StaticPodView[]
+    failures: NodeFailure[]
+  }> {
+    const nodes = query.node ? [await this.o.nodes.require(query.node)] : await this.o.nodes.list()
+    const { states, failures } = await this.o.nodeState.statesOf(nodes, query.maxAgeSeconds ?? this.o.defaultMaxAgeSeconds)
+    return { pods: states.flatMap((s) => this.viewsOf(s, query.namespace)), failures }
+  }
+
+  /** The static pods of one node's state, optionally of one namespace. */
+  viewsOf(state: NodeState, namespace?: string | null): StaticPodView[] {
+    return state.observation.pods.filter((p) => !namespace || p.namespace === namespace).map((p) => toView(state.node, state.observation, p, state.stale))
+  }
+
+  /** One pod; null when the node has none of that name. NOT_FOUND with a hint for a mirror pod's name. */
+  async get(query: { node: string; namespace?: string | null; name: string; maxAgeSeconds?: number | null }): Promise<{
+    pod: StaticPodView | null
+    failures: NodeFailure[]
+  }> {
+    const node = await this.o.nodes.require(query.node)
+    const { states, failures } = await this.o.nodeState.statesOf([node], query.maxAgeSeconds ?? this.o.defaultMaxAgeSeconds)
+    const state = states[0]
+    if (!state) return { pod: null, failures }
+    const pod = findPod(state.observation, node, query.name, query.namespace ?? undefined, { missing: 'null' })
+    return { pod: pod && toView(node, state.observation, pod, state.stale), failures }
+  }
+
+  /** Newest first, for many pods in one store call. */
+  async histories(keys: PodKey[], limit: number): Promise<Map<string, RevisionRecord[]>> {
+    return this.o.store.listRevisions(keys, Math.max(0, Math.min(limit, 1000)))
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  createStaticPod(input: CreateInput, actor: string): Promise<StaticPodResult> {
+    const dryRun = input.dryRun ?? false
+    return this.mutate('createStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
+      const node = await this.o.nodes.require(input.node)
+      const { text, identity } = parseAndValidate(input.manifest, node)
+      audit.target = `${identity.namespace}/${identity.name}`
+      const fileName = input.fileName ?? defaultFileName(identity.name)
+      checkFileName(fileName)
+      return this.write(
+        {
+          action: 'CREATE',
+          node,
+          name: identity.name,
+          namespace: identity.namespace,
+          expectedHash: null,
+          dryRun,
+          actor,
+          content: () => ({ text, fileName }),
+        },
+        audit,
+      )
+    })
+  }
+
+  updateStaticPod(input: UpdateInput, actor: string): Promise<StaticPodResult> {
+    const dryRun = input.dryRun ?? false
+    return this.mutate('updateStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
+      audit.target = targetOf(input)
+      if (input.waitForReady) {
+        throw new ServiceError(
+          'NOT_IMPLEMENTED',
+          'waitForReady arrives with the rollout work (issue #7); nothing was written. Update without it, or watch the pod and roll back by hand.',
+          ['waitForReady'],
+        )
+      }
+      const node = await this.o.nodes.require(input.node)
+      const { text, identity } = parseAndValidate(input.manifest, node)
+      checkSameIdentity(input, identity)
+      audit.target = `${identity.namespace}/${identity.name}`
+      return this.write(
+        {
+          action: 'UPDATE',
+          node,
+          name: identity.name,
+          namespace: identity.namespace,
+          expectedHash: input.expectedHash ?? null,
+          dryRun,
+          actor,
+          content: (current) => ({ text, fileName: requireCurrent(current, node, input).fileName }),
+        },
+        audit,
+      )
+    })
+  }
+
+  restartStaticPod(input: PodRef, actor: string): Promise<StaticPodResult> {
+    const dryRun = input.dryRun ?? false
+    return this.mutate('restartStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
+      audit.target = targetOf(input)
+      const node = await this.o.nodes.require(input.node)
+      const at = this.o.clock().toISOString()
+      return this.write(
+        {
+          action: 'RESTART',
+          node,
+          name: input.name,
+          namespace: input.namespace ?? undefined,
+          expectedHash: input.expectedHash ?? null,
+          dryRun,
+          actor,
+          content: (current) => {
+            const pod = requireCurrent(current, node, input)
+            return { text: setRestartAnnotation(pod.manifest, at), fileName: pod.fileName }
+          },
+        },
+        audit,
+      )
+    })
+  }
+
+  rollbackStaticPod(input: RollbackInput, actor: string): Promise<StaticPodResult> {
+    const dryRun = input.dryRun ?? false
+    return this.mutate('rollbackStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
+      audit.target = targetOf(input)
+      const node = await this.o.nodes.require(input.node)
+      const key = { node: node.name, namespace: input.namespace ?? (await this.namespaceOf(node, input)), name: input.name }
+      audit.target = `${key.namespace}/${key.name}`
+      const target = await this.o.store.getRevision(key, input.revision)
+      if (!target) {
+        throw new ServiceError('NOT_FOUND', `${key.namespace}/${key.name} on node ${node.name} has no revision ${input.revision}`, ['revision'])
+      }
+      if (target.action === 'DELETE') {
+        throw new ServiceError(
+          'VALIDATION_FAILED',
+          `revision ${input.revision} records the deletion of ${key.namespace}/${key.name}; roll back to the revision before it`,
+          ['revision'],
+        )
+      }
+      return this.write(
+        {
+          action: 'ROLLBACK',
+          node,
+          name: key.name,
+          namespace: key.namespace,
+          expectedHash: input.expectedHash ?? null,
+          dryRun,
+          actor,
+          // A pod that was deleted since comes back in the file it had then.
+          content: (current) => ({ text: target.manifest, fileName: current?.fileName ?? target.fileName }),
+        },
+        audit,
+      )
+    })
+  }
+
+  deleteStaticPod(input: PodRef, actor: string): Promise<DeleteResult> {
+    const dryRun = input.dryRun ?? false
+    const failed = (userErrors: UserError[]): DeleteResult => ({ deleted: false, previousHash: null, dryRun, userErrors })
+    return this.mutate(
+      'deleteStaticPod',
+      actor,
+      { node: input.node, dryRun },
+      async (audit) => {
+        audit.target = targetOf(input)
+        const node = await this.o.nodes.require(input.node)
+        const agent = await this.o.agents.agentFor(node)
+        return this.underNodeLock(node, agent, actor, async () => {
+          const observation = await this.o.nodeState.observeWith(node, agent)
+          const current = findPod(observation, node, input.name, input.namespace ?? undefined, { missing: 'throw' }) as ObservedPod
+          audit.target = `${current.namespace}/${current.name}`
+          audit.fromHash = current.hash
+          checkExpectedHash(input.expectedHash ?? null, current)
+          if (dryRun) return { deleted: true, previousHash: current.hash, dryRun, userErrors: [] }
+          await agent.backup(current.fileName, Buffer.from(current.manifest, 'utf8'))
+          await agent.deleteManifest(current.fileName)
+          if ((await agent.readManifest(current.fileName)) !== null) {
+            throw new ServiceError('WRITE_FAILED', `${current.fileName} is still on node ${node.name} after deleting it`)
+          }
+          await this.o.store.appendRevision({
+            node: node.name,
+            namespace: current.namespace,
+            name: current.name,
+            hash: current.hash,
+            manifest: current.manifest,
+            fileName: current.fileName,
+            action: 'DELETE',
+            actor,
+            recordedAt: this.o.clock().toISOString(),
+          })
+          await this.o.nodeState.observeWith(node, agent)
+          return { deleted: true, previousHash: current.hash, dryRun, userErrors: [] }
+        })
+      },
+      failed,
+    )
+  }
+
+  // ------------------------------------------------------------------ the write path
+
+  private async write(plan: WritePlan, audit: AuditDraft): Promise<StaticPodResult> {
+    const { node, dryRun } = plan
+    const agent = await this.o.agents.agentFor(node)
+    return this.underNodeLock(node, agent, plan.actor, async () => {
+      const observation = await this.o.nodeState.observeWith(node, agent)
+      const current =
+        plan.action === 'CREATE'
+          ? observation.pods.find((p) => p.namespace === plan.namespace && p.name === plan.name) ?? null
+          : findPod(observation, node, plan.name, plan.namespace, { missing: plan.action === 'ROLLBACK' ? 'null' : 'throw' })
+      const key: PodKey = { node: node.name, namespace: current?.namespace ?? plan.namespace ?? 'default', name: plan.name }
+      audit.target = `${key.namespace}/${key.name}`
+      audit.fromHash = current?.hash ?? null
+      if (plan.action === 'CREATE' && current) {
+        throw new ServiceError(
+          'ALREADY_EXISTS',
+          `node ${node.name} already has static pod ${key.namespace}/${key.name} (in ${current.fileName}); update it instead`,
+          ['manifest', 'metadata', 'name'],
+        )
+      }
+      checkExpectedHash(plan.expectedHash, current)
+      const { text, fileName } = plan.content(current)
+      if (!current) await checkFileNameFree(agent, observation, fileName, plan.action === 'CREATE' ? ['fileName'] : ['revision'])
+
+      const bytes = Buffer.from(text, 'utf8')
+      const hash = sha256Hex(bytes)
+      audit.toHash = hash
+      const previousHash = current?.hash ?? null
+      if (current && current.hash === hash && current.fileName === fileName) {
+        audit.message = 'unchanged: the node already has these bytes'
+        return { staticPod: toView(node, observation, current, false), previousHash, dryRun, rolledBack: false, changed: false, diff: '', userErrors: [] }
+      }
+      const diff = unifiedDiff(node, current, fileName, text)
+      if (dryRun) {
+        const latest = (await this.o.store.latestRevisions([key])).get(podKeyString(key))
+        const wouldBe: ObservedPod = { namespace: key.namespace, name: key.name, fileName, hash, revision: (latest?.revision ?? 0) + 1, managed: true, manifest: text }
+        return { staticPod: toView(node, observation, wouldBe, false), previousHash, dryRun, rolledBack: false, changed: true, diff, userErrors: [] }
+      }
+
+      if (current) await agent.backup(current.fileName, Buffer.from(current.manifest, 'utf8'))
+      await agent.writeManifest(fileName, bytes)
+      await this.verifyWritten(agent, node, fileName, hash, current)
+      const revision = await this.o.store.appendRevision({
+        ...key,
+        hash,
+        manifest: text,
+        fileName,
+        action: plan.action,
+        actor: plan.actor,
+        recordedAt: this.o.clock().toISOString(),
+      })
+      // Read the node again so that findings and neighbours are exact; the new
+      // revision is already recorded, so this read does not see it as a change.
+      const after = await this.o.nodeState.observeWith(node, agent)
+      const written = after.pods.find((p) => p.namespace === key.namespace && p.name === key.name) ?? observedPod({ ...key, fileName, hash, text }, revision)
+      return { staticPod: toView(node, after, written, false), previousHash, dryRun, rolledBack: false, changed: true, diff, userErrors: [] }
+    })
+  }
+
+  /** Step 7: the bytes on the node are the bytes asked for, or the old ones are put back. */
+  private async verifyWritten(agent: NodeAgent, node: NodeRecord, fileName: string, hash: string, previous: ObservedPod | null): Promise<void> {
+    const readBack = await agent.readManifest(fileName)
+    if (readBack !== null && sha256Hex(readBack) === hash) return
+    if (previous) await agent.writeManifest(previous.fileName, Buffer.from(previous.manifest, 'utf8')).catch(() => undefined)
+    else await agent.deleteManifest(fileName).catch(() => undefined)
+    throw new ServiceError('WRITE_FAILED', `node ${node.name} did not keep the bytes written to ${fileName}; the previous content was put back`)
+  }
+
+  private underNodeLock<T>(node: NodeRecord, agent: NodeAgent, actor: string, fn: () => Promise<T>): Promise<T> {
+    return this.o.nodeState.nodeMutex.run(node.name, () => agent.withLock({ actor, instance: this.o.instanceId }, fn))
+  }
+
+  /** The namespace of a pod addressed by name alone, from the node's current state. */
+  private async namespaceOf(node: NodeRecord, ref: PodRef): Promise<string> {
+    const { states } = await this.o.nodeState.statesOf([node], 0)
+    const observation = states[0]?.observation
+    const pod = observation && findPod(observation, node, ref.name, undefined, { missing: 'null' })
+    return pod?.namespace ?? 'default'
+  }
+
+  private mutate<R>(
+    action: string,
+    actor: string,
+    meta: { node: string; dryRun: boolean },
+    body: (audit: AuditDraft) => Promise<R>,
+    failed: (userErrors: UserError[]) => R = (userErrors) => failedWrite(meta.dryRun, userErrors) as R,
+  ): Promise<R> {
+    return this.o.audit.runMutation({ action, actor, node: meta.node, dryRun: meta.dryRun }, body, failed)
+  }
+}
+
+// ------------------------------------------------------------------ rules
+
+function parseAndValidate(manifest: string | Uint8Array, node: NodeRecord) {
+  const parsed = parseManifest(manifest)
+  const identity = validateStaticPod(parsed.object, { nodeName: node.name })
+  return { text: parsed.text, identity }
+}
+
+/** An update may not rename the pod: that is a create and a delete. */
+function checkSameIdentity(ref: PodRef, identity: { namespace: string; name: string }): void {
+  if (identity.name !== ref.name) {
+    throw new ServiceError(
+      'VALIDATION_FAILED',
+      `the manifest is for pod ${identity.name}, not ${ref.name}: to rename a static pod, create the new one and delete the old`,
+      ['manifest', 'metadata', 'name'],
+    )
+  }
+  if (ref.namespace && identity.namespace !== ref.namespace) {
+    throw new ServiceError(
+      'VALIDATION_FAILED',
+      `the manifest is in namespace ${identity.namespace}, not ${ref.namespace}`,
+      ['manifest', 'metadata', 'namespace'],
+    )
+  }
+}
+
+function checkExpectedHash(expectedHash: string | null, current: ObservedPod | null): void {
+  if (expectedHash === null || expectedHash === undefined) return
+  if (current?.hash !== expectedHash) {
+    throw new ServiceError(
+      'CONFLICT',
+      current
+        ? `the manifest on the node has hash ${current.hash}, not the expected ${expectedHash}: it changed since you read it; nothing was written`
+        : `the pod no longer exists on the node (expected hash ${expectedHash}); nothing was written`,
+      ['expectedHash'],
+    )
+  }
+}
+
+function requireCurrent(current: ObservedPod | null, node: NodeRecord, ref: PodRef): ObservedPod {
+  if (!current) throw notFound(node, ref.name, ref.namespace ?? undefined)
+  return current
+}
+
+async function checkFileNameFree(agent: NodeAgent, observation: NodeObservation, fileName: string, field: string[]): Promise<void> {
+  const taken =
+    observation.pods.some((p) => p.fileName === fileName) ||
+    observation.findings.some((f) => f.fileName === fileName) ||
+    (await agent.readManifest(fileName)) !== null
+  if (taken) {
+    throw new ServiceError('ALREADY_EXISTS', `a file named ${fileName} already exists in the node's staticPodPath`, field)
+  }
+}
+
+/**
+ * Finds a pod by name (and namespace, when given). Without a namespace the
+ * name must be unique on the node. A mirror pod's name gets a NOT_FOUND that
+ * names the static pod to use instead.
+ */
+function findPod(
+  observation: NodeObservation,
+  node: NodeRecord,
+  name: string,
+  namespace: string | undefined,
+  opts: { missing: 'null' | 'throw' },
+): ObservedPod | null {
+  const matches = observation.pods.filter((p) => p.name === name && (!namespace || p.namespace === namespace))
+  if (matches.length > 1) {
+    throw new ServiceError(
+      'VALIDATION_FAILED',
+      `node ${node.name} has a static pod ${name} in namespaces ${matches.map((p) => p.namespace).join(', ')}: give the namespace`,
+      ['namespace'],
+    )
+  }
+  if (matches[0]) return matches[0]
+  const mirrored = observation.pods.find((p) => mirrorPodName(p.name, node.name) === name && (!namespace || p.namespace === namespace))
+  if (mirrored) {
+    throw new ServiceError(
+      'NOT_FOUND',
+      `${name} is the mirror pod of static pod ${mirrored.namespace}/${mirrored.name} on node ${node.name}; mirror pods are read-only copies: address the static pod, name: "${mirrored.name}"`,
+      ['name'],
+    )
+  }
+  if (opts.missing === 'throw') throw notFound(node, name, namespace)
+  return null
+}
+
+function notFound(node: NodeRecord, name: string, namespace: string | undefined): ServiceError {
+  return new ServiceError('NOT_FOUND', `node ${node.name} has no static pod ${namespace ? `${namespace}/` : ''}${name}`, ['name'])
+}
+
+function targetOf(ref: { namespace?: string | null | undefined; name: string }): string {
+  return `${ref.namespace ?? 'default'}/${ref.name}`
+}
+
+function unifiedDiff(node: NodeRecord, current: ObservedPod | null, fileName: string, text: string): string {
+  const path = `${node.staticPodPath}/${fileName}`
+  return createTwoFilesPatch(current ? `${node.staticPodPath}/${current.fileName}` : '/dev/null', path, current?.manifest ?? '', text, '', '', {
+    context: 3,
+  })
+}
+
+function failedWrite(dryRun: boolean, userErrors: UserError[]): StaticPodResult {
+  return { staticPod: null, previousHash: null, dryRun, rolledBack: false, changed: false, diff: null, userErrors }
+}
+
+export function toView(node: NodeRecord, observation: NodeObservation, pod: ObservedPod, stale: boolean): StaticPodView {
+  return {
+    nodeName: node.name,
+    namespace: pod.namespace,
+    name: pod.name,
+    mirrorPodName: mirrorPodName(pod.name, node.name),
+    fileName: pod.fileName,
+    path: `${node.staticPodPath.replace(/\/+$/, '')}/${pod.fileName}`,
+    hash: pod.hash,
+    revision: pod.revision,
+    manifest: pod.manifest,
+    managed: pod.managed,
+    observedAt: observation.observedAt ?? new Date(0).toISOString(),
+    stale,
+    runtime: runtimeOf(observation, pod),
+  }
+}
+
+/** NOT_FOUND when the runtime answered but runs no sandbox for the pod. */
+function runtimeOf(observation: NodeObservation, pod: ObservedPod): PodRuntimeView | null {
+  if (observation.runtime === null) return null
+  const found = observation.runtime.find((r) => r.namespace === pod.namespace && r.name === pod.name)
+  if (found) return { state: found.state, containers: found.containers, observedAt: found.observedAt }
+  return { state: 'NOT_FOUND', containers: [], observedAt: observation.observedAt ?? new Date(0).toISOString() }
+}
+

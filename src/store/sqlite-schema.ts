@@ -1,0 +1,118 @@
+// The SQLite schema as an ordered list of migration steps. PRAGMA user_version
+// holds how many steps a file has had. A release that needs a schema change
+// appends a step; it never edits a published one, because files in the field
+// have already run it.
+
+import type { Database } from 'better-sqlite3'
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: the initial schema.
+  `
+  CREATE TABLE nodes (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    static_pod_path TEXT NOT NULL,
+    host_key_fingerprint TEXT,
+    observed_host_key_fingerprint TEXT,
+    labels TEXT NOT NULL, -- JSON array of {key, value}, order kept
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  ) STRICT;
+
+  -- No foreign key to nodes: the DynamoDB store cannot enforce one, and both
+  -- stores must accept the same calls. deleteNode removes the rows itself.
+  -- The primary key is the last line of defence against two writers picking
+  -- the same revision number.
+  CREATE TABLE revisions (
+    node TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    revision INTEGER NOT NULL CHECK (revision > 0),
+    hash TEXT NOT NULL,
+    manifest TEXT NOT NULL, -- the exact text; SQLite keeps TEXT byte for byte (UTF-8)
+    file_name TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (node, namespace, name, revision)
+  ) STRICT;
+
+  CREATE TABLE observations (
+    node TEXT PRIMARY KEY,
+    observed_at TEXT, -- NodeObservation.observedAt, for queries without parsing the JSON
+    stored_at TEXT NOT NULL,
+    observation TEXT NOT NULL -- the NodeObservation as JSON
+  ) STRICT;
+
+  -- Audit events outlive their node: they are the audit trail. The id starts
+  -- with the canonical \`at\` (see audit-id.ts), so the primary key is the
+  -- index on (at) and audit_events_by_node the one on (node, at), each with
+  -- the tie-breaker that makes paging exact.
+  CREATE TABLE audit_events (
+    id TEXT PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    node TEXT,
+    target TEXT,
+    from_hash TEXT,
+    to_hash TEXT,
+    result TEXT NOT NULL,
+    message TEXT,
+    dry_run INTEGER NOT NULL CHECK (dry_run IN (0, 1))
+  ) STRICT, WITHOUT ROWID;
+
+  CREATE INDEX audit_events_by_node ON audit_events (node, id);
+  `,
+]
+
+/** The file was written by a newer release: reading it could lose what that release stores. */
+export class StoreSchemaTooNewError extends Error {
+  override readonly name = 'StoreSchemaTooNewError'
+  readonly fileVersion: number
+  readonly knownVersion: number
+
+  constructor(location: string, fileVersion: number, knownVersion: number) {
+    super(
+      `store ${location} has schema version ${fileVersion}, but this release of staticpod-api only knows versions up to ` +
+        `${knownVersion}: it was written by a newer release. Run that release (or newer), or restore a backup taken before the upgrade.`,
+    )
+    this.fileVersion = fileVersion
+    this.knownVersion = knownVersion
+  }
+}
+
+function userVersion(db: Database): number {
+  return db.pragma('user_version', { simple: true }) as number
+}
+
+/**
+ * Brings the file up to `steps.length`, one step per IMMEDIATE transaction
+ * (the step and its version bump commit together or not at all). The version
+ * is read again under the write lock, so two processes opening the same old
+ * file at once apply each step exactly once.
+ */
+export function migrate(db: Database, location: string, steps: readonly string[] = MIGRATIONS): void {
+  const known = steps.length
+  const applyNextStep = db.transaction((): boolean => {
+    const version = userVersion(db)
+    if (version > known) throw new StoreSchemaTooNewError(location, version, known)
+    const step = steps[version]
+    if (step === undefined) return false
+    db.exec(step)
+    // PRAGMA takes no bound parameters; the value is an integer we computed.
+    db.pragma(`user_version = ${version + 1}`)
+    return true
+  })
+  // Bounded: each pass either applies a step or returns.
+  for (let pass = 0; pass <= known; pass++) {
+    if (!applyNextStep.immediate()) return
+  }
+}
+
+export function schemaVersion(db: Database): number {
+  return userVersion(db)
+}

@@ -1,0 +1,466 @@
+// The embedded Store: one SQLite file, safe to share between processes on one
+// host. better-sqlite3 is synchronous; each method does its work in one go and
+// returns a settled promise, which keeps the Store interface the same as the
+// DynamoDB one's.
+//
+// Durability: WAL with synchronous = FULL. Every commit is fsynced before the
+// method resolves. In WAL mode synchronous = NORMAL already survives a crash
+// of this process (kill -9: the committed WAL frames are in the OS page
+// cache), but not a power cut, kernel panic or VM reset, which can roll back
+// the last commits. This store holds the only copy of the bytes a manifest
+// had before it was changed and the audit trail of who changed it, recorded
+// right before or after touching a control-plane node, exactly when a node
+// crash is likely; losing them would make rollback impossible. Writes here are
+// a few per operator action, so the extra fsync (well under a millisecond on
+// local SSD) costs nothing that matters.
+
+import { mkdirSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import Database from 'better-sqlite3'
+import type { Database as SqliteDatabase, Statement } from 'better-sqlite3'
+import { ServiceError } from '../errors.ts'
+import { auditCursorBound, newAuditId } from './audit-id.ts'
+import { migrate } from './sqlite-schema.ts'
+import { podKeyString } from './store.ts'
+import type {
+  AuditEvent,
+  AuditQuery,
+  Label,
+  NewAuditEvent,
+  NewRevision,
+  NodeKind,
+  NodeObservation,
+  NodeRecord,
+  PodKey,
+  RevisionRecord,
+  Store,
+} from './store.ts'
+
+export interface SqliteStoreOptions {
+  /** The time recorded as stored_at of observations; tests pin it. */
+  clock?: () => Date
+}
+
+/** How long a connection waits for another one's write lock before failing with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5000
+
+interface NodeRow {
+  name: string
+  kind: string
+  host: string
+  port: number
+  user: string
+  static_pod_path: string
+  host_key_fingerprint: string | null
+  observed_host_key_fingerprint: string | null
+  labels: string
+  created_at: string
+  updated_at: string
+}
+
+interface AuditRow {
+  id: string
+  at: string
+  actor: string
+  action: string
+  node: string | null
+  target: string | null
+  from_hash: string | null
+  to_hash: string | null
+  result: string
+  message: string | null
+  dry_run: number
+}
+
+// Revision rows come back already shaped as RevisionRecord (aliases in SQL).
+const REVISION_COLUMNS = `r.node, r.namespace, r.name, r.revision, r.hash, r.manifest,
+  r.file_name AS fileName, r.action, r.actor, r.recorded_at AS recordedAt`
+
+// Many keys travel as one JSON parameter and json_each turns them into a
+// table, so one statement serves any number of keys without approaching
+// SQLite's limit on bound variables (and without chunking).
+const WANTED_KEYS = `wanted AS (
+  SELECT value ->> 0 AS node, value ->> 1 AS namespace, value ->> 2 AS name FROM json_each(?)
+)`
+
+const AUDIT_SELECT = `SELECT id, at, actor, action, node, target, from_hash, to_hash, result, message, dry_run FROM audit_events`
+
+function nodeFromRow(row: NodeRow): NodeRecord {
+  return {
+    name: row.name,
+    kind: row.kind as NodeKind,
+    host: row.host,
+    port: row.port,
+    user: row.user,
+    staticPodPath: row.static_pod_path,
+    hostKeyFingerprint: row.host_key_fingerprint,
+    observedHostKeyFingerprint: row.observed_host_key_fingerprint,
+    labels: JSON.parse(row.labels) as Label[],
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  }
+}
+
+function nodeParams(node: NodeRecord): NodeRow {
+  return {
+    name: node.name,
+    kind: node.kind,
+    host: node.host,
+    port: node.port,
+    user: node.user,
+    static_pod_path: node.staticPodPath,
+    host_key_fingerprint: node.hostKeyFingerprint,
+    observed_host_key_fingerprint: node.observedHostKeyFingerprint,
+    labels: JSON.stringify(node.labels.map(({ key, value }) => ({ key, value }))),
+    created_at: node.createdAt,
+    updated_at: node.updatedAt,
+  }
+}
+
+function auditFromRow(row: AuditRow): AuditEvent {
+  return {
+    id: row.id,
+    at: row.at,
+    actor: row.actor,
+    action: row.action,
+    node: row.node,
+    target: row.target,
+    fromHash: row.from_hash,
+    toHash: row.to_hash,
+    result: row.result,
+    message: row.message,
+    dryRun: row.dry_run === 1,
+  }
+}
+
+/** The keys as one JSON parameter, each once (a key asked twice must not double its rows). */
+function keysParam(keys: PodKey[]): string {
+  const unique = new Map<string, [string, string, string]>()
+  for (const k of keys) unique.set(podKeyString(k), [k.node, k.namespace, k.name])
+  return JSON.stringify([...unique.values()])
+}
+
+function requireCount(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new ServiceError('VALIDATION_FAILED', `${what} must be a non-negative integer, got ${value}`, [what])
+  }
+}
+
+function isPrimaryKeyViolation(err: unknown): boolean {
+  return err instanceof Database.SqliteError && err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+}
+
+export class SqliteStore implements Store {
+  private readonly db: SqliteDatabase
+  private readonly clock: () => Date
+
+  private readonly pingStatement: Statement<[], unknown>
+  private readonly listNodesStatement: Statement<[], NodeRow>
+  private readonly getNodeStatement: Statement<[string], NodeRow>
+  private readonly insertNodeStatement: Statement<[NodeRow], unknown>
+  private readonly updateNodeStatement: Statement<[NodeRow], unknown>
+  private readonly deleteNodeRevisionsStatement: Statement<[string], unknown>
+  private readonly deleteNodeObservationStatement: Statement<[string], unknown>
+  private readonly deleteNodeStatement: Statement<[string], unknown>
+  private readonly latestRevisionNumberStatement: Statement<[string, string, string], { latest: number }>
+  private readonly insertRevisionStatement: Statement<[RevisionRecord], unknown>
+  private readonly listRevisionsStatement: Statement<[string, number], RevisionRecord>
+  private readonly getRevisionStatement: Statement<[string, string, string, number], RevisionRecord>
+  private readonly latestRevisionsStatement: Statement<[string], RevisionRecord>
+  private readonly putObservationStatement: Statement<[{ node: string; observed_at: string | null; stored_at: string; observation: string }], unknown>
+  private readonly getObservationsStatement: Statement<[string], { observation: string }>
+  private readonly insertAuditStatement: Statement<[AuditRow], unknown>
+  /** listAudit has four shapes (node filter or not, cursor or not); each gets its own statement so each uses its index. */
+  private readonly listAuditStatements: {
+    all: Statement<[number], AuditRow>
+    before: Statement<[string, number], AuditRow>
+    node: Statement<[string, number], AuditRow>
+    nodeBefore: Statement<[string, string, number], AuditRow>
+  }
+
+  private readonly appendRevisionTransaction: (rev: NewRevision, expectedLatest: number | undefined) => RevisionRecord
+  private readonly deleteNodeTransaction: (name: string) => boolean
+
+  /** Opens (creating if needed) the store at `path`, or an in-memory one for ':memory:', and migrates it. */
+  static open(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
+    const inMemory = path === ':memory:'
+    if (!inMemory) mkdirSync(dirname(resolve(path)), { recursive: true })
+    const db = new Database(path)
+    try {
+      // First, so that everything after it waits for other processes' locks instead of failing.
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
+      const journalMode = db.pragma('journal_mode = WAL', { simple: true }) as string
+      if (!inMemory && journalMode !== 'wal') {
+        throw new Error(`store ${path}: could not switch to WAL journal mode (got ${journalMode})`)
+      }
+      db.pragma('synchronous = FULL')
+      db.pragma('foreign_keys = ON')
+      migrate(db, path)
+      return new SqliteStore(db, opts.clock ?? (() => new Date()))
+    } catch (err) {
+      db.close()
+      throw err
+    }
+  }
+
+  private constructor(db: SqliteDatabase, clock: () => Date) {
+    this.db = db
+    this.clock = clock
+
+    this.pingStatement = db.prepare('SELECT 1')
+    this.listNodesStatement = db.prepare('SELECT * FROM nodes ORDER BY name')
+    this.getNodeStatement = db.prepare('SELECT * FROM nodes WHERE name = ?')
+    this.insertNodeStatement = db.prepare(`
+      INSERT INTO nodes (name, kind, host, port, user, static_pod_path, host_key_fingerprint,
+                         observed_host_key_fingerprint, labels, created_at, updated_at)
+      VALUES (@name, @kind, @host, @port, @user, @static_pod_path, @host_key_fingerprint,
+              @observed_host_key_fingerprint, @labels, @created_at, @updated_at)
+      ON CONFLICT (name) DO NOTHING`)
+    this.updateNodeStatement = db.prepare(`
+      UPDATE nodes SET kind = @kind, host = @host, port = @port, user = @user, static_pod_path = @static_pod_path,
+        host_key_fingerprint = @host_key_fingerprint, observed_host_key_fingerprint = @observed_host_key_fingerprint,
+        labels = @labels, created_at = @created_at, updated_at = @updated_at
+      WHERE name = @name`)
+    this.deleteNodeRevisionsStatement = db.prepare('DELETE FROM revisions WHERE node = ?')
+    this.deleteNodeObservationStatement = db.prepare('DELETE FROM observations WHERE node = ?')
+    this.deleteNodeStatement = db.prepare('DELETE FROM nodes WHERE name = ?')
+
+    this.latestRevisionNumberStatement = db.prepare(
+      'SELECT coalesce(max(revision), 0) AS latest FROM revisions WHERE node = ? AND namespace = ? AND name = ?',
+    )
+    this.insertRevisionStatement = db.prepare(`
+      INSERT INTO revisions (node, namespace, name, revision, hash, manifest, file_name, action, actor, recorded_at)
+      VALUES (@node, @namespace, @name, @revision, @hash, @manifest, @fileName, @action, @actor, @recordedAt)`)
+    // Rank on the primary key index alone, then read the (possibly large) rows
+    // of the ranks kept: old revisions' manifests are never loaded.
+    this.listRevisionsStatement = db.prepare(`
+      WITH ${WANTED_KEYS},
+      ranked AS (
+        SELECT r.node, r.namespace, r.name, r.revision,
+               row_number() OVER (PARTITION BY r.node, r.namespace, r.name ORDER BY r.revision DESC) AS rank
+        FROM wanted w
+        JOIN revisions r ON r.node = w.node AND r.namespace = w.namespace AND r.name = w.name
+      )
+      SELECT ${REVISION_COLUMNS}
+      FROM ranked k
+      JOIN revisions r ON r.node = k.node AND r.namespace = k.namespace AND r.name = k.name AND r.revision = k.revision
+      WHERE k.rank <= ?
+      ORDER BY r.node, r.namespace, r.name, r.revision DESC`)
+    this.getRevisionStatement = db.prepare(
+      `SELECT ${REVISION_COLUMNS} FROM revisions r WHERE r.node = ? AND r.namespace = ? AND r.name = ? AND r.revision = ?`,
+    )
+    this.latestRevisionsStatement = db.prepare(`
+      WITH ${WANTED_KEYS}
+      SELECT ${REVISION_COLUMNS}
+      FROM wanted w
+      JOIN revisions r ON r.node = w.node AND r.namespace = w.namespace AND r.name = w.name
+       AND r.revision = (SELECT max(m.revision) FROM revisions m
+                         WHERE m.node = w.node AND m.namespace = w.namespace AND m.name = w.name)`)
+
+    this.putObservationStatement = db.prepare(`
+      INSERT INTO observations (node, observed_at, stored_at, observation)
+      VALUES (@node, @observed_at, @stored_at, @observation)
+      ON CONFLICT (node) DO UPDATE SET
+        observed_at = excluded.observed_at, stored_at = excluded.stored_at, observation = excluded.observation`)
+    this.getObservationsStatement = db.prepare(`
+      SELECT o.observation FROM (SELECT DISTINCT value AS node FROM json_each(?)) w
+      JOIN observations o ON o.node = w.node`)
+
+    this.insertAuditStatement = db.prepare(`
+      INSERT INTO audit_events (id, at, actor, action, node, target, from_hash, to_hash, result, message, dry_run)
+      VALUES (@id, @at, @actor, @action, @node, @target, @from_hash, @to_hash, @result, @message, @dry_run)`)
+    this.listAuditStatements = {
+      all: db.prepare(`${AUDIT_SELECT} ORDER BY id DESC LIMIT ?`),
+      before: db.prepare(`${AUDIT_SELECT} WHERE id < ? ORDER BY id DESC LIMIT ?`),
+      node: db.prepare(`${AUDIT_SELECT} WHERE node = ? ORDER BY id DESC LIMIT ?`),
+      nodeBefore: db.prepare(`${AUDIT_SELECT} WHERE node = ? AND id < ? ORDER BY id DESC LIMIT ?`),
+    }
+
+    // IMMEDIATE: take the write lock before reading the newest number, so no
+    // other connection can append between our read and our insert.
+    const appendRevision = db.transaction((rev: NewRevision, expectedLatest: number | undefined): RevisionRecord => {
+      const { latest } = this.latestRevisionNumberStatement.get(rev.node, rev.namespace, rev.name) ?? { latest: 0 }
+      if (expectedLatest !== undefined && latest !== expectedLatest) {
+        throw new ServiceError(
+          'CONFLICT',
+          `${podKeyString(rev)}: newest revision is ${latest === 0 ? 'none' : latest}, expected ${expectedLatest === 0 ? 'none' : expectedLatest}`,
+        )
+      }
+      const record: RevisionRecord = {
+        node: rev.node,
+        namespace: rev.namespace,
+        name: rev.name,
+        revision: latest + 1,
+        hash: rev.hash,
+        manifest: rev.manifest,
+        fileName: rev.fileName,
+        action: rev.action,
+        actor: rev.actor,
+        recordedAt: rev.recordedAt,
+      }
+      this.insertRevisionStatement.run(record)
+      return record
+    })
+    this.appendRevisionTransaction = (rev, expectedLatest) => appendRevision.immediate(rev, expectedLatest)
+
+    const deleteNode = db.transaction((name: string): boolean => {
+      this.deleteNodeRevisionsStatement.run(name)
+      this.deleteNodeObservationStatement.run(name)
+      return this.deleteNodeStatement.run(name).changes > 0
+    })
+    this.deleteNodeTransaction = (name) => deleteNode.immediate(name)
+  }
+
+  async ping(): Promise<void> {
+    this.pingStatement.get()
+  }
+
+  /** Idempotent: closing twice is harmless. */
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close()
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    return this.listNodesStatement.all().map(nodeFromRow)
+  }
+
+  async getNode(name: string): Promise<NodeRecord | null> {
+    const row = this.getNodeStatement.get(name)
+    return row ? nodeFromRow(row) : null
+  }
+
+  async createNode(node: NodeRecord): Promise<void> {
+    if (this.insertNodeStatement.run(nodeParams(node)).changes === 0) {
+      throw new ServiceError('ALREADY_EXISTS', `node ${node.name} already exists`, ['name'])
+    }
+  }
+
+  async updateNode(node: NodeRecord): Promise<void> {
+    if (this.updateNodeStatement.run(nodeParams(node)).changes === 0) {
+      throw new ServiceError('NOT_FOUND', `node ${node.name} not found`, ['name'])
+    }
+  }
+
+  async deleteNode(name: string): Promise<boolean> {
+    return this.deleteNodeTransaction(name)
+  }
+
+  async appendRevision(rev: NewRevision, expectedLatest?: number): Promise<RevisionRecord> {
+    if (expectedLatest !== undefined) requireCount(expectedLatest, 'expectedLatest')
+    try {
+      return this.appendRevisionTransaction(rev, expectedLatest)
+    } catch (err) {
+      // Unreachable while every writer goes through the IMMEDIATE transaction
+      // above; kept so that a writer that does not still gets CONFLICT, not a crash.
+      if (isPrimaryKeyViolation(err)) {
+        throw new ServiceError('CONFLICT', `${podKeyString(rev)}: another writer appended the same revision number`)
+      }
+      throw err
+    }
+  }
+
+  async listRevisions(keys: PodKey[], limit: number): Promise<Map<string, RevisionRecord[]>> {
+    requireCount(limit, 'limit')
+    const byKey = new Map<string, RevisionRecord[]>()
+    if (keys.length === 0 || limit === 0) return byKey
+    for (const row of this.listRevisionsStatement.all(keysParam(keys), limit)) {
+      const key = podKeyString(row)
+      const list = byKey.get(key)
+      if (list) list.push(row)
+      else byKey.set(key, [row])
+    }
+    return byKey
+  }
+
+  async getRevision(key: PodKey, revision: number): Promise<RevisionRecord | null> {
+    const row = this.getRevisionStatement.get(key.node, key.namespace, key.name, revision)
+    return row ? row : null
+  }
+
+  async latestRevisions(keys: PodKey[]): Promise<Map<string, RevisionRecord>> {
+    const byKey = new Map<string, RevisionRecord>()
+    if (keys.length === 0) return byKey
+    for (const row of this.latestRevisionsStatement.all(keysParam(keys))) byKey.set(podKeyString(row), row)
+    return byKey
+  }
+
+  async putObservation(obs: NodeObservation): Promise<void> {
+    this.putObservationStatement.run({
+      node: obs.node,
+      observed_at: obs.observedAt,
+      stored_at: this.clock().toISOString(),
+      observation: JSON.stringify(obs),
+    })
+  }
+
+  async getObservations(nodes: string[]): Promise<Map<string, NodeObservation>> {
+    const byNode = new Map<string, NodeObservation>()
+    if (nodes.length === 0) return byNode
+    for (const row of this.getObservationsStatement.all(JSON.stringify(nodes))) {
+      const obs = JSON.parse(row.observation) as NodeObservation
+      byNode.set(obs.node, obs)
+    }
+    return byNode
+  }
+
+  async appendAudit(event: NewAuditEvent): Promise<AuditEvent> {
+    // A repeated id would need the same millisecond, counter and 40 random
+    // bits; retry rather than fail if it ever happens.
+    for (let attempt = 1; ; attempt++) {
+      const stored: AuditEvent = { ...pickAuditFields(event), id: newAuditId(event.at) }
+      try {
+        this.insertAuditStatement.run(auditParams(stored))
+        return stored
+      } catch (err) {
+        if (!isPrimaryKeyViolation(err) || attempt >= 3) throw err
+      }
+    }
+  }
+
+  async listAudit(query: AuditQuery): Promise<AuditEvent[]> {
+    requireCount(query.limit, 'limit')
+    if (query.limit === 0) return []
+    const bound = query.before === undefined ? undefined : auditCursorBound(query.before)
+    const statements = this.listAuditStatements
+    let rows: AuditRow[]
+    if (query.node !== undefined) {
+      rows = bound === undefined ? statements.node.all(query.node, query.limit) : statements.nodeBefore.all(query.node, bound, query.limit)
+    } else {
+      rows = bound === undefined ? statements.all.all(query.limit) : statements.before.all(bound, query.limit)
+    }
+    return rows.map(auditFromRow)
+  }
+}
+
+// Only the interface's fields are stored: a caller's extra properties must not
+// leak into the returned event or its JSON.
+function pickAuditFields(e: NewAuditEvent): NewAuditEvent {
+  return {
+    at: e.at,
+    actor: e.actor,
+    action: e.action,
+    node: e.node,
+    target: e.target,
+    fromHash: e.fromHash,
+    toHash: e.toHash,
+    result: e.result,
+    message: e.message,
+    dryRun: e.dryRun,
+  }
+}
+
+function auditParams(e: AuditEvent): AuditRow {
+  return {
+    id: e.id,
+    at: e.at,
+    actor: e.actor,
+    action: e.action,
+    node: e.node,
+    target: e.target,
+    from_hash: e.fromHash,
+    to_hash: e.toHash,
+    result: e.result,
+    message: e.message,
+    dry_run: e.dryRun ? 1 : 0,
+  }
+}

@@ -1,0 +1,270 @@
+// The write path of the file agent, on real temp directories through the local filesystem.
+import assert from 'node:assert/strict'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
+import { watch } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test, type TestContext } from 'node:test'
+import { isServiceError } from '../../src/errors.ts'
+import { BACKUPS_KEPT, FileAgent, MAX_FILE_NAME_BYTES, TEMP_FILE_SUFFIX, type FileAgentOptions } from '../../src/agents/file-agent.ts'
+import { LocalFileSystem } from '../../src/agents/local-fs.ts'
+import type { NodeFileSystem } from '../../src/agents/node-fs.ts'
+
+const owner = { actor: 'alice', instance: 'test' }
+
+async function tempNode(t: TestContext): Promise<{ root: string; manifests: string; state: string }> {
+  const root = await mkdtemp(join(tmpdir(), 'staticpod-agent-'))
+  t.after(() => rm(root, { recursive: true, force: true }))
+  const manifests = join(root, 'manifests')
+  const state = join(root, 'state')
+  await mkdir(manifests)
+  await mkdir(state)
+  return { root, manifests, state }
+}
+
+function agentOn(
+  dirs: { manifests: string; state: string },
+  options: Partial<FileAgentOptions> = {},
+  fs: NodeFileSystem = new LocalFileSystem(),
+): FileAgent {
+  return new FileAgent(fs, { nodeName: 'node-1', staticPodPath: dirs.manifests, stateDir: dirs.state, ...options })
+}
+
+const manifest = (n: number): Buffer => Buffer.from(`apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {n: "${n}"}\n`)
+
+function assertServiceError(code: string, field?: string[]) {
+  return (err: unknown): boolean => {
+    assert.ok(isServiceError(err), `expected a ServiceError, got ${String(err)}`)
+    assert.equal(err.code, code)
+    if (field) assert.deepEqual(err.field, field)
+    return true
+  }
+}
+
+test('writeManifest writes exactly the bytes given, and replaces them', async (t) => {
+  const dirs = await tempNode(t)
+  const agent = agentOn(dirs)
+  // Not UTF-8, a NUL, no trailing newline: the agent must not care.
+  const odd = Buffer.from([0xff, 0xfe, 0x00, 0x41, 0x0d, 0x0a, 0x42])
+  await agent.writeManifest('odd.yaml', odd)
+  assert.deepEqual(await readFile(join(dirs.manifests, 'odd.yaml')), odd)
+
+  await agent.writeManifest('web.yaml', manifest(1))
+  await agent.writeManifest('web.yaml', manifest(2))
+  assert.deepEqual(await readFile(join(dirs.manifests, 'web.yaml')), manifest(2))
+  assert.deepEqual(await agent.readManifest('web.yaml'), manifest(2))
+  assert.equal((await stat(join(dirs.manifests, 'web.yaml'))).mode & 0o777, 0o600)
+  assert.deepEqual((await readdir(dirs.manifests)).sort(), ['odd.yaml', 'web.yaml'])
+
+  await agent.writeManifest('empty.yaml', new Uint8Array())
+  assert.equal((await readFile(join(dirs.manifests, 'empty.yaml'))).length, 0)
+})
+
+test('readManifest returns null for a file that does not exist', async (t) => {
+  const agent = agentOn(await tempNode(t))
+  assert.equal(await agent.readManifest('nothing.yaml'), null)
+})
+
+test('during 200 writes no file the kubelet would read appears besides the target', async (t) => {
+  const dirs = await tempNode(t)
+  const agent = agentOn(dirs)
+  await agent.writeManifest('kube-apiserver.yaml', manifest(0))
+
+  const seenByWatch = new Set<string>()
+  const watcher = watch(dirs.manifests, (_event, name) => {
+    if (name) seenByWatch.add(name.toString())
+  })
+  t.after(() => watcher.close())
+  // inotify and a busy poll, to see names that exist only for a moment.
+  const seenByPoll = new Set<string>()
+  let writing = true
+  const poller = (async () => {
+    while (writing) for (const name of await readdir(dirs.manifests)) seenByPoll.add(name)
+  })()
+
+  for (let i = 1; i <= 200; i++) {
+    await agent.withLock(owner, () => agent.writeManifest('kube-apiserver.yaml', manifest(i)))
+  }
+  writing = false
+  await poller
+  await new Promise((resolve) => setTimeout(resolve, 50)) // let the last inotify events arrive
+
+  const visible = (names: Set<string>) => [...names].filter((n) => !n.startsWith('.'))
+  assert.deepEqual(visible(seenByWatch), ['kube-apiserver.yaml'])
+  assert.deepEqual(visible(seenByPoll), ['kube-apiserver.yaml'])
+  assert.ok([...seenByWatch].some((n) => n.endsWith(TEMP_FILE_SUFFIX)), 'the watch saw the temp dotfiles')
+  assert.deepEqual(await readdir(dirs.manifests), ['kube-apiserver.yaml'], 'no temp file is left')
+  assert.deepEqual(await readFile(join(dirs.manifests, 'kube-apiserver.yaml')), manifest(200))
+})
+
+test('listManifestDir lists what the kubelet reads: every non-dot entry, with the content of files', async (t) => {
+  const dirs = await tempNode(t)
+  const agent = agentOn(dirs, { maxFileBytes: 100 })
+  await writeFile(join(dirs.manifests, 'web.yaml'), manifest(1))
+  await writeFile(join(dirs.manifests, 'web.yaml.bak'), manifest(0))
+  await writeFile(join(dirs.manifests, '.hidden.yaml'), manifest(9))
+  await writeFile(join(dirs.manifests, 'big.yaml'), Buffer.alloc(101, 0x61))
+  await mkdir(join(dirs.manifests, 'subdir'))
+  await symlink(join(dirs.manifests, 'web.yaml'), join(dirs.manifests, 'link.yaml'))
+  await symlink(join(dirs.manifests, 'gone.yaml'), join(dirs.manifests, 'dangling.yaml'))
+
+  const entries = await agent.listManifestDir()
+  assert.deepEqual(
+    entries.map((e) => ({ name: e.name, kind: e.kind, size: e.size, text: e.bytes && Buffer.from(e.bytes).toString() })),
+    [
+      { name: 'big.yaml', kind: 'file', size: 101, text: undefined },
+      { name: 'dangling.yaml', kind: 'other', size: 0, text: undefined },
+      { name: 'link.yaml', kind: 'file', size: manifest(1).length, text: manifest(1).toString() },
+      { name: 'subdir', kind: 'directory', size: entries.find((e) => e.name === 'subdir')?.size ?? -1, text: undefined },
+      { name: 'web.yaml', kind: 'file', size: manifest(1).length, text: manifest(1).toString() },
+      { name: 'web.yaml.bak', kind: 'file', size: manifest(0).length, text: manifest(0).toString() },
+    ],
+  )
+})
+
+test('deleteManifest removes the file, and is quiet when it is already gone', async (t) => {
+  const dirs = await tempNode(t)
+  const agent = agentOn(dirs)
+  await agent.writeManifest('web.yaml', manifest(1))
+  await agent.deleteManifest('web.yaml')
+  assert.deepEqual(await readdir(dirs.manifests), [])
+  await agent.deleteManifest('web.yaml')
+})
+
+test('every file name argument is checked: one plain, visible name', async (t) => {
+  const dirs = await tempNode(t)
+  const agent = agentOn(dirs)
+  await writeFile(join(dirs.root, 'outside.yaml'), 'precious')
+  const bad = ['', '.', '..', '.hidden.yaml', '../outside.yaml', 'a/b.yaml', '/etc/passwd', 'a\\b.yaml', 'nul\0.yaml', 'x'.repeat(MAX_FILE_NAME_BYTES + 1)]
+  for (const name of bad) {
+    await assert.rejects(agent.writeManifest(name, manifest(1)), assertServiceError('VALIDATION_FAILED', ['fileName']), name)
+    await assert.rejects(agent.readManifest(name), assertServiceError('VALIDATION_FAILED', ['fileName']), name)
+    await assert.rejects(agent.deleteManifest(name), assertServiceError('VALIDATION_FAILED', ['fileName']), name)
+    await assert.rejects(agent.backup(name, manifest(1)), assertServiceError('VALIDATION_FAILED', ['fileName']), name)
+  }
+  assert.equal(await readFile(join(dirs.root, 'outside.yaml'), 'utf8'), 'precious')
+  assert.deepEqual(await readdir(dirs.manifests), [])
+  // The longest name allowed still works, temp file name included.
+  await agent.writeManifest('y'.repeat(MAX_FILE_NAME_BYTES), manifest(1))
+})
+
+test('a manifest over the size limit is refused before anything is written', async (t) => {
+  const dirs = await tempNode(t)
+  const agent = agentOn(dirs, { maxFileBytes: 10 })
+  await assert.rejects(agent.writeManifest('web.yaml', Buffer.alloc(11)), assertServiceError('VALIDATION_FAILED', ['manifest']))
+  assert.deepEqual(await readdir(dirs.manifests), [])
+})
+
+/** The local filesystem, with one operation failing the way a full disk does. */
+class FailingFileSystem extends LocalFileSystem {
+  constructor(private readonly failing: 'rename' | 'write') {
+    super()
+  }
+
+  override async rename(from: string, to: string): Promise<void> {
+    if (this.failing === 'rename') throw Object.assign(new Error(`ENOSPC: no space left on device, rename '${from}' -> '${to}'`), { code: 'ENOSPC' })
+    return super.rename(from, to)
+  }
+
+  override async writeNewFile(path: string, bytes: Uint8Array, options: { exclusive: boolean }): Promise<void> {
+    if (this.failing === 'write' && path.endsWith(TEMP_FILE_SUFFIX)) {
+      // Created and half written, then the disk is full.
+      await super.writeNewFile(path, bytes.subarray(0, Math.floor(bytes.length / 2)), options)
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
+    }
+    return super.writeNewFile(path, bytes, options)
+  }
+}
+
+for (const failing of ['rename', 'write'] as const) {
+  test(`a failed ${failing} leaves the old file intact and no temp file, and says why`, async (t) => {
+    const dirs = await tempNode(t)
+    await agentOn(dirs).writeManifest('web.yaml', manifest(1))
+    const agent = agentOn(dirs, {}, new FailingFileSystem(failing))
+    await assert.rejects(
+      agent.withLock(owner, () => agent.writeManifest('web.yaml', manifest(2))),
+      (err: unknown) => {
+        assertServiceError('WRITE_FAILED')(err)
+        assert.match((err as Error).message, /web\.yaml.*node-1.*ENOSPC/)
+        return true
+      },
+    )
+    assert.deepEqual(await readdir(dirs.manifests), ['web.yaml'])
+    assert.deepEqual(await readFile(join(dirs.manifests, 'web.yaml')), manifest(1))
+    assert.deepEqual(await readdir(dirs.state), [], 'the lock was released')
+  })
+}
+
+test('a leftover temp file is removed by the next write or delete under the lock, not outside it', async (t) => {
+  const dirs = await tempNode(t)
+  const agent = agentOn(dirs)
+  const leftover = `.web.yaml.0123456789ab${TEMP_FILE_SUFFIX}`
+  const notOurs = '.swap.yaml.swp'
+  await writeFile(join(dirs.manifests, leftover), 'half')
+  await writeFile(join(dirs.manifests, notOurs), 'vim')
+
+  // Without the lock it could be another process's write in flight: left alone.
+  await agent.writeManifest('web.yaml', manifest(1))
+  assert.deepEqual((await readdir(dirs.manifests)).sort(), [leftover, notOurs, 'web.yaml'].sort())
+
+  await agent.withLock(owner, () => agent.writeManifest('web.yaml', manifest(2)))
+  assert.deepEqual((await readdir(dirs.manifests)).sort(), [notOurs, 'web.yaml'].sort())
+
+  await writeFile(join(dirs.manifests, leftover), 'half')
+  await agent.withLock(owner, () => agent.deleteManifest('web.yaml'))
+  assert.deepEqual(await readdir(dirs.manifests), [notOurs])
+})
+
+test('backups land outside staticPodPath, byte for byte, and only the newest 20 per file are kept', async (t) => {
+  const dirs = await tempNode(t)
+  let now = Date.parse('2024-06-10T06:13:20.000Z')
+  const agent = agentOn(dirs, { clock: () => new Date(now) })
+
+  const first = await agent.backup('web.yaml', manifest(0))
+  assert.match(first.path, new RegExp(`^${dirs.state}/backups/web\\.yaml/20240610T061320\\.000Z-[0-9a-f]{12}\\.yaml$`))
+  assert.deepEqual(await readFile(first.path), manifest(0))
+
+  const paths = [first.path]
+  for (let i = 1; i < BACKUPS_KEPT + 5; i++) {
+    now += 1_000
+    paths.push((await agent.withLock(owner, () => agent.backup('web.yaml', manifest(i)))).path)
+  }
+  await agent.backup('etcd.yaml', manifest(99))
+
+  const kept = (await readdir(join(dirs.state, 'backups', 'web.yaml'))).sort()
+  assert.equal(kept.length, BACKUPS_KEPT)
+  assert.deepEqual(kept.map((name) => join(dirs.state, 'backups', 'web.yaml', name)), paths.slice(-BACKUPS_KEPT))
+  assert.deepEqual(await readFile(paths.at(-1) ?? ''), manifest(BACKUPS_KEPT + 4))
+  assert.equal((await readdir(join(dirs.state, 'backups', 'etcd.yaml'))).length, 1)
+  assert.deepEqual(await readdir(dirs.manifests), [], 'nothing in staticPodPath')
+})
+
+test('stateDir inside staticPodPath, or relative paths, are refused at construction', async (t) => {
+  const dirs = await tempNode(t)
+  const fs = new LocalFileSystem()
+  const make = (staticPodPath: string, stateDir: string) => () => new FileAgent(fs, { nodeName: 'n', staticPodPath, stateDir })
+  assert.throws(make(dirs.manifests, join(dirs.manifests, '.state')), /must not be inside staticPodPath/)
+  assert.throws(make(dirs.manifests, `${dirs.manifests}/`), /must not be inside staticPodPath/)
+  assert.throws(make(dirs.manifests, join(dirs.manifests, 'a', '..', 'b')), /must not be inside staticPodPath/)
+  assert.throws(make('manifests', dirs.state), /absolute/)
+  // A sibling whose name merely starts the same is fine.
+  make(dirs.manifests, `${dirs.manifests}-state`)()
+})
+
+test('runtime and kubelet reports delegate, and say why when they cannot', async (t) => {
+  const dirs = await tempNode(t)
+  const bare = agentOn(dirs)
+  assert.equal((await bare.runtimeStatus()).available, false)
+  assert.equal((await bare.kubeletHealth()).available, false)
+
+  const wired = agentOn(dirs, {
+    runtime: async () => ({ available: true, pods: [] }),
+    kubelet: async () => {
+      throw new Error('tunnel closed')
+    },
+  })
+  assert.deepEqual(await wired.runtimeStatus(), { available: true, pods: [] })
+  const kubelet = await wired.kubeletHealth()
+  assert.equal(kubelet.available, false)
+  assert.match(kubelet.available ? '' : kubelet.reason, /tunnel closed/)
+})
