@@ -43,7 +43,8 @@ function formatOne(error: GraphQLError, log: FastifyBaseLogger): GraphQLFormatte
     return [{ message: error.message, ...where, extensions: { code } }]
   }
   // Errors raised by fastify or mercurius themselves for a bad request.
-  if (typeof original.statusCode === 'number' && original.statusCode < 500) {
+  const statusCode = (original as { statusCode?: unknown }).statusCode
+  if (typeof statusCode === 'number' && statusCode < 500) {
     return [{ message: original.message, ...where, extensions: { code: 'BAD_REQUEST' } }]
   }
   log.error({ err: original, path: error.path }, 'unexpected error in a GraphQL resolver')

@@ -74,7 +74,10 @@ export function parseManifest(input: string | Uint8Array, opts: ParseManifestOpt
   const value = documentValue((docs as Document[])[0]!)
   if (!value.ok) return fail(value.reason)
   if (!isMapping(value.value)) return fail(`The top level of the manifest must be a mapping (a Pod object), not ${describeValue(value.value)}.`)
-  return { text, bytes, format: detectFormat(text), object: value.value }
+  const format = detectFormat(text)
+  const notJson = format === 'json' ? jsonSyntaxProblem(text) : null
+  if (notJson) return fail(notJson)
+  return { text, bytes, format, object: value.value }
 }
 
 /** What the kubelet would read from a file; see readLikeKubelet. */
@@ -91,12 +94,15 @@ export type KubeletRead =
 export function readLikeKubelet(bytes: Uint8Array): KubeletRead {
   const decoded = decodeInput(bytes, MAX_MANIFEST_BYTES)
   if (!decoded.ok) return decoded
+  const format = detectFormat(decoded.text)
+  const notJson = format === 'json' ? jsonSyntaxProblem(decoded.text) : null
+  if (notJson) return { ok: false, reason: notJson }
   const docs = parseAllDocuments(decoded.text, yamlOptions(false))
   const count = documentCount(docs)
   if (count === 0) return { ok: false, reason: 'it holds no YAML document (only comments or directives).' }
   const value = documentValue((docs as Document[])[0]!)
   if (!value.ok) return value
-  return { ok: true, text: decoded.text, format: detectFormat(decoded.text), value: value.value, documentCount: count }
+  return { ok: true, text: decoded.text, format, value: value.value, documentCount: count }
 }
 
 type Decoded = { ok: true; text: string; bytes: Buffer } | { ok: false; reason: string }
@@ -161,9 +167,28 @@ function firstLine(s: string): string {
   return s.split('\n', 1)[0] ?? s
 }
 
-/** JSON when the first character that is not whitespace (or a BOM) is '{'. */
+/**
+ * JSON when the first character that is not whitespace is '{': the kubelet's
+ * rule (apimachinery's hasJSONPrefix). A BOM is not whitespace to it, so
+ * BOM + '{' is YAML.
+ */
 export function detectFormat(text: string): ManifestFormat {
-  return /^[\s\ufeff]*\{/.test(text) ? 'json' : 'yaml'
+  return /^[^\S\ufeff]*\{/.test(text) ? 'json' : 'yaml'
+}
+
+/**
+ * The kubelet hands brace-first input straight to its JSON decoder, so YAML
+ * flow syntax there (`{kind: Pod}`) or anything after the closing brace makes
+ * the file unreadable to it, although the yaml lib would accept it.
+ */
+function jsonSyntaxProblem(text: string): string | null {
+  try {
+    JSON.parse(text)
+    return null
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err)
+    return `The manifest starts with '{', so the kubelet reads it as JSON, but it is not valid JSON (${detail}).`
+  }
 }
 
 export function isMapping(value: unknown): value is Record<string, unknown> {

@@ -176,5 +176,6 @@ items:
   },
   { label: 'duplicate keys', manifest: validPodYaml().replace('kind: Pod\n', 'kind: Pod\nkind: Pod\n'), expectField: M },
   { label: 'duplicate keys in JSON', manifest: '{"apiVersion": "v1", "apiVersion": "v1", "kind": "Pod"}', expectField: M },
+  { label: 'YAML flow mapping where the kubelet expects JSON', manifest: '{apiVersion: v1, kind: Pod, metadata: {name: web}, spec: {containers: [{name: app, image: nginx}]}}', expectField: M },
   { label: 'YAML syntax error', manifest: validPodYaml().replace('  name: web', '  name: [web'), expectField: M },
 ]

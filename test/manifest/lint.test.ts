@@ -60,6 +60,7 @@ describe('lintManifestDir: findings', () => {
       file('latin1.yaml', Uint8Array.from([0x6e, 0x61, 0x6d, 0x65, 0x3a, 0x20, 0xe9, 0x0a])),
       file('empty.yaml', ''),
       file('list.yaml', '- a\n- b\n'),
+      file('flow.json', '{apiVersion: v1, kind: Pod, metadata: {name: x}, spec: {containers: [{name: a, image: b}]}}'),
       { name: 'huge.yaml', kind: 'file', size: MAX_MANIFEST_BYTES + 1 } satisfies DirEntry,
       file('bomb.yaml', `a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n`),
     ]
@@ -67,7 +68,8 @@ describe('lintManifestDir: findings', () => {
     assert.deepEqual(pods, [])
     const byFile = Object.fromEntries(findings.map((f) => [f.fileName, f]))
     assert.ok(findings.every((f) => f.code === 'UNPARSEABLE_FILE'), JSON.stringify(findings))
-    assert.equal(findings.length, 6)
+    assert.equal(findings.length, 7)
+    assert.match(byFile['flow.json']!.message, /reads it as JSON, but it is not valid JSON/)
     assert.match(byFile['syntax.yaml']!.message, /YAML syntax error.*line \d+/)
     assert.match(byFile['latin1.yaml']!.message, /not valid UTF-8/)
     assert.match(byFile['empty.yaml']!.message, /empty/)

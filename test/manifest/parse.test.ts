@@ -37,8 +37,15 @@ describe('parseManifest: what it returns', () => {
 
   it('detects JSON by its first non-blank character', () => {
     assert.equal(parseManifest('  \n{"apiVersion": "v1", "kind": "Pod"}').format, 'json')
-    assert.equal(parseManifest('{apiVersion: v1}').format, 'json') // flow YAML: still brace-first
     assert.equal(parseManifest('apiVersion: v1\nx: {"a": 1}\n').format, 'yaml')
+    assert.equal(parseManifest('\ufeff{"a": 1}').format, 'yaml') // a BOM is not whitespace to the kubelet
+  })
+
+  it('requires strict JSON when the input starts with a brace, as the kubelet does', () => {
+    assert.match(problem('{apiVersion: v1, kind: Pod}').message, /reads it as JSON, but it is not valid JSON/)
+    assert.match(problem('{"a": 1}\n# trailing comment\n').message, /not valid JSON/)
+    assert.match(problem("{'a': 1}").message, /not valid JSON/)
+    parseManifest('\n  {"a": 1}\n\n')
   })
 
   it('parses JSON and kubeadm YAML to plain objects', () => {

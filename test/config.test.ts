@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict'
+import { resolve } from 'node:path'
+import { describe, it } from 'node:test'
+import { ConfigError, loadConfig } from '../src/config.ts'
+
+function configError(env: Record<string, string>): string {
+  try {
+    loadConfig(env)
+  } catch (err) {
+    assert.ok(err instanceof ConfigError)
+    assert.doesNotMatch(err.message, /\n/, 'one line')
+    return err.message
+  }
+  assert.fail('expected a ConfigError')
+}
+
+describe('config', () => {
+  it('has the contract defaults', () => {
+    const c = loadConfig({})
+    assert.equal(c.host, '127.0.0.1')
+    assert.equal(c.port, 3000)
+    assert.deepEqual(c.store, { kind: 'sqlite', path: resolve('data/staticpod-api.db') })
+    assert.deepEqual(c.localNode?.name, 'local')
+    assert.equal(c.localNode?.staticPodPath, resolve('data/manifests'))
+    assert.equal(c.logLevel, 'info')
+    assert.equal(c.kubeconfig, undefined)
+  })
+
+  it('reads every variable', () => {
+    const c = loadConfig({ HOST: '0.0.0.0', PORT: '8080', STORE_URL: 'dynamodb:staticpod', LOCAL_NODE_PATH: 'off', LOG_LEVEL: 'debug', KUBECONFIG: '/k', AUTH_TOKENS: '{}' })
+    assert.equal(c.port, 8080)
+    assert.deepEqual(c.store, { kind: 'dynamodb', table: 'staticpod' })
+    assert.equal(c.localNode, null)
+    assert.equal(c.kubeconfig, '/k')
+    assert.equal(c.authTokens, '{}')
+  })
+
+  it('names the variable of a bad value', () => {
+    assert.match(configError({ PORT: '99999' }), /^Invalid PORT/)
+    assert.match(configError({ STORE_URL: 'postgres://x' }), /^Invalid STORE_URL: expected sqlite:<path> or dynamodb:<table>/)
+    assert.match(configError({ LOG_LEVEL: 'loud' }), /^Invalid LOG_LEVEL/)
+    assert.match(configError({ LOCAL_NODE_NAME: 'Local Node' }), /^Invalid LOCAL_NODE_NAME/)
+    assert.match(configError({ LOCAL_NODE_PATH: '/m', LOCAL_NODE_STATE_DIR: '/m/state' }), /^Invalid LOCAL_NODE_STATE_DIR: .* inside LOCAL_NODE_PATH/)
+  })
+})
