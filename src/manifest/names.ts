@@ -4,6 +4,7 @@ import { ServiceError } from '../errors.ts'
 import { hasLoneSurrogate } from './text.ts'
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
 export const DNS1123_LABEL_MAX = 63
 export const DNS1123_SUBDOMAIN_MAX = 253
 /** Longest file name most Linux file systems accept (NAME_MAX), in bytes. */
@@ -13,9 +14,13 @@ export function isDns1123Label(s: string): boolean {
   return s.length <= DNS1123_LABEL_MAX && DNS1123_LABEL.test(s)
 }
 
-/** A DNS-1123 subdomain, the rule for metadata.name of a Pod (and so of its mirror pod). */
+/**
+ * A DNS-1123 subdomain, the rule for metadata.name of a Pod (and so of its
+ * mirror pod). As in Kubernetes (apimachinery IsDNS1123Subdomain), only the
+ * whole name is limited to 253 characters, not each dot-separated part to 63.
+ */
 export function isDns1123Subdomain(s: string): boolean {
-  return s.length > 0 && s.length <= DNS1123_SUBDOMAIN_MAX && s.split('.').every(isDns1123Label)
+  return s.length <= DNS1123_SUBDOMAIN_MAX && DNS1123_SUBDOMAIN.test(s)
 }
 
 /** The kubelet names the running pod and its mirror `<name>-<node name lowercased>`. */

@@ -11,7 +11,10 @@ describe('DNS-1123 names', () => {
 
   it('subdomains', () => {
     for (const ok of ['a', 'a.b', 'kube-apiserver', 'x.y-z.0', `${'a'.repeat(63)}.${'b'.repeat(63)}`]) assert.ok(isDns1123Subdomain(ok), ok)
-    for (const bad of ['', '.a', 'a.', 'a..b', 'A.b', 'a_b', `${'a'.repeat(64)}.b`]) assert.ok(!isDns1123Subdomain(bad), bad)
+    for (const bad of ['', '.a', 'a.', 'a..b', 'A.b', 'a_b', '-a.b', 'a-.b', 'a.-b']) assert.ok(!isDns1123Subdomain(bad), bad)
+    // Kubernetes limits the whole name, not each part: a 100-character pod name is fine.
+    assert.ok(isDns1123Subdomain('a'.repeat(100)))
+    assert.ok(isDns1123Subdomain(`${'a'.repeat(64)}.b`))
     const longest = [63, 63, 63, 61].map((n) => 'a'.repeat(n)).join('.')
     assert.equal(longest.length, 253)
     assert.ok(isDns1123Subdomain(longest))
