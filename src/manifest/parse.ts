@@ -99,7 +99,7 @@ export function readLikeKubelet(bytes: Uint8Array): KubeletRead {
   if (notJson) return { ok: false, reason: notJson }
   const docs = parseAllDocuments(decoded.text, yamlOptions(false))
   const count = documentCount(docs)
-  if (count === 0) return { ok: false, reason: 'it holds no YAML document (only comments or directives).' }
+  if (count === 0) return { ok: false, reason: 'It holds no YAML document (only comments or directives).' }
   const value = documentValue((docs as Document[])[0]!)
   if (!value.ok) return value
   return { ok: true, text: decoded.text, format, value: value.value, documentCount: count }
