@@ -14,6 +14,7 @@ import { loaders, resolvers } from './graphql/resolvers.ts'
 import { loadSchemaText } from './graphql/schema.ts'
 import { RequestScope } from './graphql/scope.ts'
 import { createServices, type Services } from './services/index.ts'
+import { ANONYMOUS_ADMIN } from './services/actor.ts'
 import { SqliteStore } from './store/sqlite.ts'
 import type { Store } from './store/store.ts'
 
@@ -73,7 +74,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   })
   // Made at start so that its directories exist before the first request
   // (an operator may drop manifests into a fresh LOCAL_NODE_PATH right away).
-  if (config.localNode) await agents.agentFor(await services.nodes.require(config.localNode.name))
+  if (config.localNode) await agents.agentFor(await services.nodes.require(config.localNode.name, ANONYMOUS_ADMIN))
   app.decorate('services', services)
   app.addHook('onClose', async () => services.close())
 
@@ -87,7 +88,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     context: () => {
       const context: { scope?: RequestScope; errors?: Error[] | null } = {}
       // Until authentication lands (issue #5), every caller is the anonymous admin on loopback.
-      context.scope = new RequestScope(services, 'anonymous', (error) => {
+      context.scope = new RequestScope(services, ANONYMOUS_ADMIN, (error) => {
         context.errors = [...(context.errors ?? []), error]
       })
       return context

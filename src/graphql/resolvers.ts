@@ -25,22 +25,22 @@ export const resolvers: IResolvers = {
   JSON: JSONScalar,
 
   Query: {
-    nodes: (_: unknown, args: { labelSelector?: string | null }, { scope }: Ctx) => scope.services.nodes.list(args.labelSelector),
-    node: (_: unknown, args: { name: string }, { scope }: Ctx) => scope.services.nodes.get(args.name),
+    nodes: (_: unknown, args: { labelSelector?: string | null }, { scope }: Ctx) => scope.services.nodes.list(scope.actor, args.labelSelector),
+    node: (_: unknown, args: { name: string }, { scope }: Ctx) => scope.services.nodes.get(args.name, scope.actor),
     staticPods: async (_: unknown, args: { node?: string | null; namespace?: string | null; maxAgeSeconds?: number | null }, { scope }: Ctx) => {
-      const { pods, failures } = await scope.services.staticPods.list(args)
+      const { pods, failures } = await scope.services.staticPods.list(args, scope.actor)
       scope.reportFailures(failures)
       return pods
     },
     staticPod: async (_: unknown, args: { node: string; namespace?: string | null; name: string }, { scope }: Ctx) => {
-      const { pod, failures } = await scope.services.staticPods.get(args)
+      const { pod, failures } = await scope.services.staticPods.get(args, scope.actor)
       scope.reportFailures(failures)
       return pod
     },
     mirrorPods: (_: unknown, _args: Args, { scope }: Ctx) => apiServerUnavailable(scope),
     cluster: () => ({}),
     auditEvents: (_: unknown, args: { node?: string | null; limit: number; before?: string | null }, { scope }: Ctx) =>
-      scope.services.audit.list({ node: args.node ?? undefined, limit: args.limit, before: args.before ?? undefined }),
+      scope.services.audit.list({ node: args.node ?? undefined, limit: args.limit, before: args.before ?? undefined }, scope.actor),
   },
 
   Mutation: {
@@ -103,7 +103,7 @@ export const resolvers: IResolvers = {
 
   Cluster: {
     apiServer: (_: unknown, _args: Args, { scope }: Ctx) => scope.services.cluster.apiServerStatus(),
-    nodeCount: async (_: unknown, _args: Args, { scope }: Ctx) => (await scope.services.nodes.list()).length,
+    nodeCount: async (_: unknown, _args: Args, { scope }: Ctx) => (await scope.services.nodes.list(scope.actor)).length,
   },
 
   AuditEvent: {

@@ -9,6 +9,7 @@ import type { ServiceError } from '../errors.ts'
 import type { Services } from '../services/index.ts'
 import type { NodeFailure, NodeState } from '../services/node-state.ts'
 import type { NodeRecord } from '../store/store.ts'
+import type { Actor } from '../services/actor.ts'
 
 interface Pending {
   node: NodeRecord
@@ -24,7 +25,7 @@ export class RequestScope {
   private nodesByName: Promise<Map<string, NodeRecord>> | null = null
   constructor(
     readonly services: Services,
-    readonly actor: string,
+    readonly actor: Actor,
     /** Adds an error to the response beside the data (mercurius reads context.errors). */
     private readonly addError: (error: Error) => void,
   ) {}
@@ -48,7 +49,7 @@ export class RequestScope {
 
   /** Registered nodes by name, read once per request. */
   async node(name: string): Promise<NodeRecord | null> {
-    this.nodesByName ??= this.services.nodes.list().then((nodes) => new Map(nodes.map((n) => [n.name, n])))
+    this.nodesByName ??= this.services.nodes.list(this.actor).then((nodes) => new Map(nodes.map((n) => [n.name, n])))
     return (await this.nodesByName).get(name) ?? null
   }
 

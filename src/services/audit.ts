@@ -5,6 +5,7 @@
 import type { Logger } from 'pino'
 import { isServiceError, userErrorsOf, type UserError } from '../errors.ts'
 import type { AuditEvent, NewAuditEvent, Store } from '../store/store.ts'
+import { authorize, canSeeNode, type Actor, type Role } from './actor.ts'
 
 export type AuditEntry = Omit<NewAuditEvent, 'at'>
 
@@ -20,7 +21,9 @@ export interface AuditDraft {
 export interface MutationMeta {
   /** The mutation's name, e.g. updateStaticPod. */
   action: string
-  actor: string
+  actor: Actor
+  /** The role the mutation needs; checked (with the node) before anything else. */
+  requires: Role
   node: string | null
   target?: string | null
   dryRun: boolean
@@ -39,8 +42,21 @@ export class AuditService {
     return event
   }
 
-  list(query: { node?: string | undefined; limit: number; before?: string | undefined }): Promise<AuditEvent[]> {
-    return this.store.listAudit({ ...query, limit: Math.max(1, Math.min(query.limit, 500)) })
+  /** Newest first; an actor limited to some nodes sees only their events. */
+  async list(query: { node?: string | undefined; limit: number; before?: string | undefined }, actor: Actor): Promise<AuditEvent[]> {
+    const limit = Math.max(1, Math.min(query.limit, 500))
+    if (query.node !== undefined) authorize(actor, 'viewer', query.node)
+    if (actor.nodes === null || query.node !== undefined) return this.store.listAudit({ ...query, limit })
+    // Restricted actor, all nodes: page through until the limit is filled (bounded).
+    const visible: AuditEvent[] = []
+    let before = query.before
+    for (let page = 0; page < 20 && visible.length < limit; page++) {
+      const events = await this.store.listAudit({ before, limit: 500 })
+      visible.push(...events.filter((e) => e.node !== null && canSeeNode(actor, e.node)))
+      if (events.length < 500) break
+      before = events[events.length - 1]?.id
+    }
+    return visible.slice(0, limit)
   }
 
   /**
@@ -51,9 +67,10 @@ export class AuditService {
   async runMutation<R>(meta: MutationMeta, body: (draft: AuditDraft) => Promise<R>, failed: (userErrors: UserError[]) => R): Promise<R> {
     const draft: AuditDraft = { node: meta.node, target: meta.target ?? null, fromHash: null, toHash: null, message: null }
     const record = (result: string, message: string | null) =>
-      this.record({ actor: meta.actor, action: meta.action, dryRun: meta.dryRun, ...draft, result, message: message ?? draft.message })
+      this.record({ actor: meta.actor.name, action: meta.action, dryRun: meta.dryRun, ...draft, result, message: message ?? draft.message })
     let payload: R
     try {
+      authorize(meta.actor, meta.requires, meta.node)
       payload = await body(draft)
     } catch (err) {
       if (!isServiceError(err)) {

@@ -9,6 +9,7 @@ import { isDns1123Subdomain } from '../manifest/names.ts'
 import type { Label, NodeRecord, Store } from '../store/store.ts'
 import type { AuditService } from './audit.ts'
 import { parseLabelSelector } from './label-selector.ts'
+import { authorize, canSeeNode, type Actor } from './actor.ts'
 
 export interface LocalNodeSettings {
   name: string
@@ -143,25 +144,29 @@ export class NodeService {
     else if (existing.staticPodPath !== record.staticPodPath) await this.store.updateNode(record)
   }
 
-  async list(labelSelector?: string | null): Promise<NodeRecord[]> {
+  /** The nodes the actor may see, optionally those matching a label selector, by name. */
+  async list(actor: Actor, labelSelector?: string | null): Promise<NodeRecord[]> {
     const selector = labelSelector ? parseLabelSelector(labelSelector) : null
-    const nodes = await this.store.listNodes()
+    const nodes = (await this.store.listNodes()).filter((n) => canSeeNode(actor, n.name))
     return (selector ? nodes.filter((n) => selector(n.labels)) : nodes).sort((a, b) => a.name.localeCompare(b.name))
   }
 
-  get(name: string): Promise<NodeRecord | null> {
+  /** The node, or null; FORBIDDEN for a node the actor may not use. */
+  async get(name: string, actor: Actor): Promise<NodeRecord | null> {
+    authorize(actor, 'viewer', name)
     return this.store.getNode(name)
   }
 
-  /** The node, or NOT_FOUND naming it. */
-  async require(name: string): Promise<NodeRecord> {
+  /** The node, or NOT_FOUND naming it; FORBIDDEN for a node the actor may not use. */
+  async require(name: string, actor: Actor): Promise<NodeRecord> {
+    authorize(actor, 'viewer', name)
     const node = await this.store.getNode(name)
     if (!node) throw new ServiceError('NOT_FOUND', `no node named ${JSON.stringify(name)} is registered (see the nodes query)`, ['node'])
     return node
   }
 
-  registerNode(input: RegisterNodeInput, actor: string): Promise<NodeResult> {
-    return this.audit.runMutation({ action: 'registerNode', actor, node: input.name, dryRun: false }, async () => {
+  registerNode(input: RegisterNodeInput, actor: Actor): Promise<NodeResult> {
+    return this.audit.runMutation({ action: 'registerNode', actor, requires: 'admin', node: input.name, dryRun: false }, async () => {
       const fields = parseInput(registerSchema, withoutNulls(input))
       if (fields.name === this.localNode?.name) {
         throw new ServiceError('ALREADY_EXISTS', `${fields.name} is the built-in local node (LOCAL_NODE_NAME)`, ['name'])
@@ -173,10 +178,10 @@ export class NodeService {
     }, failedNode)
   }
 
-  updateNode(input: UpdateNodeInput, actor: string): Promise<NodeResult> {
-    return this.audit.runMutation({ action: 'updateNode', actor, node: input.name, dryRun: false }, async () => {
+  updateNode(input: UpdateNodeInput, actor: Actor): Promise<NodeResult> {
+    return this.audit.runMutation({ action: 'updateNode', actor, requires: 'admin', node: input.name, dryRun: false }, async () => {
       const fields = parseInput(updateSchema, withoutNulls(input))
-      const existing = await this.require(fields.name)
+      const existing = await this.require(fields.name, actor)
       if (existing.kind === 'local') {
         const fixed = (['host', 'port', 'user', 'staticPodPath', 'hostKeyFingerprint'] as const).find((k) => fields[k] !== undefined)
         if (fixed) {
@@ -189,11 +194,11 @@ export class NodeService {
     }, failedNode)
   }
 
-  removeNode(name: string, actor: string): Promise<{ removed: boolean; userErrors: UserError[] }> {
+  removeNode(name: string, actor: Actor): Promise<{ removed: boolean; userErrors: UserError[] }> {
     return this.audit.runMutation(
-      { action: 'removeNode', actor, node: name, dryRun: false },
+      { action: 'removeNode', actor, requires: 'admin', node: name, dryRun: false },
       async () => {
-        const existing = await this.require(name)
+        const existing = await this.require(name, actor)
         if (existing.kind === 'local' && existing.name === this.localNode?.name) {
           throw new ServiceError('VALIDATION_FAILED', 'the local node comes from LOCAL_NODE_PATH; set LOCAL_NODE_PATH=off to remove it', ['name'])
         }

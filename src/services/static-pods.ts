@@ -15,6 +15,7 @@ import { validateStaticPod } from '../manifest/validate.ts'
 import type { ContainerRuntimeState, NodeObservation, NodeRecord, ObservedPod, PodKey, RevisionAction, RevisionRecord, Store } from '../store/store.ts'
 import { podKeyString } from '../store/store.ts'
 import type { AuditDraft, AuditService } from './audit.ts'
+import type { Actor } from './actor.ts'
 import { observedPod, type NodeFailure, type NodeState, type NodeStateService } from './node-state.ts'
 import type { NodeService } from './nodes.ts'
 
@@ -108,7 +109,7 @@ interface WritePlan {
   namespace: string | undefined
   expectedHash: string | null
   dryRun: boolean
-  actor: string
+  actor: Actor
   content(current: ObservedPod | null): { text: string; fileName: string }
 }
 
@@ -117,11 +118,11 @@ export class StaticPodService {
 
   // ------------------------------------------------------------------ reads
 
-  async list(query: { node?: string | null; namespace?: string | null; maxAgeSeconds?: number | null }): Promise<{
+  async list(query: { node?: string | null; namespace?: string | null; maxAgeSeconds?: number | null }, actor: Actor): Promise<{
     pods: StaticPodView[]
     failures: NodeFailure[]
   }> {
-    const nodes = query.node ? [await this.o.nodes.require(query.node)] : await this.o.nodes.list()
+    const nodes = query.node ? [await this.o.nodes.require(query.node, actor)] : await this.o.nodes.list(actor)
     const { states, failures } = await this.o.nodeState.statesOf(nodes, query.maxAgeSeconds ?? this.o.defaultMaxAgeSeconds)
     return { pods: states.flatMap((s) => this.viewsOf(s, query.namespace)), failures }
   }
@@ -132,11 +133,11 @@ export class StaticPodService {
   }
 
   /** One pod; null when the node has none of that name. NOT_FOUND with a hint for a mirror pod's name. */
-  async get(query: { node: string; namespace?: string | null; name: string; maxAgeSeconds?: number | null }): Promise<{
+  async get(query: { node: string; namespace?: string | null; name: string; maxAgeSeconds?: number | null }, actor: Actor): Promise<{
     pod: StaticPodView | null
     failures: NodeFailure[]
   }> {
-    const node = await this.o.nodes.require(query.node)
+    const node = await this.o.nodes.require(query.node, actor)
     const { states, failures } = await this.o.nodeState.statesOf([node], query.maxAgeSeconds ?? this.o.defaultMaxAgeSeconds)
     const state = states[0]
     if (!state) return { pod: null, failures }
@@ -151,10 +152,10 @@ export class StaticPodService {
 
   // ------------------------------------------------------------------ writes
 
-  createStaticPod(input: CreateInput, actor: string): Promise<StaticPodResult> {
+  createStaticPod(input: CreateInput, actor: Actor): Promise<StaticPodResult> {
     const dryRun = input.dryRun ?? false
     return this.mutate('createStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
-      const node = await this.o.nodes.require(input.node)
+      const node = await this.o.nodes.require(input.node, actor)
       const { text, identity } = parseAndValidate(input.manifest, node)
       audit.target = `${identity.namespace}/${identity.name}`
       const fileName = input.fileName ?? defaultFileName(identity.name)
@@ -175,7 +176,7 @@ export class StaticPodService {
     })
   }
 
-  updateStaticPod(input: UpdateInput, actor: string): Promise<StaticPodResult> {
+  updateStaticPod(input: UpdateInput, actor: Actor): Promise<StaticPodResult> {
     const dryRun = input.dryRun ?? false
     return this.mutate('updateStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
       audit.target = targetOf(input)
@@ -186,7 +187,7 @@ export class StaticPodService {
           ['waitForReady'],
         )
       }
-      const node = await this.o.nodes.require(input.node)
+      const node = await this.o.nodes.require(input.node, actor)
       const { text, identity } = parseAndValidate(input.manifest, node)
       checkSameIdentity(input, identity)
       audit.target = `${identity.namespace}/${identity.name}`
@@ -206,11 +207,11 @@ export class StaticPodService {
     })
   }
 
-  restartStaticPod(input: PodRef, actor: string): Promise<StaticPodResult> {
+  restartStaticPod(input: PodRef, actor: Actor): Promise<StaticPodResult> {
     const dryRun = input.dryRun ?? false
     return this.mutate('restartStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
       audit.target = targetOf(input)
-      const node = await this.o.nodes.require(input.node)
+      const node = await this.o.nodes.require(input.node, actor)
       const at = this.o.clock().toISOString()
       return this.write(
         {
@@ -231,11 +232,11 @@ export class StaticPodService {
     })
   }
 
-  rollbackStaticPod(input: RollbackInput, actor: string): Promise<StaticPodResult> {
+  rollbackStaticPod(input: RollbackInput, actor: Actor): Promise<StaticPodResult> {
     const dryRun = input.dryRun ?? false
     return this.mutate('rollbackStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
       audit.target = targetOf(input)
-      const node = await this.o.nodes.require(input.node)
+      const node = await this.o.nodes.require(input.node, actor)
       const key = { node: node.name, namespace: input.namespace ?? (await this.namespaceOf(node, input)), name: input.name }
       audit.target = `${key.namespace}/${key.name}`
       const target = await this.o.store.getRevision(key, input.revision)
@@ -266,7 +267,7 @@ export class StaticPodService {
     })
   }
 
-  deleteStaticPod(input: PodRef, actor: string): Promise<DeleteResult> {
+  deleteStaticPod(input: PodRef, actor: Actor): Promise<DeleteResult> {
     const dryRun = input.dryRun ?? false
     const failed = (userErrors: UserError[]): DeleteResult => ({ deleted: false, previousHash: null, dryRun, userErrors })
     return this.mutate(
@@ -275,7 +276,7 @@ export class StaticPodService {
       { node: input.node, dryRun },
       async (audit) => {
         audit.target = targetOf(input)
-        const node = await this.o.nodes.require(input.node)
+        const node = await this.o.nodes.require(input.node, actor)
         const agent = await this.o.agents.agentFor(node)
         return this.underNodeLock(node, agent, actor, async () => {
           const observation = await this.o.nodeState.observeWith(node, agent)
@@ -297,7 +298,7 @@ export class StaticPodService {
             manifest: current.manifest,
             fileName: current.fileName,
             action: 'DELETE',
-            actor,
+            actor: actor.name,
             recordedAt: this.o.clock().toISOString(),
           })
           await this.o.nodeState.observeWith(node, agent)
@@ -357,7 +358,7 @@ export class StaticPodService {
         manifest: text,
         fileName,
         action: plan.action,
-        actor: plan.actor,
+        actor: plan.actor.name,
         recordedAt: this.o.clock().toISOString(),
       })
       // Read the node again so that findings and neighbours are exact; the new
@@ -377,8 +378,8 @@ export class StaticPodService {
     throw new ServiceError('WRITE_FAILED', `node ${node.name} did not keep the bytes written to ${fileName}; the previous content was put back`)
   }
 
-  private underNodeLock<T>(node: NodeRecord, agent: NodeAgent, actor: string, fn: () => Promise<T>): Promise<T> {
-    return this.o.nodeState.nodeMutex.run(node.name, () => agent.withLock({ actor, instance: this.o.instanceId }, fn))
+  private underNodeLock<T>(node: NodeRecord, agent: NodeAgent, actor: Actor, fn: () => Promise<T>): Promise<T> {
+    return this.o.nodeState.nodeMutex.run(node.name, () => agent.withLock({ actor: actor.name, instance: this.o.instanceId }, fn))
   }
 
   /** The namespace of a pod addressed by name alone, from the node's current state. */
@@ -391,12 +392,12 @@ export class StaticPodService {
 
   private mutate<R>(
     action: string,
-    actor: string,
+    actor: Actor,
     meta: { node: string; dryRun: boolean },
     body: (audit: AuditDraft) => Promise<R>,
     failed: (userErrors: UserError[]) => R = (userErrors) => failedWrite(meta.dryRun, userErrors) as R,
   ): Promise<R> {
-    return this.o.audit.runMutation({ action, actor, node: meta.node, dryRun: meta.dryRun }, body, failed)
+    return this.o.audit.runMutation({ action, actor, requires: 'operator', node: meta.node, dryRun: meta.dryRun }, body, failed)
   }
 }
 
