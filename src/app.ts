@@ -2,12 +2,22 @@
 // operational routes. It never listens: src/server.ts does that for a
 // long-running process, and tests drive it through app.inject.
 
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import rateLimit from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import mercurius from 'mercurius'
+import { actorOf, authPlugin, isApiRoute } from './http/auth.ts'
+import { Metrics } from './http/metrics.ts'
+import { playgroundRoutes } from './http/playground.ts'
+import { queryLimits } from './graphql/limits.ts'
+import { loggerOptions } from './logging.ts'
+import { restRoutes } from './rest/routes.ts'
+import { TokenAuthenticator } from './services/tokens.ts'
 import { createLocalAgent } from './agents/local.ts'
-import { AgentRegistry } from './agents/registry.ts'
+import { AgentRegistry, sshAgentSettings, storeNodeFacts } from './agents/registry.ts'
 import type { Config } from './config.ts'
-import { ServiceError, notImplemented } from './errors.ts'
+import { ServiceError } from './errors.ts'
 import { decodeUtf8 } from './manifest/text.ts'
 import { errorFormatter } from './graphql/error-formatter.ts'
 import { loaders, resolvers } from './graphql/resolvers.ts'
@@ -15,7 +25,7 @@ import { loadSchemaText } from './graphql/schema.ts'
 import { RequestScope } from './graphql/scope.ts'
 import { createServices, type Services } from './services/index.ts'
 import { ANONYMOUS_ADMIN } from './services/actor.ts'
-import { SqliteStore } from './store/sqlite.ts'
+import { openStore } from './store/open.ts'
 import type { Store } from './store/store.ts'
 
 declare module 'fastify' {
@@ -36,15 +46,18 @@ const FAN_OUT = 32
 
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? { level: config.logLevel, redact: ['req.headers.authorization'] },
+    logger: loggerOptions(config.logLevel, options.logger),
+    // A 10 MB manifest (the kubelet's limit) must reach validation, which names the field at fault.
     bodyLimit: config.bodyLimitBytes,
-    // A 10 MB manifest must reach validation, which answers with the field at fault.
-    forceCloseConnections: true,
+    // On close, drop idle keep-alive connections but let requests in flight finish.
+    forceCloseConnections: 'idle',
+    requestIdHeader: 'x-request-id',
   })
 
   strictUtf8JsonBodies(app)
 
-  const store = options.store ?? openStore(config)
+  const metrics = new Metrics({ sshConnections: (): number => agents.sshPoolStats()?.connectionsOpen ?? 0 })
+  const store = metrics.instrumentStore(options.store ?? (await openStore(config.store, { dynamodbEndpoint: config.dynamodbEndpoint })))
   const agents = new AgentRegistry({
     localNodeName: config.localNode?.name ?? null,
     createLocalAgent: (node) => {
@@ -59,17 +72,25 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         lockWaitMs: config.lockWaitMs,
       })
     },
+    ssh: sshAgentSettings(config, storeNodeFacts(store)),
   })
   const services = await createServices({
     store,
     agents,
     log: app.log as unknown as import('pino').Logger,
     clock: options.clock,
+    nodeReadObserver: metrics,
     settings: {
       defaultMaxAgeSeconds: config.staticPodsMaxAgeSeconds,
       fanOut: FAN_OUT,
+      maxNodesPerRequest: config.maxNodesPerRequest,
       localNode: config.localNode && { name: config.localNode.name, staticPodPath: config.localNode.staticPodPath },
-      kubeconfig: config.kubeconfig,
+      cluster: {
+        kubeconfig: config.kubeconfig,
+        inCluster: config.kubeInCluster,
+        requestTimeoutMs: config.kubeRequestTimeoutMs,
+        retryAfterMs: config.kubeRetryAfterMs,
+      },
     },
   })
   // Made at start so that its directories exist before the first request
@@ -78,25 +99,53 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('services', services)
   app.addHook('onClose', async () => services.close())
 
+  const authenticator = config.tokens ? new TokenAuthenticator(config.tokens) : null
+  if (!authenticator) {
+    app.log.warn('no AUTH_TOKENS_FILE or AUTH_TOKENS: every caller is the anonymous admin (served on a loopback address only)')
+  }
+  await app.register(rateLimit, {
+    global: true,
+    max: config.rateLimitPerMinute,
+    timeWindow: '1 minute',
+    // Per token; per client address for requests without a valid one.
+    keyGenerator: (request) => actorOf(request, authenticator)?.name ?? `ip:${request.ip}`,
+    allowList: (request) => !isApiRoute(request.url),
+    errorResponseBuilder: (_request, context) =>
+      new ServiceError('RATE_LIMITED', `rate limit exceeded: at most ${context.max} requests per ${context.after}; retry later`),
+  })
+  await app.register(authPlugin, { authenticator })
+  await app.register(metrics.plugin)
+  await app.register(swagger, openApiOptions)
+  // The OpenAPI document is the REST surface; GraphQL documents itself (GraphiQL's docs explorer).
+  app.addHook('onRoute', (route) => {
+    if (route.url === '/graphql') route.schema = { ...route.schema, hide: true }
+  })
+
   await app.register(mercurius, {
     schema: loadSchemaText(),
     resolvers,
     loaders,
-    graphiql: true,
+    // Our own playground (src/http/playground.ts) serves every asset itself; mercurius's loads a CDN.
+    graphiql: false,
     path: '/graphql',
     errorFormatter,
-    context: () => {
+    validationRules: [queryLimits({ maxDepth: config.graphqlMaxDepth, maxFields: config.graphqlMaxFields })],
+    context: (request: FastifyRequest) => {
       const context: { scope?: RequestScope; errors?: Error[] | null } = {}
-      // Until authentication lands (issue #5), every caller is the anonymous admin on loopback.
-      context.scope = new RequestScope(services, ANONYMOUS_ADMIN, (error) => {
+      context.scope = new RequestScope(services, request.actor ?? ANONYMOUS_ADMIN, (error) => {
         context.errors = [...(context.errors ?? []), error]
       })
       return context
     },
   })
+  observeGraphqlOperations(app, metrics)
 
-  app.get('/healthz', async () => ({ status: 'ok' }))
-  app.get('/readyz', async (_request, reply) => {
+  await app.register(restRoutes, { services })
+  await app.register(playgroundRoutes)
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { validatorUrl: null, deepLinking: true } })
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }))
+  app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
     try {
       await services.store.ping()
       return { status: 'ok' }
@@ -127,7 +176,31 @@ function strictUtf8JsonBodies(app: FastifyInstance): void {
   })
 }
 
-function openStore(config: Config): Store {
-  if (config.store.kind === 'sqlite') return SqliteStore.open(config.store.path)
-  throw notImplemented('STORE_URL=dynamodb:<table>', 'the DynamoDB store, issue #6')
+const openApiOptions = {
+  openapi: {
+    info: {
+      title: 'staticpod-api REST',
+      description:
+        'The REST surface of staticpod-api: static pods on every node, read and written on the nodes themselves (the API server is not needed). The full API is GraphQL at /graphql (playground: /graphiql).',
+      version: '1',
+    },
+    components: { securitySchemes: { bearerAuth: { type: 'http' as const, scheme: 'bearer' } } },
+  },
+}
+
+/** Counts and times GraphQL operations for /metrics. */
+function observeGraphqlOperations(app: FastifyInstance, metrics: Metrics): void {
+  const started = new WeakMap<object, { at: number; type: string; name: string }>()
+  app.graphql.addHook('preExecution', async (_schema, document, context) => {
+    const operation = document.definitions.find((d) => d.kind === 'OperationDefinition')
+    started.set(context, {
+      at: performance.now(),
+      type: operation && 'operation' in operation ? operation.operation : 'unknown',
+      name: (operation && 'name' in operation && operation.name?.value) || 'anonymous',
+    })
+  })
+  app.graphql.addHook('onResolution', async (execution, context) => {
+    const op = started.get(context)
+    if (op) metrics.graphqlOperation(op.type, op.name, execution.errors?.length ? 'error' : 'ok', (performance.now() - op.at) / 1000)
+  })
 }

@@ -1,8 +1,12 @@
 // Configuration: parsed once at boot from the environment by one zod schema.
 // A bad value stops the start with one line naming the variable.
 
+import { readFileSync } from 'node:fs'
+import { isIPv4 } from 'node:net'
 import { resolve } from 'node:path'
+import ssh2 from 'ssh2'
 import { z } from 'zod'
+import { parseTokensDocument, type TokenEntry } from './services/tokens.ts'
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -29,6 +33,8 @@ const envSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: port.default(3000),
   STORE_URL: storeUrl,
+  // A local DynamoDB (dynalite, DynamoDB Local) for STORE_URL=dynamodb:<table>; AWS's endpoint when unset.
+  DYNAMODB_ENDPOINT: z.url().optional(),
   LOCAL_NODE_PATH: z.string().min(1).default('./data/manifests'),
   LOCAL_NODE_NAME: z
     .string()
@@ -41,7 +47,26 @@ const envSchema = z.object({
   LOCAL_KUBELET_HEALTHZ_URL: z.url().default('http://127.0.0.1:10248/healthz'),
   SSH_PRIVATE_KEY_FILE: optionalText,
   SSH_PRIVATE_KEY: optionalText,
+  // SSH nodes: TCP connect + handshake + authentication, then each operation on an open connection.
+  SSH_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
+  SSH_OPERATION_TIMEOUT_MS: positiveInt.default(30_000),
+  // A pooled connection unused this long is closed (and reopened on demand).
+  SSH_IDLE_TIMEOUT_MS: positiveInt.default(300_000),
+  SSH_KEEPALIVE_INTERVAL_MS: positiveInt.default(15_000),
+  SSH_MAX_CONNECTIONS: positiveInt.default(512),
+  SSH_MAX_OPERATIONS_PER_NODE: positiveInt.default(8),
+  // On each SSH node (outside its staticPodPath): <dir>/<node name> holds the node lock and backups.
+  SSH_STATE_DIR: z.string().startsWith('/', 'expected an absolute path').default('/var/lib/staticpod-api'),
+  // Where the kubelet's healthz listens on each node, and where its config (staticPodPath) is.
+  SSH_KUBELET_HEALTHZ_PORT: port.min(1).default(10248),
+  SSH_KUBELET_CONFIG_PATH: z.string().startsWith('/', 'expected an absolute path').default('/var/lib/kubelet/config.yaml'),
   KUBECONFIG: optionalText,
+  // Set by Kubernetes in every pod: without KUBECONFIG, the pod's service account reaches the API server.
+  KUBERNETES_SERVICE_HOST: optionalText,
+  // No API server call waits longer (the break-glass case: a dead API server must not slow static pod queries).
+  KUBE_REQUEST_TIMEOUT_MS: positiveInt.default(3000),
+  // After the API server failed to answer, its calls fail at once for this long; then one call probes it again.
+  KUBE_RETRY_AFTER_MS: nonNegativeInt.default(10_000),
   AUTH_TOKENS_FILE: optionalText,
   AUTH_TOKENS: optionalText,
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
@@ -54,23 +79,55 @@ const envSchema = z.object({
   LOCK_TTL_MS: positiveInt.default(30_000),
   // Large enough for a 10 MB manifest (the kubelet's limit) in a JSON body.
   BODY_LIMIT_BYTES: positiveInt.default(24 * 1024 * 1024),
+  // Requests per minute and token (per client address for unauthenticated ones).
+  RATE_LIMIT_PER_MINUTE: positiveInt.default(600),
+  // GraphQL limits; introspection (__schema, __type) is not counted, so GraphiQL always works.
+  GRAPHQL_MAX_DEPTH: positiveInt.default(12),
+  GRAPHQL_MAX_FIELDS: positiveInt.default(1000),
+  // The most nodes one request may read or change.
+  MAX_NODES_PER_REQUEST: positiveInt.default(5000),
 })
 
 export type Config = {
   host: string
   port: number
   store: StoreLocation
+  dynamodbEndpoint: string | undefined
   localNode: { name: string; staticPodPath: string; stateDir: string; kubeletHealthzUrl: string } | null
   sshPrivateKeyFile: string | undefined
+  /** The key text, read from SSH_PRIVATE_KEY_FILE or given as SSH_PRIVATE_KEY. */
   sshPrivateKey: string | undefined
+  ssh: SshConfig
   kubeconfig: string | undefined
+  /** In a pod (KUBERNETES_SERVICE_HOST set): the in-cluster config is used when there is no KUBECONFIG. */
+  kubeInCluster: boolean
+  kubeRequestTimeoutMs: number
+  kubeRetryAfterMs: number
   authTokensFile: string | undefined
   authTokens: string | undefined
+  /** The tokens document, parsed; null when none is configured (anonymous admin, loopback only). */
+  tokens: TokenEntry[] | null
   logLevel: (typeof LOG_LEVELS)[number]
   staticPodsMaxAgeSeconds: number
   lockWaitMs: number
   lockTtlMs: number
   bodyLimitBytes: number
+  rateLimitPerMinute: number
+  graphqlMaxDepth: number
+  graphqlMaxFields: number
+  maxNodesPerRequest: number
+}
+
+export interface SshConfig {
+  connectTimeoutMs: number
+  operationTimeoutMs: number
+  idleTimeoutMs: number
+  keepaliveIntervalMs: number
+  maxConnections: number
+  maxOperationsPerNode: number
+  stateDir: string
+  kubeletHealthzPort: number
+  kubeletConfigPath: string
 }
 
 export class ConfigError extends Error {
@@ -89,22 +146,92 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const e = parsed.data
   const localNode = e.LOCAL_NODE_PATH === 'off' ? null : localNodeConfig(e)
+  const tokens = loadTokens(e.AUTH_TOKENS_FILE, e.AUTH_TOKENS)
+  if (tokens === null && !isLoopback(e.HOST)) {
+    throw new ConfigError(
+      `Invalid HOST: ${e.HOST} is not a loopback address, and without AUTH_TOKENS_FILE or AUTH_TOKENS every caller would be an anonymous admin; configure tokens or listen on 127.0.0.1`,
+    )
+  }
   return {
     host: e.HOST,
     port: e.PORT,
     store: e.STORE_URL,
+    dynamodbEndpoint: e.DYNAMODB_ENDPOINT,
     localNode,
     sshPrivateKeyFile: e.SSH_PRIVATE_KEY_FILE,
-    sshPrivateKey: e.SSH_PRIVATE_KEY,
+    sshPrivateKey: loadSshPrivateKey(e.SSH_PRIVATE_KEY_FILE, e.SSH_PRIVATE_KEY),
+    ssh: {
+      connectTimeoutMs: e.SSH_CONNECT_TIMEOUT_MS,
+      operationTimeoutMs: e.SSH_OPERATION_TIMEOUT_MS,
+      idleTimeoutMs: e.SSH_IDLE_TIMEOUT_MS,
+      keepaliveIntervalMs: e.SSH_KEEPALIVE_INTERVAL_MS,
+      maxConnections: e.SSH_MAX_CONNECTIONS,
+      maxOperationsPerNode: e.SSH_MAX_OPERATIONS_PER_NODE,
+      stateDir: e.SSH_STATE_DIR,
+      kubeletHealthzPort: e.SSH_KUBELET_HEALTHZ_PORT,
+      kubeletConfigPath: e.SSH_KUBELET_CONFIG_PATH,
+    },
     kubeconfig: e.KUBECONFIG,
+    kubeInCluster: e.KUBERNETES_SERVICE_HOST !== undefined,
+    kubeRequestTimeoutMs: e.KUBE_REQUEST_TIMEOUT_MS,
+    kubeRetryAfterMs: e.KUBE_RETRY_AFTER_MS,
     authTokensFile: e.AUTH_TOKENS_FILE,
     authTokens: e.AUTH_TOKENS,
+    tokens,
     logLevel: e.LOG_LEVEL,
     staticPodsMaxAgeSeconds: e.STATIC_PODS_MAX_AGE_SECONDS,
     lockWaitMs: e.LOCK_WAIT_MS,
     lockTtlMs: e.LOCK_TTL_MS,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    graphqlMaxDepth: e.GRAPHQL_MAX_DEPTH,
+    graphqlMaxFields: e.GRAPHQL_MAX_FIELDS,
+    maxNodesPerRequest: e.MAX_NODES_PER_REQUEST,
   }
+}
+
+/** The tokens document from AUTH_TOKENS_FILE or AUTH_TOKENS (not both); null when neither is set. */
+function loadTokens(file: string | undefined, text: string | undefined): TokenEntry[] | null {
+  if (file !== undefined && text !== undefined) throw new ConfigError('Invalid AUTH_TOKENS: set AUTH_TOKENS_FILE or AUTH_TOKENS, not both')
+  const variable = file !== undefined ? 'AUTH_TOKENS_FILE' : 'AUTH_TOKENS'
+  let document = text
+  if (file !== undefined) {
+    try {
+      document = readFileSync(file, 'utf8')
+    } catch (err) {
+      throw new ConfigError(`Invalid AUTH_TOKENS_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
+    }
+  }
+  if (document === undefined) return null
+  try {
+    return parseTokensDocument(document)
+  } catch (err) {
+    throw new ConfigError(`Invalid ${variable}: ${(err as Error).message}`)
+  }
+}
+
+/** The SSH key as text, from SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY (not both), checked to parse. */
+function loadSshPrivateKey(file: string | undefined, text: string | undefined): string | undefined {
+  if (file !== undefined && text !== undefined) throw new ConfigError('Invalid SSH_PRIVATE_KEY: set SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY, not both')
+  const variable = file !== undefined ? 'SSH_PRIVATE_KEY_FILE' : 'SSH_PRIVATE_KEY'
+  let key = text
+  if (file !== undefined) {
+    try {
+      key = readFileSync(file, 'utf8')
+    } catch (err) {
+      throw new ConfigError(`Invalid SSH_PRIVATE_KEY_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
+    }
+  }
+  if (key === undefined) return undefined
+  const parsed = ssh2.utils.parseKey(key)
+  if (parsed instanceof Error) throw new ConfigError(`Invalid ${variable}: not a private key ssh2 can use (${parsed.message})`)
+  return key
+}
+
+/** Loopback addresses: the only ones served without tokens. */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost' || host === '::1' || host === '[::1]') return true
+  return isIPv4(host) && host.startsWith('127.')
 }
 
 function localNodeConfig(e: z.infer<typeof envSchema>): NonNullable<Config['localNode']> {

@@ -22,6 +22,8 @@ export const ERROR_CODES = [
   // Not in the contract's ErrorCode enum (it is a UserError code only where the
   // schema says so): a capability a later release brings. Top-level errors only.
   'NOT_IMPLEMENTED',
+  // Top-level only: too many requests for this token in the current window.
+  'RATE_LIMITED',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]
@@ -43,6 +45,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   WRITE_FAILED: 500,
   TIMEOUT: 504,
   NOT_IMPLEMENTED: 501,
+  RATE_LIMITED: 429,
 }
 
 export class ServiceError extends Error {

@@ -27,12 +27,13 @@ describe('config', () => {
   })
 
   it('reads every variable', () => {
-    const c = loadConfig({ HOST: '0.0.0.0', PORT: '8080', STORE_URL: 'dynamodb:staticpod', LOCAL_NODE_PATH: 'off', LOG_LEVEL: 'debug', KUBECONFIG: '/k', AUTH_TOKENS: '{}' })
+    const tokens = JSON.stringify({ tokens: [{ name: 'ci', role: 'operator', sha256: 'a'.repeat(64), nodes: ['cp-*'] }] })
+    const c = loadConfig({ HOST: '0.0.0.0', PORT: '8080', STORE_URL: 'dynamodb:staticpod', LOCAL_NODE_PATH: 'off', LOG_LEVEL: 'debug', KUBECONFIG: '/k', AUTH_TOKENS: tokens })
     assert.equal(c.port, 8080)
     assert.deepEqual(c.store, { kind: 'dynamodb', table: 'staticpod' })
     assert.equal(c.localNode, null)
     assert.equal(c.kubeconfig, '/k')
-    assert.equal(c.authTokens, '{}')
+    assert.deepEqual(c.tokens, [{ name: 'ci', role: 'operator', sha256: 'a'.repeat(64), nodes: ['cp-*'] }])
   })
 
   it('names the variable of a bad value', () => {
@@ -41,5 +42,15 @@ describe('config', () => {
     assert.match(configError({ LOG_LEVEL: 'loud' }), /^Invalid LOG_LEVEL/)
     assert.match(configError({ LOCAL_NODE_NAME: 'Local Node' }), /^Invalid LOCAL_NODE_NAME/)
     assert.match(configError({ LOCAL_NODE_PATH: '/m', LOCAL_NODE_STATE_DIR: '/m/state' }), /^Invalid LOCAL_NODE_STATE_DIR: .* inside LOCAL_NODE_PATH/)
+  })
+
+  it('refuses a non-loopback HOST without tokens, and bad tokens documents', () => {
+    assert.match(configError({ HOST: '0.0.0.0' }), /^Invalid HOST: 0\.0\.0\.0 is not a loopback address/)
+    assert.equal(loadConfig({ HOST: '127.0.0.2' }).host, '127.0.0.2')
+    assert.equal(loadConfig({ HOST: '::1' }).host, '::1')
+    assert.match(configError({ AUTH_TOKENS: 'tokens: [' }), /^Invalid AUTH_TOKENS: not valid YAML or JSON/)
+    assert.match(configError({ AUTH_TOKENS: 'tokens:\n- {name: bot, role: root, sha256: x}' }), /^Invalid AUTH_TOKENS: tokens\.0\.role/)
+    assert.match(configError({ AUTH_TOKENS: 'tokens:\n- {name: bot, role: viewer, sha256: s3cret-token}' }), /never the token itself/)
+    assert.match(configError({ AUTH_TOKENS_FILE: '/nonexistent/tokens.yaml' }), /^Invalid AUTH_TOKENS_FILE: cannot read/)
   })
 })

@@ -1,19 +1,30 @@
-// Builds the real app on a temp directory (real SQLite file, real local
-// filesystem node) and closes it after the test, in the style of fastify/demo.
+// Builds the real app on a temp directory (real SQLite file, and a node with a
+// real directory: the local node, or an SSH node served by a real sshd on
+// 127.0.0.1) and closes it after the test, in the style of fastify/demo.
 
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.ts'
 import { loadConfig, type Config } from '../src/config.ts'
+import { startSshdFleet, type SshdFleet } from './support/sshd.ts'
+
+/** The node kinds every static pod test runs on. */
+export const NODE_KINDS = ['local', 'ssh'] as const
+export type NodeKind = (typeof NODE_KINDS)[number]
 
 export interface TestApp {
   app: FastifyInstance
   config: Config
   dir: string
+  /** The node the test works on, and what it is. */
+  nodeName: string
+  nodeKind: NodeKind
+  /** That node's staticPodPath (a directory on this machine, whichever the kind). */
   manifests: string
+  /** That node's lock and backups. */
   stateDir: string
   /** POST /graphql; returns the parsed body and the status. */
   gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<GqlResponse<T>>
@@ -29,12 +40,27 @@ export async function makeTempDir(prefix = 'staticpod-api-test-'): Promise<strin
   return mkdtemp(join(tmpdir(), prefix))
 }
 
-export async function build(t: TestContext, opts: { env?: Record<string, string>; dir?: string; clock?: () => Date } = {}): Promise<TestApp> {
+export interface BuildOptions {
+  env?: Record<string, string>
+  dir?: string
+  clock?: () => Date
+  /** 'local' (default): the built-in local node. 'ssh': an SSH node over the shared test sshd, and no local node. */
+  node?: NodeKind
+  /** The node's name (default 'local' for the local node, 'ssh-node' for an SSH node). */
+  nodeName?: string
+}
+
+export async function build(t: TestContext, opts: BuildOptions = {}): Promise<TestApp> {
   const dir = opts.dir ?? (await makeTempDir())
-  const env = {
+  const nodeKind = opts.node ?? 'local'
+  const nodeName = opts.nodeName ?? (nodeKind === 'local' ? 'local' : 'ssh-node')
+  const manifests = join(dir, 'manifests')
+  const ssh = nodeKind === 'ssh' ? await sharedSshd() : null
+  const env: Record<string, string> = {
     STORE_URL: `sqlite:${join(dir, 'staticpod-api.db')}`,
-    LOCAL_NODE_PATH: join(dir, 'manifests'),
-    LOCAL_NODE_STATE_DIR: join(dir, 'state'),
+    ...(ssh
+      ? { LOCAL_NODE_PATH: 'off', ...ssh.env, SSH_STATE_DIR: join(dir, 'ssh-state'), SSH_KUBELET_HEALTHZ_PORT: '9' }
+      : { LOCAL_NODE_PATH: manifests, LOCAL_NODE_NAME: nodeName, LOCAL_NODE_STATE_DIR: join(dir, 'state') }),
     // Nothing listens here, so the local node reports no kubelet quickly.
     LOCAL_KUBELET_HEALTHZ_URL: 'http://127.0.0.1:9/healthz',
     LOCK_WAIT_MS: '2000',
@@ -46,11 +72,50 @@ export async function build(t: TestContext, opts: { env?: Record<string, string>
     await app.close()
     if (!opts.dir) await rm(dir, { recursive: true, force: true })
   })
+  let stateDir = env.LOCAL_NODE_STATE_DIR as string
+  if (ssh) {
+    const sshd = ssh.nodes[0] as SshdFleet['nodes'][number]
+    await mkdir(manifests, { recursive: true })
+    // Straight into the store: registering is not what these tests are about, and it would add an audit event.
+    const now = new Date().toISOString()
+    await app.services.store.createNode({
+      name: nodeName,
+      kind: 'ssh',
+      host: '127.0.0.1',
+      port: sshd.port,
+      user: ssh.user,
+      staticPodPath: manifests,
+      hostKeyFingerprint: sshd.fingerprint,
+      observedHostKeyFingerprint: null,
+      labels: [],
+      createdAt: now,
+      updatedAt: now,
+    })
+    stateDir = join(env.SSH_STATE_DIR as string, nodeName)
+  }
   const gql = async <T>(query: string, variables?: Record<string, unknown>): Promise<GqlResponse<T>> => {
     const res = await app.inject({ method: 'POST', url: '/graphql', payload: { query, variables } })
     return { status: res.statusCode, ...(res.json() as { data: T }) }
   }
-  return { app, config, dir, manifests: env.LOCAL_NODE_PATH, stateDir: env.LOCAL_NODE_STATE_DIR, gql }
+  return { app, config, dir, nodeName, nodeKind, manifests: ssh ? manifests : (env.LOCAL_NODE_PATH as string), stateDir, gql }
+}
+
+let sshdOfThisFile: Promise<SshdFleet> | undefined
+
+/**
+ * One sshd for every SSH-node test of the test file (each test gets its own
+ * staticPodPath on it). Test files that use it stop it with
+ * `after(stopSharedSshd)`.
+ */
+export function sharedSshd(): Promise<SshdFleet> {
+  sshdOfThisFile ??= startSshdFleet(1, { prefix: 'shared' })
+  return sshdOfThisFile
+}
+
+export async function stopSharedSshd(): Promise<void> {
+  const fleet = sshdOfThisFile
+  sshdOfThisFile = undefined
+  await (await fleet)?.stop()
 }
 
 /** Names in a directory that the kubelet would run (every name not starting with '.'). */

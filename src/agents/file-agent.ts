@@ -14,12 +14,12 @@
 //   local filesystem and SFTP make atomic.
 
 import { createHash, randomBytes } from 'node:crypto'
-import { readlinkSync } from 'node:fs'
+import { readFileSync, readlinkSync } from 'node:fs'
 import { hostname as osHostname } from 'node:os'
 import { posix } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { z } from 'zod'
-import { ServiceError } from '../errors.ts'
+import { ServiceError, isServiceError } from '../errors.ts'
 import type { DirEntry } from '../manifest/types.ts'
 import type { BackupInfo, KubeletReport, LockOwner, NodeAgent, RuntimeReport } from './agent.ts'
 import { isFileExistsError, type NodeFileSystem } from './node-fs.ts'
@@ -44,6 +44,8 @@ export const MAX_FILE_NAME_BYTES = NAME_MAX_BYTES - (2 + RANDOM_HEX_CHARS + TEMP
 const READ_CONCURRENCY = 8
 /** Stale-lock takeovers tried in a row before backing off to polling. */
 const TAKEOVER_ATTEMPTS = 5
+/** Unreleased own locks remembered (each one is the lock file of one failed release). */
+const UNRELEASED_KEPT = 16
 const POLL_MIN_MS = 25
 const POLL_JITTER_MS = 25
 
@@ -53,7 +55,7 @@ export interface LockRecord {
   instance: string
   hostname: string
   pid: number
-  /** The holder's Linux pid namespace (e.g. 'pid:[4026531836]'); pids only compare within one. */
+  /** The holder's Linux pid namespace and boot (e.g. 'pid:[4026531836] boot:<boot id>'); pids only compare within one. */
   pidNamespace: string | null
   acquiredAt: string
   expiresAt: string
@@ -124,7 +126,12 @@ export function thisProcessIdentity(): ProcessIdentity {
   if (!currentProcessIdentity) {
     let pidNamespace: string | null = null
     try {
-      pidNamespace = readlinkSync('/proc/self/ns/pid')
+      // A namespace's inode number is only unique within one boot of one
+      // machine (the initial one is 4026531836 everywhere), and hostnames
+      // repeat across containers. Lock files on an SSH node are shared by
+      // service instances on many machines, so the boot id goes with it: a
+      // holder is judged by its pid only from the very same namespace.
+      pidNamespace = `${readlinkSync('/proc/self/ns/pid')} boot:${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}`
     } catch {
       // Not Linux, or no /proc: pids are compared by hostname alone.
     }
@@ -213,6 +220,12 @@ export class FileAgent implements NodeAgent {
   #heldLock: HeldLock | null = null
   /** The holder seen in the lock file on the last failed attempt, for LOCKED messages. */
   #lastForeignHolder: LockRecord | null = null
+  /**
+   * Our own lock files that release could not remove (the node went away
+   * mid-release). Nobody holds them, and the process that would tell is us:
+   * the next acquisition clears them instead of waiting for their expiry.
+   */
+  readonly #unreleased: Buffer[] = []
   /** Temp files this agent is writing right now: never swept as leftovers. */
   readonly #tempsInFlight = new Set<string>()
   #stateDirReady = false
@@ -374,7 +387,10 @@ export class FileAgent implements NodeAgent {
   }
 
   #writeFailed(what: string, err: unknown): ServiceError {
-    return new ServiceError('WRITE_FAILED', `${what} on node ${this.nodeName} failed: ${describeError(err)}`)
+    // A failure that already says what went wrong (the node unreachable, an
+    // operation timing out) keeps its code: the caller acts on it differently.
+    const code = isServiceError(err) ? err.code : 'WRITE_FAILED'
+    return new ServiceError(code, `${what} on node ${this.nodeName} failed: ${describeError(err)}`)
   }
 
   // ---- the node lock ---------------------------------------------------------
@@ -485,8 +501,10 @@ export class FileAgent implements NodeAgent {
       const existing = await this.#fs.readFile(this.#lockPath)
       if (existing === null) continue // released in between: try again at once
       holder = parseLockRecord(existing)
-      if (!(await this.#isStale(holder))) return { acquired: false, holder }
+      const ours = this.#unreleased.findIndex((bytes) => bytes.equals(existing))
+      if (ours < 0 && !(await this.#isStale(holder))) return { acquired: false, holder }
       await this.#removeLockFileIf(existing)
+      if (ours >= 0) this.#unreleased.splice(ours, 1)
     }
     return { acquired: false, holder }
   }
@@ -586,7 +604,10 @@ export class FileAgent implements NodeAgent {
     clearTimeout(held.renewTimer)
     await held.renewing
     // Only our own lock: if it expired and someone else took it, theirs stays.
-    await this.#removeLockFileIf(held.bytes).catch(() => undefined)
+    await this.#removeLockFileIf(held.bytes).catch(() => {
+      this.#unreleased.push(held.bytes)
+      if (this.#unreleased.length > UNRELEASED_KEPT) this.#unreleased.shift()
+    })
   }
 
   #lockedError(holder: LockRecord | null): ServiceError {

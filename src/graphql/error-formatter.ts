@@ -45,18 +45,28 @@ function formatOne(error: GraphQLError, log: FastifyBaseLogger): GraphQLFormatte
   // Errors raised by fastify or mercurius themselves for a bad request.
   const statusCode = (original as { statusCode?: unknown }).statusCode
   if (typeof statusCode === 'number' && statusCode < 500) {
-    return [{ message: original.message, ...where, extensions: { code: 'BAD_REQUEST' } }]
+    return [{ message: original.message, ...where, extensions: { code: statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST' } }]
   }
   log.error({ err: original, path: error.path }, 'unexpected error in a GraphQL resolver')
   return [{ message: 'Internal server error', ...where, extensions: { code: 'INTERNAL_SERVER_ERROR' } }]
+}
+
+/** Codes of requests refused before anything ran. */
+const REQUEST_ERROR_STATUS: Record<string, number> = {
+  GRAPHQL_PARSE_FAILED: 400,
+  GRAPHQL_VALIDATION_FAILED: 400,
+  QUERY_TOO_DEEP: 400,
+  QUERY_TOO_COMPLEX: 400,
+  BAD_REQUEST: 400,
+  PAYLOAD_TOO_LARGE: 413,
 }
 
 /** A request that produced no data at all: the status of its first error that has one. */
 function statusWithoutData(errors: GraphQLFormattedError[]): number {
   for (const { extensions } of errors) {
     const code = String(extensions?.code)
-    if (code === 'GRAPHQL_PARSE_FAILED' || code === 'GRAPHQL_VALIDATION_FAILED' || code === 'BAD_REQUEST') return 400
-    if (code in HTTP_STATUS) return HTTP_STATUS[code as ErrorCode]
+    const status = REQUEST_ERROR_STATUS[code] ?? (code in HTTP_STATUS ? HTTP_STATUS[code as ErrorCode] : undefined)
+    if (status !== undefined) return status
   }
   return 200
 }

@@ -5,6 +5,7 @@ import type { IResolvers, MercuriusContext } from 'mercurius'
 import { notImplemented } from '../errors.ts'
 import { parseManifest } from '../manifest/parse.ts'
 import { containerSpecs } from '../manifest/pod-fields.ts'
+import type { MirrorPodRef, MirrorPodView } from '../services/mirror-pods.ts'
 import type { StaticPodView } from '../services/static-pods.ts'
 import type { AuditEvent, NodeRecord, RevisionRecord } from '../store/store.ts'
 import { podKeyString } from '../store/store.ts'
@@ -37,7 +38,7 @@ export const resolvers: IResolvers = {
       scope.reportFailures(failures)
       return pod
     },
-    mirrorPods: (_: unknown, _args: Args, { scope }: Ctx) => apiServerUnavailable(scope),
+    mirrorPods: (_: unknown, args: { node?: string | null; namespace?: string | null }, { scope }: Ctx) => scope.mirrorPods(args),
     cluster: () => ({}),
     auditEvents: (_: unknown, args: { node?: string | null; limit: number; before?: string | null }, { scope }: Ctx) =>
       scope.services.audit.list({ node: args.node ?? undefined, limit: args.limit, before: args.before ?? undefined }, scope.actor),
@@ -49,11 +50,8 @@ export const resolvers: IResolvers = {
     updateNode: (_: unknown, { input }: { input: Parameters<RequestScope['services']['nodes']['updateNode']>[0] }, { scope }: Ctx) =>
       scope.services.nodes.updateNode(input, scope.actor),
     removeNode: (_: unknown, { name }: { name: string }, { scope }: Ctx) => scope.services.nodes.removeNode(name, scope.actor),
-    importNodesFromCluster: (_: unknown, _args: Args, { scope }: Ctx) => ({
-      imported: [],
-      skipped: [],
-      userErrors: [userErrorOf(scope.services.cluster.unavailable())],
-    }),
+    importNodesFromCluster: (_: unknown, args: { labelSelector?: string | null }, { scope }: Ctx) =>
+      scope.services.cluster.importNodes(args.labelSelector, scope.actor),
     createStaticPod: (_: unknown, { input }: { input: Parameters<StaticPods['createStaticPod']>[0] }, { scope }: Ctx) =>
       scope.services.staticPods.createStaticPod(input, scope.actor),
     updateStaticPod: (_: unknown, { input }: { input: Parameters<StaticPods['updateStaticPod']>[0] }, { scope }: Ctx) =>
@@ -68,10 +66,7 @@ export const resolvers: IResolvers = {
       results: [],
       userErrors: [userErrorOf(notImplemented('applyStaticPodToNodes (rolling changes across nodes)', 'issue #7'))],
     }),
-    recreateMirrorPod: (_: unknown, _args: Args, { scope }: Ctx) => ({
-      deleted: false,
-      userErrors: [userErrorOf(scope.services.cluster.unavailable())],
-    }),
+    recreateMirrorPod: (_: unknown, { input }: { input: MirrorPodRef }, { scope }: Ctx) => scope.services.mirrorPods.recreateMirrorPod(input, scope.actor),
   },
 
   Node: {
@@ -88,8 +83,8 @@ export const resolvers: IResolvers = {
       const state = await scope.nodeState(node, args.maxAgeSeconds)
       return scope.services.staticPods.viewsOf(state, args.namespace)
     },
-    mirrorPods: (_node: NodeRecord, _args: Args, { scope }: Ctx) => apiServerUnavailable(scope),
-    kubernetes: () => null,
+    mirrorPods: (node: NodeRecord, _args: Args, { scope }: Ctx) => scope.mirrorPodsOn(node.name),
+    kubernetes: (node: NodeRecord, _args: Args, { scope }: Ctx) => scope.kubernetesNode(node.name),
   },
 
   StaticPod: {
@@ -97,8 +92,15 @@ export const resolvers: IResolvers = {
     node: (pod: StaticPodView, _args: Args, { scope }: Ctx) => scope.node(pod.nodeName),
     pod: (pod: StaticPodView) => podObject(pod.manifest),
     containers: (pod: StaticPodView) => containerSpecs(podObject(pod.manifest)),
-    mirrorPod: () => null,
-    sync: () => 'API_SERVER_UNAVAILABLE',
+    mirrorPod: async (pod: StaticPodView, _args: Args, { scope }: Ctx) => {
+      const mirrors = await scope.mirrorPodsOn(pod.nodeName)
+      return mirrors && scope.services.mirrorPods.mirrorOf(pod, mirrors)
+    },
+    sync: async (pod: StaticPodView, _args: Args, { scope }: Ctx) => scope.services.mirrorPods.syncOf(pod, await scope.mirrorPodsOn(pod.nodeName)),
+  },
+
+  MirrorPod: {
+    staticPod: (mirror: MirrorPodView, _args: Args, { scope }: Ctx) => scope.staticPodOf(mirror),
   },
 
   Cluster: {
@@ -134,11 +136,6 @@ function podObject(manifest: string): Record<string, unknown> {
   } catch {
     return {}
   }
-}
-
-function apiServerUnavailable(scope: RequestScope): null {
-  scope.reportError('api-server', scope.services.cluster.unavailable())
-  return null
 }
 
 function userErrorOf(err: { code: string; message: string; field?: string[] | undefined }) {

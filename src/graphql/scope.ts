@@ -3,13 +3,23 @@
 // ...) ask for their node's state one by one; the scope gathers every ask of
 // the same tick into one statesOf call, so a query over 1,000 nodes makes a
 // constant number of store calls, and each node is read at most once.
+//
+// The API server is asked the same way: every mirrorPod, sync and mirrorPods
+// field of a step is answered from ONE pod list for all the nodes they are
+// about, and every Node.kubernetes from one node list. When the API server
+// cannot be asked, those fields are null (sync: API_SERVER_UNAVAILABLE) and the
+// response carries one API_SERVER_UNAVAILABLE error saying why.
 
 import mercurius from 'mercurius'
-import type { ServiceError } from '../errors.ts'
+import type { KubernetesNodeView } from '../cluster/mirror-pods.ts'
+import { isServiceError, type ServiceError } from '../errors.ts'
 import type { Services } from '../services/index.ts'
 import type { NodeFailure, NodeState } from '../services/node-state.ts'
 import type { NodeRecord } from '../store/store.ts'
 import type { Actor } from '../services/actor.ts'
+import type { MirrorPodView } from '../services/mirror-pods.ts'
+import type { StaticPodView } from '../services/static-pods.ts'
+import { TickBatcher } from './tick-batcher.ts'
 
 interface Pending {
   node: NodeRecord
@@ -23,6 +33,17 @@ export class RequestScope {
   private flushScheduled = false
   private readonly reported = new Set<string>()
   private nodesByName: Promise<Map<string, NodeRecord>> | null = null
+  private readonly mirrorPodsByNode = new TickBatcher<MirrorPodView[]>(async (nodes) => {
+    const byNode = new Map<string, MirrorPodView[]>()
+    for (const mirror of await this.services.mirrorPods.list({ nodes }, this.actor)) {
+      byNode.set(mirror.nodeName, [...(byNode.get(mirror.nodeName) ?? []), mirror])
+    }
+    return byNode
+  }, [])
+  private readonly kubernetesNodes = new TickBatcher<KubernetesNodeView | null>(
+    (nodes) => this.services.cluster.kubernetesNodes(nodes, this.actor),
+    null,
+  )
   constructor(
     readonly services: Services,
     readonly actor: Actor,
@@ -51,6 +72,38 @@ export class RequestScope {
   async node(name: string): Promise<NodeRecord | null> {
     this.nodesByName ??= this.services.nodes.list(this.actor).then((nodes) => new Map(nodes.map((n) => [n.name, n])))
     return (await this.nodesByName).get(name) ?? null
+  }
+
+  /** The node's mirror pods; null when the API server cannot be asked (reported once). */
+  mirrorPodsOn(node: string): Promise<MirrorPodView[] | null> {
+    return this.orApiServerUnavailable(this.mirrorPodsByNode.get(node))
+  }
+
+  /** Mirror pods of one node or of all the nodes the actor may see (mirrorPods query); null as above. */
+  mirrorPods(query: { node?: string | null | undefined; namespace?: string | null | undefined }): Promise<MirrorPodView[] | null> {
+    return this.orApiServerUnavailable(this.services.mirrorPods.list({ nodes: query.node ? [query.node] : null, namespace: query.namespace }, this.actor))
+  }
+
+  /** The static pod a mirror pod stands for, from its node's state in this request; null for an orphan or an unregistered node. */
+  async staticPodOf(mirror: MirrorPodView): Promise<StaticPodView | null> {
+    const node = await this.node(mirror.nodeName)
+    return node && this.services.mirrorPods.staticPodOf(mirror, await this.nodeState(node))
+  }
+
+  /** The API server's Node object; null when it has none or cannot be asked (reported once). */
+  async kubernetesNode(node: string): Promise<KubernetesNodeView | null> {
+    return (await this.orApiServerUnavailable(this.kubernetesNodes.get(node))) ?? null
+  }
+
+  /** null, and one response error, when the API server cannot be asked; other errors fail the field. */
+  private async orApiServerUnavailable<T>(answer: Promise<T>): Promise<T | null> {
+    try {
+      return await answer
+    } catch (err) {
+      if (!isServiceError(err) || err.code !== 'API_SERVER_UNAVAILABLE') throw err
+      this.reportError('api-server', err)
+      return null
+    }
   }
 
   /** One response error per node that could not be read, whatever fields asked for it. */

@@ -7,8 +7,9 @@ import type { Logger } from 'pino'
 import type { AgentProvider } from '../agents/registry.ts'
 import type { Store } from '../store/store.ts'
 import { AuditService } from './audit.ts'
-import { ClusterService } from './cluster.ts'
-import { NodeStateService } from './node-state.ts'
+import { ClusterService, type ClusterSettings } from './cluster.ts'
+import { MirrorPodService } from './mirror-pods.ts'
+import { NodeStateService, type NodeReadObserver } from './node-state.ts'
 import { NodeService, type LocalNodeSettings } from './nodes.ts'
 import { StaticPodService } from './static-pods.ts'
 
@@ -16,8 +17,11 @@ export interface ServiceSettings {
   defaultMaxAgeSeconds: number
   /** How many nodes one request reads at once. */
   fanOut: number
+  /** The most nodes one request may address. */
+  maxNodesPerRequest: number
   localNode: LocalNodeSettings | null
-  kubeconfig: string | undefined
+  /** The API server, if any: where it is and how long to wait for it. */
+  cluster: ClusterSettings
 }
 
 export interface Services {
@@ -29,6 +33,7 @@ export interface Services {
   nodeState: NodeStateService
   staticPods: StaticPodService
   cluster: ClusterService
+  mirrorPods: MirrorPodService
   close(): Promise<void>
 }
 
@@ -38,12 +43,14 @@ export async function createServices(deps: {
   log: Logger
   settings: ServiceSettings
   clock?: () => Date
+  /** Told of every live node read (metrics). */
+  nodeReadObserver?: NodeReadObserver
 }): Promise<Services> {
   const { store, agents, log, settings } = deps
   const clock = deps.clock ?? (() => new Date())
   const audit = new AuditService(store, clock, log)
   const nodes = new NodeService(store, audit, clock, settings.localNode)
-  const nodeState = new NodeStateService({ store, agents, clock, fanOut: settings.fanOut })
+  const nodeState = new NodeStateService({ store, agents, clock, fanOut: settings.fanOut, maxNodesPerRequest: settings.maxNodesPerRequest, observer: deps.nodeReadObserver })
   const staticPods = new StaticPodService({
     store,
     agents,
@@ -54,6 +61,8 @@ export async function createServices(deps: {
     defaultMaxAgeSeconds: settings.defaultMaxAgeSeconds,
     instanceId: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`,
   })
+  const cluster = new ClusterService({ settings: settings.cluster, store, audit, clock })
+  const mirrorPods = new MirrorPodService({ cluster, audit, staticPods })
   await nodes.ensureLocalNode()
   return {
     settings,
@@ -63,7 +72,8 @@ export async function createServices(deps: {
     nodes,
     nodeState,
     staticPods,
-    cluster: new ClusterService(settings.kubeconfig),
+    cluster,
+    mirrorPods,
     async close() {
       await agents.close()
       await store.close()

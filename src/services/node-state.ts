@@ -28,12 +28,21 @@ export interface NodeFailure {
   error: ServiceError
 }
 
+/** Told of every live read of a node (metrics). */
+export interface NodeReadObserver {
+  nodeRead(node: string, seconds: number, errorCode: string | null): void
+}
+
 export interface NodeStateOptions {
   store: Store
   agents: AgentProvider
   clock: () => Date
   /** How many nodes are read at once by one request. */
   fanOut: number
+  /** The most nodes one request may ask for. */
+  maxNodesPerRequest: number
+  /** Told of every live read (metrics). */
+  observer?: NodeReadObserver | undefined
 }
 
 export class NodeStateService {
@@ -48,17 +57,28 @@ export class NodeStateService {
    * one node: failures are returned beside the states.
    */
   async statesOf(nodes: NodeRecord[], maxAgeSeconds: number): Promise<{ states: NodeState[]; failures: NodeFailure[] }> {
-    const { store, clock, fanOut } = this.options
+    const { store, clock, fanOut, maxNodesPerRequest } = this.options
+    if (nodes.length > maxNodesPerRequest) {
+      throw new ServiceError(
+        'VALIDATION_FAILED',
+        `this request addresses ${nodes.length} nodes; at most ${maxNodesPerRequest} are allowed at once (MAX_NODES_PER_REQUEST): narrow it with node or labelSelector`,
+        ['node'],
+      )
+    }
     const stored = await store.getObservations(nodes.map((n) => n.name))
     const now = clock().getTime()
     const failures: NodeFailure[] = []
     const states = await mapWithConcurrency(nodes, fanOut, async (node): Promise<NodeState> => {
       const last = stored.get(node.name)
       if (last && isFresh(last, now, maxAgeSeconds)) return { node, observation: last, stale: false }
+      const started = performance.now()
       try {
-        return { node, observation: await this.observe(node), stale: false }
+        const observation = await this.observe(node)
+        this.options.observer?.nodeRead(node.name, (performance.now() - started) / 1000, null)
+        return { node, observation, stale: false }
       } catch (err) {
         const error = asNodeError(node, err)
+        this.options.observer?.nodeRead(node.name, (performance.now() - started) / 1000, error.code)
         failures.push({ node: node.name, error })
         const observation = await this.recordFailure(node, last, error)
         return { node, observation, stale: true }

@@ -81,6 +81,13 @@ export interface UpdateInput extends PodRef {
   autoRollback?: boolean | null | undefined
 }
 
+export interface PutInput extends PodRef {
+  namespace: string
+  manifest: string | Uint8Array
+  /** Only create: ALREADY_EXISTS when the node has the pod (If-None-Match: *). */
+  mustNotExist?: boolean
+}
+
 export interface RollbackInput extends PodRef {
   revision: number
 }
@@ -98,7 +105,8 @@ export interface StaticPodServiceOptions {
   instanceId: string
 }
 
-type WriteAction = Exclude<RevisionAction, 'DELETE' | 'OBSERVED'>
+/** UPSERT: UPDATE when the node has the pod, else CREATE (decided under the node lock). */
+type WriteAction = Exclude<RevisionAction, 'DELETE' | 'OBSERVED'> | 'UPSERT'
 
 /** What a write does, given the pod currently on the node (null: none). */
 interface WritePlan {
@@ -205,6 +213,41 @@ export class StaticPodService {
         audit,
       )
     })
+  }
+
+  /**
+   * Creates or replaces the manifest of namespace/name (REST PUT): the
+   * manifest must be for exactly that pod; with expectedHash, the node must
+   * have the pod with that hash.
+   */
+  putStaticPod(input: PutInput, actor: Actor): Promise<StaticPodResult & { created: boolean }> {
+    const dryRun = input.dryRun ?? false
+    return this.mutate(
+      'putStaticPod',
+      actor,
+      { node: input.node, dryRun },
+      async (audit) => {
+        audit.target = `${input.namespace}/${input.name}`
+        const node = await this.o.nodes.require(input.node, actor)
+        const { text, identity } = parseAndValidate(input.manifest, node)
+        checkSameIdentity(input, identity)
+        const result = await this.write(
+          {
+            action: input.mustNotExist ? 'CREATE' : 'UPSERT',
+            node,
+            name: identity.name,
+            namespace: identity.namespace,
+            expectedHash: input.expectedHash ?? null,
+            dryRun,
+            actor,
+            content: (current) => ({ text, fileName: current?.fileName ?? defaultFileName(identity.name) }),
+          },
+          audit,
+        )
+        return { ...result, created: result.previousHash === null }
+      },
+      (userErrors) => ({ ...failedWrite(dryRun, userErrors), created: false }),
+    )
   }
 
   restartStaticPod(input: PodRef, actor: Actor): Promise<StaticPodResult> {
@@ -316,10 +359,12 @@ export class StaticPodService {
     const agent = await this.o.agents.agentFor(node)
     return this.underNodeLock(node, agent, plan.actor, async () => {
       const observation = await this.o.nodeState.observeWith(node, agent)
+      // A new pod may be named like another pod's mirror (web-local for web on node local): no hint there.
       const current =
-        plan.action === 'CREATE'
+        plan.action === 'CREATE' || plan.action === 'UPSERT'
           ? observation.pods.find((p) => p.namespace === plan.namespace && p.name === plan.name) ?? null
           : findPod(observation, node, plan.name, plan.namespace, { missing: plan.action === 'ROLLBACK' ? 'null' : 'throw' })
+      const action = plan.action === 'UPSERT' ? (current ? 'UPDATE' : 'CREATE') : plan.action
       const key: PodKey = { node: node.name, namespace: current?.namespace ?? plan.namespace ?? 'default', name: plan.name }
       audit.target = `${key.namespace}/${key.name}`
       audit.fromHash = current?.hash ?? null
@@ -332,7 +377,7 @@ export class StaticPodService {
       }
       checkExpectedHash(plan.expectedHash, current)
       const { text, fileName } = plan.content(current)
-      if (!current) await checkFileNameFree(agent, observation, fileName, plan.action === 'CREATE' ? ['fileName'] : ['revision'])
+      if (!current) await checkFileNameFree(agent, observation, fileName, plan.action === 'ROLLBACK' ? ['revision'] : ['fileName'])
 
       const bytes = Buffer.from(text, 'utf8')
       const hash = sha256Hex(bytes)
@@ -357,7 +402,7 @@ export class StaticPodService {
         hash,
         manifest: text,
         fileName,
-        action: plan.action,
+        action,
         actor: plan.actor.name,
         recordedAt: this.o.clock().toISOString(),
       })

@@ -1,12 +1,15 @@
-// The whole static pod lifecycle through GraphQL, on the local node (a real
-// directory) and the real SQLite store.
+// The whole static pod lifecycle through GraphQL and the real SQLite store, on
+// each kind of node: the local node (a real directory) and an SSH node (a real
+// sshd on 127.0.0.1, reached over SFTP).
 
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { describe, it } from 'node:test'
-import { build, kubeletVisibleFiles, podYaml, type TestApp } from '../helper.ts'
+import { after, describe, it } from 'node:test'
+import { build, kubeletVisibleFiles, NODE_KINDS, podYaml, stopSharedSshd, type TestApp } from '../helper.ts'
+
+after(stopSharedSshd)
 
 const sha256 = (s: string | Buffer) => createHash('sha256').update(s).digest('hex')
 
@@ -15,7 +18,7 @@ const PAYLOAD = `staticPod { ${POD_FIELDS} } previousHash dryRun changed diff ro
 
 async function create(t: TestApp, manifest: string, extra: Record<string, unknown> = {}) {
   const res = await t.gql(`mutation($input: CreateStaticPodInput!) { createStaticPod(input: $input) { ${PAYLOAD} } }`, {
-    input: { node: 'local', manifest, ...extra },
+    input: { node: t.nodeName, manifest, ...extra },
   })
   assert.equal(res.errors, undefined, JSON.stringify(res.errors))
   return res.data.createStaticPod
@@ -23,7 +26,7 @@ async function create(t: TestApp, manifest: string, extra: Record<string, unknow
 
 async function update(t: TestApp, input: Record<string, unknown>) {
   const res = await t.gql(`mutation($input: UpdateStaticPodInput!) { updateStaticPod(input: $input) { ${PAYLOAD} } }`, {
-    input: { node: 'local', ...input },
+    input: { node: t.nodeName, ...input },
   })
   assert.equal(res.errors, undefined, JSON.stringify(res.errors))
   return res.data.updateStaticPod
@@ -31,16 +34,16 @@ async function update(t: TestApp, input: Record<string, unknown>) {
 
 async function history(t: TestApp, name: string, namespace = 'default') {
   const res = await t.gql(
-    `query($name: String!, $ns: String) { staticPod(node: "local", namespace: $ns, name: $name, maxAgeSeconds: 0) { managed revision history { revision action actor hash manifest } } }`,
-    { name, ns: namespace },
+    `query($node: String!, $name: String!, $ns: String) { staticPod(node: $node, namespace: $ns, name: $name, maxAgeSeconds: 0) { managed revision history { revision action actor hash manifest } } }`,
+    { node: t.nodeName, name, ns: namespace },
   )
   assert.equal(res.errors, undefined, JSON.stringify(res.errors))
   return res.data.staticPod
 }
 
-describe('static pod lifecycle', () => {
+for (const kind of NODE_KINDS) describe(`static pod lifecycle (${kind} node)`, () => {
   it('creates exactly the given bytes under the kubelet names', async (t) => {
-    const app = await build(t)
+    const app = await build(t, { node: kind })
     // Odd but valid formatting and a comment: the file must be these bytes, not a re-serialisation.
     const manifest = `# managed by the platform team\napiVersion: v1\nkind: Pod\nmetadata: {name: Web-Cache-1, labels: {tier: "cache"}}\nspec:\n  containers:\n    - name: redis\n      image: "redis:7"   # pinned\n`.replace(
       'Web-Cache-1',
@@ -52,8 +55,8 @@ describe('static pod lifecycle', () => {
     assert.equal(pod.fileName, 'web-cache-1.yaml')
     assert.equal(pod.path, join(app.manifests, 'web-cache-1.yaml'))
     assert.equal(pod.namespace, 'default', 'the kubelet puts a pod without namespace in default')
-    assert.equal(pod.mirrorPodName, 'web-cache-1-local')
-    assert.equal(pod.id, 'local/default/web-cache-1')
+    assert.equal(pod.mirrorPodName, `web-cache-1-${app.nodeName}`)
+    assert.equal(pod.id, `${app.nodeName}/default/web-cache-1`)
     assert.equal(pod.revision, 1)
     assert.equal(pod.managed, true)
     assert.equal(pod.sync, 'API_SERVER_UNAVAILABLE')
@@ -67,7 +70,7 @@ describe('static pod lifecycle', () => {
   })
 
   it('mirror pod names use the lowercased node name, and a user fileName is kept', async (t) => {
-    const app = await build(t, { env: { LOCAL_NODE_NAME: 'cp-1.example.com' } })
+    const app = await build(t, { node: kind, nodeName: 'cp-1.example.com' })
     const res = await app.gql(`mutation($m: String!) { createStaticPod(input: {node: "cp-1.example.com", manifest: $m, fileName: "web.manifest"}) { ${PAYLOAD} } }`, {
       m: podYaml('web', 'nginx:1.27', '  namespace: kube-system\n'),
     })
@@ -79,7 +82,7 @@ describe('static pod lifecycle', () => {
   })
 
   it('refuses to create a pod that exists, or over a file of that name', async (t) => {
-    const app = await build(t)
+    const app = await build(t, { node: kind })
     await create(app, podYaml('web'))
     const again = await create(app, podYaml('web', 'nginx:2'), { fileName: 'other.yaml' })
     assert.equal(again.userErrors[0].code, 'ALREADY_EXISTS')
@@ -92,7 +95,7 @@ describe('static pod lifecycle', () => {
   })
 
   it('a dry run validates and reports, and writes nothing', async (t) => {
-    const app = await build(t)
+    const app = await build(t, { node: kind })
     const dry = await create(app, podYaml('web'), { dryRun: true })
     assert.equal(dry.dryRun, true)
     assert.equal(dry.changed, true)
@@ -104,7 +107,7 @@ describe('static pod lifecycle', () => {
   })
 
   it('update: stale expectedHash is CONFLICT and leaves the file byte-identical; equal bytes are UNCHANGED', async (t) => {
-    const app = await build(t)
+    const app = await build(t, { node: kind })
     const v1 = (await create(app, podYaml('web', 'nginx:1'))).staticPod
     const v2 = await update(app, { name: 'web', manifest: podYaml('web', 'nginx:2'), expectedHash: v1.hash })
     assert.deepEqual(v2.userErrors, [])
@@ -125,7 +128,7 @@ describe('static pod lifecycle', () => {
   })
 
   it('of 20 concurrent updates with the same expectedHash exactly one succeeds', async (t) => {
-    const app = await build(t)
+    const app = await build(t, { node: kind })
     const v1 = (await create(app, podYaml('web', 'nginx:1'))).staticPod
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, i) => update(app, { name: 'web', manifest: podYaml('web', `nginx:1.${i + 1}`), expectedHash: v1.hash })),
@@ -146,22 +149,22 @@ describe('static pod lifecycle', () => {
   })
 
   it('an update may not rename the pod or point at a mirror pod', async (t) => {
-    const app = await build(t)
+    const app = await build(t, { node: kind })
     await create(app, podYaml('web'))
     const renamed = await update(app, { name: 'web', manifest: podYaml('api') })
     assert.equal(renamed.userErrors[0].code, 'VALIDATION_FAILED')
     assert.deepEqual(renamed.userErrors[0].field, ['manifest', 'metadata', 'name'])
-    const mirror = await update(app, { name: 'web-local', manifest: podYaml('web-local') })
+    const mirror = await update(app, { name: `web-${app.nodeName}`, manifest: podYaml(`web-${app.nodeName}`) })
     assert.equal(mirror.userErrors[0].code, 'NOT_FOUND')
     assert.match(mirror.userErrors[0].message, /mirror pod of static pod default\/web/)
-    const query = await app.gql('{ staticPod(node: "local", name: "web-local") { name } }')
+    const query = await app.gql(`{ staticPod(node: "${app.nodeName}", name: "web-${app.nodeName}") { name } }`)
     assert.equal(query.errors?.[0]?.extensions?.code, 'NOT_FOUND')
     assert.match(query.errors?.[0]?.message ?? '', /name: "web"/)
   })
 
   it('restart changes only the restart annotation, keeping comments and formatting', async (t) => {
     const clock = () => new Date('2026-11-24T10:00:00.000Z')
-    const app = await build(t, { clock })
+    const app = await build(t, { node: kind, clock })
     const manifest = `apiVersion: v1
 kind: Pod
 metadata:
@@ -179,7 +182,7 @@ spec:
     name: kube-scheduler
 `
     await create(app, manifest)
-    const res = await app.gql(`mutation { restartStaticPod(input: {node: "local", name: "kube-scheduler"}) { ${PAYLOAD} } }`)
+    const res = await app.gql(`mutation { restartStaticPod(input: {node: "${app.nodeName}", name: "kube-scheduler"}) { ${PAYLOAD} } }`)
     const restarted = res.data.restartStaticPod
     assert.deepEqual(restarted.userErrors, [])
     const onDisk = await readFile(join(app.manifests, 'kube-scheduler.yaml'), 'utf8')
@@ -194,11 +197,11 @@ spec:
   })
 
   it('rollback writes the exact bytes of the chosen revision back as a new revision', async (t) => {
-    const app = await build(t)
+    const app = await build(t, { node: kind })
     const v1Text = podYaml('web', 'nginx:1', '  labels: {a: "1"}   # original\n')
     await create(app, v1Text)
     await update(app, { name: 'web', manifest: podYaml('web', 'nginx:broken') })
-    const res = await app.gql(`mutation { rollbackStaticPod(input: {node: "local", name: "web", revision: 1}) { ${PAYLOAD} } }`)
+    const res = await app.gql(`mutation { rollbackStaticPod(input: {node: "${app.nodeName}", name: "web", revision: 1}) { ${PAYLOAD} } }`)
     const rolled = res.data.rollbackStaticPod
     assert.deepEqual(rolled.userErrors, [])
     assert.equal(rolled.staticPod.revision, 3)
@@ -213,29 +216,29 @@ spec:
       ],
     )
     assert.equal(h.history[0].manifest, v1Text)
-    const missing = await app.gql(`mutation { rollbackStaticPod(input: {node: "local", name: "web", revision: 9}) { userErrors { code field } } }`)
+    const missing = await app.gql(`mutation { rollbackStaticPod(input: {node: "${app.nodeName}", name: "web", revision: 9}) { userErrors { code field } } }`)
     assert.deepEqual(missing.data.rollbackStaticPod.userErrors, [{ code: 'NOT_FOUND', field: ['revision'] }])
   })
 
   it('delete removes the file, keeps its bytes, and a rollback brings it back', async (t) => {
-    const app = await build(t)
+    const app = await build(t, { node: kind })
     const created = (await create(app, podYaml('web'))).staticPod
-    const stale = await app.gql(`mutation { deleteStaticPod(input: {node: "local", name: "web", expectedHash: "${'0'.repeat(64)}"}) { deleted userErrors { code } } }`)
+    const stale = await app.gql(`mutation { deleteStaticPod(input: {node: "${app.nodeName}", name: "web", expectedHash: "${'0'.repeat(64)}"}) { deleted userErrors { code } } }`)
     assert.deepEqual(stale.data.deleteStaticPod, { deleted: false, userErrors: [{ code: 'CONFLICT' }] })
-    const del = await app.gql(`mutation { deleteStaticPod(input: {node: "local", name: "web", expectedHash: "${created.hash}"}) { deleted previousHash userErrors { code } } }`)
+    const del = await app.gql(`mutation { deleteStaticPod(input: {node: "${app.nodeName}", name: "web", expectedHash: "${created.hash}"}) { deleted previousHash userErrors { code } } }`)
     assert.deepEqual(del.data.deleteStaticPod, { deleted: true, previousHash: created.hash, userErrors: [] })
     assert.deepEqual(await kubeletVisibleFiles(app.manifests), [])
     const backups = await readdir(join(app.stateDir, 'backups'), { recursive: true })
     assert.ok(backups.some((b) => b.endsWith('.yaml')), 'a backup outside staticPodPath')
     const list = await app.gql('{ staticPods(maxAgeSeconds: 0) { name } }')
     assert.deepEqual(list.data.staticPods, [])
-    const back = await app.gql(`mutation { rollbackStaticPod(input: {node: "local", namespace: "default", name: "web", revision: 1}) { staticPod { revision hash } userErrors { code } } }`)
+    const back = await app.gql(`mutation { rollbackStaticPod(input: {node: "${app.nodeName}", namespace: "default", name: "web", revision: 1}) { staticPod { revision hash } userErrors { code } } }`)
     assert.deepEqual(back.data.rollbackStaticPod, { staticPod: { revision: 3, hash: created.hash }, userErrors: [] })
     assert.deepEqual(await kubeletVisibleFiles(app.manifests), ['web.yaml'])
   })
 
   it('a file changed by hand shows up as an OBSERVED revision with managed: false', async (t) => {
-    const app = await build(t)
+    const app = await build(t, { node: kind })
     await create(app, podYaml('web', 'nginx:1'))
     const handEdit = podYaml('web', 'nginx:hotfix')
     await writeFile(join(app.manifests, 'web.yaml'), handEdit)
@@ -255,11 +258,11 @@ spec:
   })
 
   it('lists kubeadm-style manifests found on disk', async (t) => {
-    const app = await build(t)
+    const app = await build(t, { node: kind })
     const { kubeApiserverYaml, etcdYaml } = await import('../manifest/fixtures.ts')
     await writeFile(join(app.manifests, 'kube-apiserver.yaml'), kubeApiserverYaml)
     await writeFile(join(app.manifests, 'etcd.yaml'), etcdYaml)
-    const res = await app.gql(`{ staticPods(node: "local", maxAgeSeconds: 0) { ${POD_FIELDS} history { action actor } } }`)
+    const res = await app.gql(`{ staticPods(node: "${app.nodeName}", maxAgeSeconds: 0) { ${POD_FIELDS} history { action actor } } }`)
     assert.equal(res.errors, undefined)
     const pods = res.data.staticPods
     assert.deepEqual(
@@ -270,7 +273,7 @@ spec:
       ],
     )
     const apiserver = pods[1]
-    assert.equal(apiserver.mirrorPodName, 'kube-apiserver-local')
+    assert.equal(apiserver.mirrorPodName, `kube-apiserver-${app.nodeName}`)
     assert.equal(apiserver.hash, sha256(kubeApiserverYaml))
     assert.equal(apiserver.manifest, kubeApiserverYaml)
     assert.ok(apiserver.containers.some((c: { name: string }) => c.name === 'kube-apiserver'))
@@ -278,11 +281,11 @@ spec:
   })
 
   it('every mutation is audited, failures and dry runs too', async (t) => {
-    const app = await build(t)
+    const app = await build(t, { node: kind })
     await create(app, podYaml('web'))
     await update(app, { name: 'web', manifest: podYaml('web', 'x:1'), expectedHash: 'f'.repeat(64) })
     await update(app, { name: 'web', manifest: podYaml('web', 'x:2'), dryRun: true })
-    const res = await app.gql('{ auditEvents(node: "local") { actor action node target result dryRun fromHash toHash message } }')
+    const res = await app.gql(`{ auditEvents(node: "${app.nodeName}") { actor action node target result dryRun fromHash toHash message } }`)
     const events = res.data.auditEvents
     assert.deepEqual(
       events.map((e: { action: string; result: string; dryRun: boolean; target: string }) => [e.action, e.result, e.dryRun, e.target]),

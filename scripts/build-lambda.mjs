@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+// Bundles src/lambda.ts for AWS Lambda into dist/lambda/: one ESM file with
+// every dependency inside, plus the few files the app reads at run time. No
+// node_modules are shipped.
+//
+//   node scripts/build-lambda.mjs [--entry src/lambda.ts] [--out dist/lambda]
+//
+// Left out, all native: better-sqlite3 (SQLite is not used on Lambda, and
+// src/store/open.ts imports it only for STORE_URL=sqlite:...), cpu-features and
+// ssh2's own sshcrypto.node (both optional: ssh2 falls back to Node's crypto).
+
+import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { build } from 'esbuild'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const require = createRequire(join(root, 'package.json'))
+
+const { values } = parseArgs({
+  options: {
+    entry: { type: 'string', default: 'src/lambda.ts' },
+    out: { type: 'string', default: 'dist/lambda' },
+    name: { type: 'string', default: 'lambda' },
+  },
+})
+
+const NATIVE_MODULES = ['better-sqlite3', 'cpu-features']
+
+// Files the bundled code reads from disk, relative to the bundle, and where
+// they come from. The GraphiQL assets mirror ASSETS in src/http/playground.ts
+// (which finds them with require.resolve('<pkg>/package.json')); the Lambda
+// tests fetch every asset the playground page links, so a new one missing here
+// fails the build's test, not a user's browser.
+const PLAYGROUND_FILES = {
+  react: ['package.json', 'umd/react.production.min.js'],
+  'react-dom': ['package.json', 'umd/react-dom.production.min.js'],
+  graphiql: ['package.json', 'graphiql.min.js', 'graphiql.min.css'],
+}
+
+/** The SQLite store, replaced by a module that says why it is not there. */
+const noSqlite = {
+  name: 'no-sqlite',
+  setup(b) {
+    b.onResolve({ filter: /[/\\]store[/\\]sqlite\.ts$/ }, (args) => ({ path: args.path, namespace: 'no-sqlite' }))
+    b.onLoad({ filter: /.*/, namespace: 'no-sqlite' }, () => ({
+      contents: `export const SqliteStore = { open() { throw new Error('this bundle has no SQLite store (native module left out): use STORE_URL=dynamodb:<table>') } }`,
+      loader: 'js',
+    }))
+  },
+}
+
+const outDir = join(root, values.out)
+await rm(outDir, { recursive: true, force: true })
+await mkdir(outDir, { recursive: true })
+
+const result = await build({
+  entryPoints: [join(root, values.entry)],
+  outdir: outDir,
+  entryNames: values.name,
+  outExtension: { '.js': '.mjs' },
+  // What the code imports with import() (the Kubernetes client, ssh2, the AWS
+  // SDKs) goes into chunks of its own, read from disk only when first needed:
+  // a cold start parses the main chunk alone.
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  // Node 20 compatible code, though the runtime is nodejs22.x.
+  target: 'node20',
+  minify: true,
+  sourcemap: 'external',
+  metafile: true,
+  legalComments: 'none',
+  external: [...NATIVE_MODULES, '*.node'],
+  plugins: [noSqlite],
+  // CommonJS dependencies inside an ESM bundle still call require() and read __dirname.
+  banner: {
+    js: [
+      "import { createRequire as __createRequire } from 'node:module';",
+      "import { fileURLToPath as __fileURLToPath } from 'node:url';",
+      "import { dirname as __pathDirname } from 'node:path';",
+      'const require = __createRequire(import.meta.url);',
+      'const __filename = __fileURLToPath(import.meta.url);',
+      'const __dirname = __pathDirname(__filename);',
+    ].join(' '),
+  },
+  logLevel: 'warning',
+})
+
+for (const [pkg, files] of Object.entries(PLAYGROUND_FILES)) {
+  const from = dirname(require.resolve(`${pkg}/package.json`))
+  for (const file of files) {
+    const to = join(outDir, 'node_modules', pkg, file)
+    await mkdir(dirname(to), { recursive: true })
+    await cp(join(from, file), to)
+  }
+}
+
+// src/graphql/schema.ts reads ../../schema/ relative to the module: the bundle
+// sits two levels down (dist/lambda/), so the SDL goes to the package root's
+// schema/, as in the source tree.
+const schemaFiles = (await readdir(join(root, 'schema'))).filter((f) => f.endsWith('.graphql'))
+if (schemaFiles.length === 0) throw new Error('no schema/*.graphql to ship')
+
+await writeFile(join(outDir, 'meta.json'), JSON.stringify(result.metafile))
+const outputs = Object.entries(result.metafile.outputs).filter(([path]) => path.endsWith('.mjs'))
+const main = outputs.find(([, o]) => o.entryPoint)?.[1].bytes ?? 0
+const bytes = outputs.reduce((n, [, o]) => n + o.bytes, 0)
+const leaked = Object.keys(result.metafile.inputs).filter((p) => NATIVE_MODULES.some((m) => p.includes(`node_modules/${m}/`)))
+if (leaked.length > 0) throw new Error(`native modules ended up in the bundle: ${leaked.join(', ')}`)
+const mb = (n) => `${(n / 1024 / 1024).toFixed(2)} MB`
+console.log(`built ${relative(root, join(outDir, `${values.name}.mjs`))}: ${mb(main)} loaded at start, ${mb(bytes)} with ${outputs.length - 1} lazy chunks; ${schemaFiles.length} schema files alongside`)

@@ -1,0 +1,500 @@
+// SSH connections to the nodes: one per node, opened on first use, shared by
+// every request, closed after an idle time and opened again on demand after
+// it drops. A handshake costs ~100 ms of CPU on each side; an operation over an
+// open connection costs well under one. So a fleet query after the first pays
+// no handshakes at all.
+//
+// Every failure leaves here as a ServiceError with the code callers act on:
+// NODE_UNREACHABLE (no connection: refused, handshake timeout, key refused,
+// connection lost mid-operation), TIMEOUT (connected, but an operation did not
+// finish), HOST_KEY_MISMATCH (the node presented another key than the pinned
+// one: nothing was sent to it). SFTP status errors (no such file ...) pass
+// through untouched for the file system layer to interpret.
+
+import ssh2 from 'ssh2'
+import type { Client as SshClient, ConnectConfig, SFTPWrapper } from 'ssh2'
+import { ServiceError, isServiceError } from '../errors.ts'
+import { openSshFingerprint, sameFingerprint } from './host-key.ts'
+
+const { Client } = ssh2
+
+/** Missed keepalive replies before a connection is declared dead. */
+const KEEPALIVE_COUNT_MAX = 3
+/** How long close() waits for connections to say goodbye before dropping them. */
+const CLOSE_GRACE_MS = 1_000
+
+export interface SshAddress {
+  /** The node this connection is for: errors name it. */
+  nodeName: string
+  host: string
+  port: number
+  username: string
+}
+
+export interface SshEndpoint extends SshAddress {
+  /** The pinned host key: the connection goes no further unless the node presents it. */
+  hostKeyFingerprint: string
+}
+
+export interface SshPoolSettings {
+  /** The service's private key (PEM/OpenSSH text); without one, SSH nodes are unreachable. */
+  privateKey: Buffer | string | undefined
+  /** TCP connect + SSH handshake + authentication. */
+  connectTimeoutMs: number
+  /** One operation over an open connection (a file read, a write, a crictl run). */
+  operationTimeoutMs: number
+  /** A connection unused this long is closed. */
+  idleTimeoutMs: number
+  /** SSH-level keepalives, so a connection to a node that vanished is noticed and dropped. */
+  keepaliveIntervalMs: number
+  /** Connections open (or opening) at once, over all nodes. */
+  maxConnections: number
+  /** Operations in flight at once on one node's connection. */
+  maxOperationsPerNode: number
+  /** Told the key a node presented at every handshake of a pinned node, so it can be recorded; awaited. */
+  onHostKey?: (nodeName: string, fingerprint: string) => Promise<void> | void
+}
+
+export const DEFAULT_SSH_POOL_SETTINGS: Omit<SshPoolSettings, 'privateKey'> = {
+  connectTimeoutMs: 10_000,
+  operationTimeoutMs: 30_000,
+  idleTimeoutMs: 300_000,
+  keepaliveIntervalMs: 15_000,
+  maxConnections: 512,
+  maxOperationsPerNode: 8,
+}
+
+/** Counters for tests and /metrics. */
+export interface SshPoolStats {
+  /** Handshakes completed since start (each is a new connection). */
+  connectionsOpened: number
+  /** Connections open or opening right now. */
+  connectionsOpen: number
+  /** Connection attempts that failed (refused, timeout, key refused, host key mismatch). */
+  connectFailures: number
+  hostKeyMismatches: number
+  /** Connections closed because they were idle. */
+  idleClosed: number
+  operationsInFlight: number
+}
+
+/** What an operation gets: the node's connection, and its SFTP channel on demand. */
+export interface SshSession {
+  readonly client: SshClient
+  sftp(): Promise<SFTPWrapper>
+}
+
+export class SshPool {
+  readonly settings: SshPoolSettings
+  readonly #connections = new Map<string, PooledConnection>()
+  readonly #operationSlots = new Map<string, Semaphore>()
+  readonly #connectionSlots: Semaphore
+  #closed = false
+  readonly #stats = { connectionsOpened: 0, connectFailures: 0, hostKeyMismatches: 0, idleClosed: 0, operationsInFlight: 0 }
+
+  constructor(settings: SshPoolSettings) {
+    this.settings = settings
+    this.#connectionSlots = new Semaphore(settings.maxConnections)
+  }
+
+  stats(): SshPoolStats {
+    return { ...this.#stats, connectionsOpen: this.#connectionSlots.used }
+  }
+
+  /**
+   * Runs fn over the node's pooled connection (opened if there is none), with
+   * at most maxOperationsPerNode at once per node and operationTimeoutMs each.
+   * An operation that times out takes its connection down with it: whatever
+   * wedged it would wedge the next one too.
+   */
+  async run<T>(endpoint: SshEndpoint, what: string, fn: (session: SshSession) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new ServiceError('NODE_UNREACHABLE', `node ${endpoint.nodeName}: the service is shutting down`)
+    const key = connectionKey(endpoint)
+    const slots = this.#slotsOf(key)
+    await slots.acquire()
+    this.#stats.operationsInFlight++
+    try {
+      const connection = await this.#connectionTo(endpoint, key)
+      connection.startOperation()
+      try {
+        return await withTimeout(fn(connection.session), this.settings.operationTimeoutMs, () => {
+          connection.destroy(`${what} timed out`)
+          return new ServiceError('TIMEOUT', `${what} on node ${endpoint.nodeName} did not finish within ${this.settings.operationTimeoutMs} ms`)
+        })
+      } catch (err) {
+        if (isServiceError(err)) throw err
+        if (connection.closed) {
+          throw new ServiceError(
+            'NODE_UNREACHABLE',
+            `node ${endpoint.nodeName}: the SSH connection was lost during ${what} (${connection.closeReason ?? describe(err)})`,
+          )
+        }
+        throw err
+      } finally {
+        connection.endOperation()
+      }
+    } finally {
+      this.#stats.operationsInFlight--
+      slots.release()
+      if (slots.idle) this.#operationSlots.delete(key)
+    }
+  }
+
+  /**
+   * Connects only far enough to see the host key the node presents, then
+   * refuses it: no authentication is attempted and nothing is sent beyond the
+   * key exchange. For nodes without a pinned key.
+   */
+  observeHostKey(address: SshAddress): Promise<string> {
+    const { connectTimeoutMs } = this.settings
+    return new Promise((resolve, reject) => {
+      const client = new Client()
+      let presented: string | null = null
+      let done = false
+      const finish = (err?: ServiceError): void => {
+        if (done) return
+        done = true
+        clearTimeout(timer)
+        client.destroy()
+        if (presented !== null) resolve(presented)
+        else reject(err ?? unreachable(address, 'the connection closed before the node presented a host key'))
+      }
+      const timer = setTimeout(() => finish(unreachable(address, `no SSH handshake within ${connectTimeoutMs} ms`)), connectTimeoutMs)
+      client.on('error', (err) => finish(unreachable(address, describe(err))))
+      client.on('close', () => finish())
+      try {
+        client.connect({
+          host: address.host,
+          port: address.port,
+          username: address.username,
+          readyTimeout: connectTimeoutMs,
+          hostVerifier: (key: Buffer) => {
+            presented = openSshFingerprint(key)
+            return false
+          },
+        })
+      } catch (err) {
+        finish(unreachable(address, describe(err)))
+      }
+    })
+  }
+
+  /** Closes every connection; later operations fail. */
+  async close(): Promise<void> {
+    this.#closed = true
+    const connections = [...this.#connections.values()]
+    this.#connections.clear()
+    await Promise.all(connections.map((c) => c.end()))
+  }
+
+  #slotsOf(key: string): Semaphore {
+    let slots = this.#operationSlots.get(key)
+    if (!slots) {
+      slots = new Semaphore(this.settings.maxOperationsPerNode)
+      this.#operationSlots.set(key, slots)
+    }
+    return slots
+  }
+
+  async #connectionTo(endpoint: SshEndpoint, key: string): Promise<PooledConnection> {
+    let connection = this.#connections.get(key)
+    if (!connection || connection.closed) {
+      connection = new PooledConnection(endpoint, this.settings, {
+        reserveSlot: () => this.#reserveConnectionSlot(endpoint),
+        releaseSlot: () => this.#connectionSlots.release(),
+        onOpened: () => this.#stats.connectionsOpened++,
+        onFailed: (mismatch) => {
+          this.#stats.connectFailures++
+          if (mismatch) this.#stats.hostKeyMismatches++
+        },
+        onIdleClose: () => this.#stats.idleClosed++,
+        onClosed: (closed) => {
+          if (this.#connections.get(key) === closed) this.#connections.delete(key)
+        },
+      })
+      this.#connections.set(key, connection)
+    }
+    await connection.ready
+    return connection
+  }
+
+  /** A connection slot; when all are taken, an idle connection gives its slot up, else we wait. */
+  async #reserveConnectionSlot(endpoint: SshEndpoint): Promise<void> {
+    if (this.#connectionSlots.tryAcquire()) return
+    const idle = [...this.#connections.values()].filter((c) => c.isIdle).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0]
+    idle?.destroy('closed to make room for another node')
+    const acquired = await this.#connectionSlots.acquire(this.settings.connectTimeoutMs)
+    if (!acquired) {
+      throw new ServiceError(
+        'TIMEOUT',
+        `node ${endpoint.nodeName}: all ${this.settings.maxConnections} SSH connections stayed busy for ${this.settings.connectTimeoutMs} ms (SSH_MAX_CONNECTIONS)`,
+      )
+    }
+  }
+}
+
+interface ConnectionHooks {
+  reserveSlot(): Promise<void>
+  releaseSlot(): void
+  onOpened(): void
+  onFailed(hostKeyMismatch: boolean): void
+  onIdleClose(): void
+  onClosed(connection: PooledConnection): void
+}
+
+class PooledConnection {
+  readonly client: SshClient = new Client()
+  readonly ready: Promise<void>
+  readonly session: SshSession
+  closed = false
+  closeReason: string | null = null
+  lastUsedAt = Date.now()
+  #inFlight = 0
+  #established = false
+  #holdsSlot = false
+  #idleTimer: NodeJS.Timeout | undefined
+  #sftp: Promise<SFTPWrapper> | null = null
+
+  constructor(
+    private readonly endpoint: SshEndpoint,
+    private readonly settings: SshPoolSettings,
+    private readonly hooks: ConnectionHooks,
+  ) {
+    this.session = { client: this.client, sftp: () => this.#sftpChannel() }
+    this.client.on('close', () => this.#markClosed(this.closeReason ?? 'the node closed the connection'))
+    this.ready = this.#open()
+    this.ready.catch(() => undefined)
+  }
+
+  get isIdle(): boolean {
+    return this.#established && !this.closed && this.#inFlight === 0
+  }
+
+  startOperation(): void {
+    this.#inFlight++
+    clearTimeout(this.#idleTimer)
+  }
+
+  endOperation(): void {
+    this.#inFlight--
+    this.lastUsedAt = Date.now()
+    if (this.#inFlight > 0 || this.closed) return
+    clearTimeout(this.#idleTimer)
+    this.#idleTimer = setTimeout(() => {
+      if (this.#inFlight > 0 || this.closed) return
+      this.hooks.onIdleClose()
+      void this.end()
+    }, this.settings.idleTimeoutMs)
+    this.#idleTimer.unref()
+  }
+
+  destroy(reason: string): void {
+    this.closeReason ??= reason
+    this.client.destroy()
+    this.#markClosed(reason)
+  }
+
+  /** A polite goodbye, then a hard close if the node does not answer it. */
+  async end(): Promise<void> {
+    if (this.closed) return
+    const closed = new Promise<void>((resolve) => this.client.once('close', () => resolve()))
+    this.closeReason ??= 'closed by the service'
+    this.client.end()
+    const timer = setTimeout(() => this.destroy('closed by the service'), CLOSE_GRACE_MS)
+    await closed
+    clearTimeout(timer)
+    this.#markClosed('closed by the service')
+  }
+
+  async #open(): Promise<void> {
+    try {
+      await this.hooks.reserveSlot()
+    } catch (err) {
+      this.#markClosed(describe(err))
+      throw err
+    }
+    this.#holdsSlot = true
+    if (this.closed) throw unreachable(this.endpoint, this.closeReason ?? 'closed')
+    try {
+      await this.#handshake()
+      this.#established = true
+      this.hooks.onOpened()
+    } catch (err) {
+      const serviceError = isServiceError(err) ? err : unreachable(this.endpoint, describe(err))
+      this.hooks.onFailed(serviceError.code === 'HOST_KEY_MISMATCH')
+      this.destroy(serviceError.message)
+      throw serviceError
+    }
+  }
+
+  #handshake(): Promise<void> {
+    const { endpoint, settings } = this
+    if (settings.privateKey === undefined) {
+      return Promise.reject(
+        unreachable(endpoint, 'no SSH private key is configured (set SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY)'),
+      )
+    }
+    return new Promise((resolve, reject) => {
+      let presented: string | null = null
+      let settled = false
+      const settle = (err?: ServiceError): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        this.client.off('ready', onReady)
+        if (err) reject(err)
+        else resolve()
+      }
+      const onReady = (): void => settle()
+      const timer = setTimeout(
+        () => settle(unreachable(endpoint, `no SSH handshake within ${settings.connectTimeoutMs} ms`)),
+        settings.connectTimeoutMs,
+      )
+      this.client.once('ready', onReady)
+      this.client.on('error', (err: Error & { level?: string }) => {
+        if (settled) {
+          this.closeReason ??= describe(err)
+          return
+        }
+        if (presented !== null && !sameFingerprint(presented, endpoint.hostKeyFingerprint)) {
+          settle(
+            new ServiceError(
+              'HOST_KEY_MISMATCH',
+              `node ${endpoint.nodeName} (${endpoint.host}:${endpoint.port}) presented host key ${presented}, not the pinned ${endpoint.hostKeyFingerprint}; nothing was sent to it. If the node was reinstalled, check its key on its console (ssh-keygen -lf) and pin the new one with updateNode(hostKeyFingerprint).`,
+            ),
+          )
+        } else if (err.level === 'client-authentication') {
+          settle(unreachable(endpoint, `the node refused the service's SSH key for user ${endpoint.username}`))
+        } else {
+          settle(unreachable(endpoint, describe(err)))
+        }
+      })
+      this.client.once('close', () => settle(unreachable(endpoint, 'the connection closed during the SSH handshake')))
+      const config: ConnectConfig = {
+        host: endpoint.host,
+        port: endpoint.port,
+        username: endpoint.username,
+        privateKey: settings.privateKey,
+        readyTimeout: settings.connectTimeoutMs,
+        keepaliveInterval: settings.keepaliveIntervalMs,
+        keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+        // Recorded before the handshake goes on, so that a caller who sees the outcome also sees the record.
+        hostVerifier: (key: Buffer, verify: (accepted: boolean) => void) => {
+          const seen = openSshFingerprint(key)
+          presented = seen
+          void Promise.resolve(settings.onHostKey?.(endpoint.nodeName, seen))
+            .catch(() => undefined)
+            .then(() => verify(sameFingerprint(seen, endpoint.hostKeyFingerprint)))
+        },
+      }
+      try {
+        this.client.connect(config)
+      } catch (err) {
+        settle(unreachable(endpoint, describe(err)))
+      }
+    })
+  }
+
+  #sftpChannel(): Promise<SFTPWrapper> {
+    if (!this.#sftp) {
+      const channel = new Promise<SFTPWrapper>((resolve, reject) => {
+        this.client.sftp((err, sftp) => {
+          if (err) return reject(err)
+          sftp.once('close', () => {
+            if (this.#sftp === channel) this.#sftp = null
+          })
+          resolve(sftp)
+        })
+      })
+      this.#sftp = channel
+      channel.catch(() => {
+        if (this.#sftp === channel) this.#sftp = null
+      })
+    }
+    return this.#sftp
+  }
+
+  #markClosed(reason: string): void {
+    if (this.closed) return
+    this.closed = true
+    this.closeReason ??= reason
+    clearTimeout(this.#idleTimer)
+    this.hooks.onClosed(this)
+    if (this.#holdsSlot) {
+      this.#holdsSlot = false
+      this.hooks.releaseSlot()
+    }
+  }
+}
+
+/** Counting semaphore with FIFO waiters and an optional wait limit. */
+class Semaphore {
+  used = 0
+  readonly #waiters: Array<(acquired: boolean) => void> = []
+
+  constructor(private readonly limit: number) {}
+
+  get idle(): boolean {
+    return this.used === 0 && this.#waiters.length === 0
+  }
+
+  tryAcquire(): boolean {
+    if (this.used >= this.limit) return false
+    this.used++
+    return true
+  }
+
+  /** Resolves true once acquired, or false after timeoutMs (when given). */
+  acquire(timeoutMs?: number): Promise<boolean> {
+    if (this.tryAcquire()) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined
+      const waiter = (acquired: boolean): void => {
+        clearTimeout(timer)
+        resolve(acquired)
+      }
+      this.#waiters.push(waiter)
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          const index = this.#waiters.indexOf(waiter)
+          if (index >= 0) this.#waiters.splice(index, 1)
+          resolve(false)
+        }, timeoutMs)
+      }
+    })
+  }
+
+  release(): void {
+    const next = this.#waiters.shift()
+    if (next) next(true) // the slot passes straight to the next waiter
+    else this.used--
+  }
+}
+
+function connectionKey(endpoint: SshEndpoint): string {
+  return JSON.stringify([endpoint.nodeName, endpoint.username, endpoint.host, endpoint.port, endpoint.hostKeyFingerprint])
+}
+
+function unreachable(address: SshAddress, why: string): ServiceError {
+  return new ServiceError('NODE_UNREACHABLE', `node ${address.nodeName} (${address.host}:${address.port}) cannot be reached over SSH: ${why}`)
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+/** promise, or the error of onTimeout after ms; a late rejection of promise is swallowed. */
+async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  promise.catch(() => undefined)
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(onTimeout()), ms)
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}

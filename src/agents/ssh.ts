@@ -1,0 +1,214 @@
+// The node agent for a node reached over SSH: the FileAgent (write path, node
+// lock, backups) over SFTP, crictl run as fixed command lines over SSH exec,
+// and the kubelet's healthz asked through an SSH port forward on the node's
+// own loopback. Nothing built from user input ever reaches a shell: file
+// names travel as SFTP path arguments, and the only commands are constants.
+
+import { request } from 'node:http'
+import { posix } from 'node:path'
+import type { Client as SshClient, ClientChannel } from 'ssh2'
+import { parse as parseYaml } from 'yaml'
+import type { KubeletReport, RuntimeReport } from './agent.ts'
+import { CRICTL_CONTAINERS_ARGS, CRICTL_PODS_ARGS, parseCrictl } from './crictl.ts'
+import { describeError, FileAgent, type FileAgentHooks, type LockHolderLiveness } from './file-agent.ts'
+import { SftpFileSystem, type SftpRunner } from './sftp-fs.ts'
+import type { SshEndpoint, SshPool } from './ssh-pool.ts'
+
+export const DEFAULT_KUBELET_HEALTHZ_PORT = 10248
+export const DEFAULT_KUBELET_CONFIG_PATH = '/var/lib/kubelet/config.yaml'
+/** kubeadm's staticPodPath, and the kubelet's when its config names none. */
+export const KUBEADM_STATIC_POD_PATH = '/etc/kubernetes/manifests'
+
+/** The fixed command lines: the argv constants the local agent runs too, joined. */
+const CRICTL_PODS_COMMAND = ['crictl', ...CRICTL_PODS_ARGS].join(' ')
+const CRICTL_CONTAINERS_COMMAND = ['crictl', ...CRICTL_CONTAINERS_ARGS].join(' ')
+/** A shell's "command not found". */
+const EXIT_COMMAND_NOT_FOUND = 127
+const KUBELET_TIMEOUT_MS = 1_000
+const DEFAULT_CRICTL_TIMEOUT_MS = 10_000
+const CRICTL_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+const KUBELET_MESSAGE_MAX_CHARS = 1_000
+
+export interface SshAgentOptions {
+  endpoint: SshEndpoint
+  pool: SshPool
+  staticPodPath: string
+  /** On the node, outside staticPodPath: the lock and the backups. */
+  stateDir: string
+  kubeletHealthzPort?: number
+  crictlTimeoutMs?: number
+  lockTtlMs?: number
+  lockWaitMs?: number
+  clock?: () => Date
+  isLockHolderAlive?: LockHolderLiveness
+  hooks?: FileAgentHooks
+}
+
+/**
+ * A FileAgent over SFTP. Creating it contacts nothing: the first operation
+ * opens (or reuses) the node's pooled connection.
+ *
+ * The node lock's holder check stays FileAgent's default, and that is right
+ * over SSH too: a lock file names the service process that holds it (its
+ * host, boot and pid namespace, and pid), not anything on the node, so a
+ * holder on this same machine can be asked whether it still runs, and one
+ * anywhere else is left to expire.
+ */
+export function createSshAgent(options: SshAgentOptions): FileAgent {
+  const { endpoint, pool } = options
+  const clock = options.clock ?? (() => new Date())
+  const sftpRun: SftpRunner = (what, fn) => pool.run(endpoint, what, async (session) => fn(await session.sftp()))
+  return new FileAgent(new SftpFileSystem(sftpRun), {
+    nodeName: endpoint.nodeName,
+    staticPodPath: options.staticPodPath,
+    stateDir: options.stateDir,
+    lockTtlMs: options.lockTtlMs,
+    lockWaitMs: options.lockWaitMs,
+    clock,
+    isLockHolderAlive: options.isLockHolderAlive,
+    hooks: options.hooks,
+    runtime: () =>
+      pool.run(endpoint, 'crictl', (session) =>
+        crictlStatus(session.client, endpoint.nodeName, options.crictlTimeoutMs ?? DEFAULT_CRICTL_TIMEOUT_MS, clock),
+      ),
+    kubelet: () =>
+      pool.run(endpoint, 'kubelet healthz', (session) =>
+        kubeletHealthOverForward(session.client, options.kubeletHealthzPort ?? DEFAULT_KUBELET_HEALTHZ_PORT, clock),
+      ),
+  })
+}
+
+/**
+ * The staticPodPath the node's kubelet reads, from its config file (read over
+ * SFTP): null when there is no such file or it names none.
+ */
+export async function discoverStaticPodPath(pool: SshPool, endpoint: SshEndpoint, kubeletConfigPath: string): Promise<string | null> {
+  const fs = new SftpFileSystem((what, fn) => pool.run(endpoint, what, async (session) => fn(await session.sftp())))
+  const bytes = await fs.readFile(kubeletConfigPath)
+  if (bytes === null) return null
+  try {
+    const config: unknown = parseYaml(bytes.toString('utf8'))
+    const path = typeof config === 'object' && config !== null && 'staticPodPath' in config ? config.staticPodPath : undefined
+    if (typeof path !== 'string' || !posix.isAbsolute(path)) return null
+    const normalised = posix.normalize(path).replace(/(.)\/+$/, '$1')
+    return normalised === '/' ? null : normalised
+  } catch {
+    return null // a config the kubelet itself could not read either
+  }
+}
+
+// ---- crictl over SSH exec ----------------------------------------------------
+
+async function crictlStatus(client: SshClient, nodeName: string, timeoutMs: number, clock: () => Date): Promise<RuntimeReport> {
+  const [pods, containers] = await Promise.all([
+    execFixed(client, CRICTL_PODS_COMMAND, timeoutMs),
+    execFixed(client, CRICTL_CONTAINERS_COMMAND, timeoutMs),
+  ])
+  for (const [run, command] of [
+    [pods, CRICTL_PODS_COMMAND],
+    [containers, CRICTL_CONTAINERS_COMMAND],
+  ] as const) {
+    if (run.exitCode === EXIT_COMMAND_NOT_FOUND) return { available: false, reason: 'crictl not found on the node' }
+    if (run.exitCode !== 0) {
+      const detail = run.stderr.trim().split('\n').slice(-1)[0] || `exit code ${run.exitCode ?? run.signal}`
+      return { available: false, reason: `${command} failed on the node: ${detail}` }
+    }
+  }
+  try {
+    return { available: true, pods: parseCrictl(pods.stdout, containers.stdout, nodeName, clock()) }
+  } catch (err) {
+    return { available: false, reason: describeError(err) }
+  }
+}
+
+interface ExecResult {
+  exitCode: number | null
+  signal: string | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs one of the constant command lines above; the channel is closed after timeoutMs. */
+function execFixed(client: SshClient, command: string, timeoutMs: number): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    client.exec(command, (err, channel) => {
+      if (err) return reject(err)
+      const stdout: Buffer[] = []
+      const stderr: Buffer[] = []
+      let size = 0
+      let exitCode: number | null = null
+      let signal: string | null = null
+      const timer = setTimeout(() => {
+        channel.close()
+        reject(new Error(`${command} did not finish within ${timeoutMs} ms`))
+      }, timeoutMs)
+      const collect = (into: Buffer[]) => (chunk: Buffer) => {
+        size += chunk.length
+        if (size > CRICTL_MAX_OUTPUT_BYTES) {
+          channel.close()
+          return
+        }
+        into.push(chunk)
+      }
+      channel.on('data', collect(stdout))
+      channel.stderr.on('data', collect(stderr))
+      channel.on('exit', (code: number | null, signalName?: string) => {
+        exitCode = code
+        signal = signalName ?? null
+      })
+      channel.on('close', () => {
+        clearTimeout(timer)
+        if (size > CRICTL_MAX_OUTPUT_BYTES) return reject(new Error(`${command} printed more than ${CRICTL_MAX_OUTPUT_BYTES} bytes`))
+        resolve({ exitCode, signal, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') })
+      })
+    })
+  })
+}
+
+// ---- kubelet healthz through a forward -------------------------------------------
+
+/** GET /healthz on the node's 127.0.0.1:port, through a direct-tcpip channel. */
+function kubeletHealthOverForward(client: SshClient, port: number, clock: () => Date): Promise<KubeletReport> {
+  const where = `127.0.0.1:${port} on the node`
+  return new Promise((resolve) => {
+    client.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, channel: ClientChannel) => {
+      if (err) return resolve({ available: false, reason: `no kubelet answers on ${where} (${describeError(err)})` })
+      const timer = setTimeout(() => {
+        channel.close()
+        resolve({ available: false, reason: `no kubelet answers on ${where} (no answer within ${KUBELET_TIMEOUT_MS / 1000} s)` })
+      }, KUBELET_TIMEOUT_MS)
+      const req = request(
+        { createConnection: () => channel as unknown as import('node:net').Socket, host: '127.0.0.1', port, path: '/healthz', method: 'GET', agent: false },
+        (res) => {
+          const chunks: Buffer[] = []
+          let size = 0
+          res.on('data', (chunk: Buffer) => {
+            size += chunk.length
+            if (size <= KUBELET_MESSAGE_MAX_CHARS * 4) chunks.push(chunk)
+          })
+          res.on('end', () => {
+            clearTimeout(timer)
+            channel.close()
+            const body = truncate(Buffer.concat(chunks).toString('utf8').trim())
+            const checkedAt = clock().toISOString()
+            resolve(
+              res.statusCode === 200
+                ? { available: true, status: { healthy: true, checkedAt, message: body === 'ok' ? null : body } }
+                : { available: true, status: { healthy: false, checkedAt, message: body || `HTTP ${res.statusCode}` } },
+            )
+          })
+        },
+      )
+      req.on('error', (requestError) => {
+        clearTimeout(timer)
+        channel.close()
+        resolve({ available: false, reason: `no kubelet answers on ${where} (${describeError(requestError)})` })
+      })
+      req.end()
+    })
+  })
+}
+
+function truncate(text: string): string {
+  return text.length > KUBELET_MESSAGE_MAX_CHARS ? `${text.slice(0, KUBELET_MESSAGE_MAX_CHARS)}…` : text
+}

@@ -1,0 +1,75 @@
+// A circuit breaker in front of the API server. When it is down, the first
+// call pays for finding out (at most one request timeout); until retryAfterMs
+// has passed, every later call fails at once without contacting it, so a
+// query over 1,000 static pods, or a client polling, never waits on a dead
+// server again and again. After retryAfterMs the next call is the probe:
+// it goes through (the others keep failing fast while it runs), and its
+// success closes the breaker.
+//
+// Only a failure to get an answer opens it (no connection, timeout, 5xx, 429).
+// An answer such as 404 or 403 proves the server is up.
+
+export interface BreakerOutcome {
+  ok: boolean
+  at: string
+  /** Why the last call failed; null after a success. */
+  error: string | null
+}
+
+export class BreakerOpenError extends Error {
+  override readonly name = 'BreakerOpenError'
+}
+
+export class CircuitBreaker {
+  private openedAt: number | null = null
+  private probing = false
+  private last: BreakerOutcome | null = null
+
+  constructor(
+    private readonly options: {
+      retryAfterMs: number
+      clock: () => Date
+      /** Whether an error means the server gave no answer (opens the breaker). */
+      isOutage: (err: unknown) => boolean
+    },
+  ) {}
+
+  get isOpen(): boolean {
+    return this.openedAt !== null
+  }
+
+  /** The last call's outcome; null before the first call. */
+  get lastOutcome(): BreakerOutcome | null {
+    return this.last
+  }
+
+  /** Runs fn unless the breaker is open; fails fast with BreakerOpenError then. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    let probe = false
+    if (this.openedAt !== null) {
+      const waited = this.options.clock().getTime() - this.openedAt
+      if (waited < this.options.retryAfterMs || this.probing) {
+        throw new BreakerOpenError(`${this.last?.error ?? 'the API server did not answer'} (not asked again for ${this.options.retryAfterMs} ms since)`)
+      }
+      probe = true
+      this.probing = true
+    }
+    try {
+      const result = await fn()
+      this.record(true, null)
+      return result
+    } catch (err) {
+      if (this.options.isOutage(err)) this.record(false, err instanceof Error ? err.message : String(err))
+      else this.record(true, null)
+      throw err
+    } finally {
+      if (probe) this.probing = false
+    }
+  }
+
+  private record(ok: boolean, error: string | null): void {
+    const now = this.options.clock()
+    this.last = { ok, at: now.toISOString(), error }
+    this.openedAt = ok ? null : now.getTime()
+  }
+}

@@ -1,0 +1,78 @@
+// Logger options: pino JSON (pretty on a TTY), request ids, and redaction of
+// everything secret: Authorization headers, tokens, private keys, and
+// Secret-looking values that could reach a log line inside an error message
+// (a YAML error quotes the manifest line it failed on).
+
+import type { FastifyServerOptions } from 'fastify'
+import type { LoggerOptions } from 'pino'
+
+const REDACTED = '[REDACTED]'
+
+/** Paths pino removes wherever they appear in a log object. */
+const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  '*.authorization',
+  '*.privateKey',
+  '*.sshPrivateKey',
+  '*.token',
+  '*.tokens',
+  '*.authTokens',
+  '*.password',
+  'config.sshPrivateKey',
+  'config.authTokens',
+  'config.tokens',
+]
+
+const SECRET_PATTERNS: Array<[RegExp, string]> = [
+  // PEM blocks: private keys and certificates' keys.
+  [/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g, REDACTED],
+  // Bearer tokens in a header value quoted into a message.
+  [/\b(Bearer\s+)[^\s"',]+/gi, `$1${REDACTED}`],
+  // key=value and key: value where the key looks secret (--token=..., password: ...).
+  [/\b([\w.-]*(?:password|passwd|secret|token|api[_-]?key|private[_-]?key|credentials?)[\w.-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,"'}\]]+)/gi, `$1$2${REDACTED}`],
+]
+
+/** Masks Secret-looking values in free text. */
+export function scrubSecrets(text: string): string {
+  let out = text
+  for (const [pattern, replacement] of SECRET_PATTERNS) out = out.replace(pattern, replacement)
+  return out
+}
+
+function scrubDeep(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return scrubSecrets(value)
+  if (depth > 6 || value === null || typeof value !== 'object') return value
+  if (value instanceof Error) return value
+  if (Array.isArray(value)) return value.map((v) => scrubDeep(v, depth + 1))
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, scrubDeep(v, depth + 1)]))
+}
+
+export function loggerOptions(level: string, destination?: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
+  if (destination !== undefined) return destination
+  const options: LoggerOptions = {
+    level,
+    redact: { paths: REDACT_PATHS, censor: REDACTED },
+    formatters: { log: (object) => scrubDeep(object) as Record<string, unknown> },
+    hooks: {
+      logMethod(args, method) {
+        method.apply(this, args.map((a) => (typeof a === 'string' ? scrubSecrets(a) : a)) as Parameters<typeof method>)
+      },
+    },
+    serializers: {
+      err: (err: Error & { code?: unknown }) => ({ type: err.name, message: scrubSecrets(err.message), code: err.code, stack: err.stack && scrubSecrets(err.stack) }),
+    },
+  }
+  if (process.stdout.isTTY && process.env.NODE_ENV !== 'production') {
+    options.transport = { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } }
+  }
+  return options
+}
+
+/** A logger that writes JSON lines to a stream (tests capture log lines this way). */
+export function streamLogger(level: string, stream: { write(line: string): void }): FastifyServerOptions['logger'] {
+  const options = loggerOptions(level) as LoggerOptions
+  delete options.transport
+  return { ...options, stream } as FastifyServerOptions['logger']
+}

@@ -1,0 +1,189 @@
+// The small REST surface of the contract, on the same services as GraphQL:
+// handlers parse, call a service, and shape the answer. ETag is the manifest's
+// hash, If-Match gives compare-and-swap (412), Accept: application/yaml gives
+// the manifest bytes. Errors are {"error": {"code", "message", "field"}} with
+// the contract's status codes.
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { HTTP_STATUS, ServiceError, isServiceError, type ErrorCode, type UserError } from '../errors.ts'
+import { containerSpecs } from '../manifest/pod-fields.ts'
+import { parseManifest } from '../manifest/parse.ts'
+import { ANONYMOUS_ADMIN, type Actor } from '../services/actor.ts'
+import type { Services } from '../services/index.ts'
+import type { StaticPodView } from '../services/static-pods.ts'
+import type { NodeRecord } from '../store/store.ts'
+import * as schemas from './schemas.ts'
+
+interface PodParams {
+  node: string
+  namespace: string
+  name: string
+}
+
+const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml']
+
+export async function restRoutes(app: FastifyInstance, opts: { services: Services }): Promise<void> {
+  const { services } = opts
+  const actor = (request: FastifyRequest): Actor => request.actor ?? ANONYMOUS_ADMIN
+
+  // A PUT body is the manifest: keep its exact bytes, whatever its content type.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body))
+
+  app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown }, request, reply) => {
+    if (isServiceError(error)) return sendError(reply, error.code, error.message, error.field)
+    if (error.validation) return sendError(reply, 'VALIDATION_FAILED', error.message)
+    if (typeof error.statusCode === 'number' && error.statusCode < 500) {
+      return reply.code(error.statusCode).send({ error: { code: error.statusCode === 429 ? 'RATE_LIMITED' : 'BAD_REQUEST', message: error.message } })
+    }
+    request.log.error({ err: error }, 'unexpected error in a REST handler')
+    return reply.code(500).send({ error: { code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' } })
+  })
+  app.setNotFoundHandler((request, reply) => sendError(reply, 'NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`))
+
+  app.get('/api/v1/nodes', { schema: schemas.listNodes }, async (request) => (await services.nodes.list(actor(request))).map(nodeJson))
+
+  app.get<{ Params: { node: string }; Querystring: { namespace?: string; maxAgeSeconds?: number } }>(
+    '/api/v1/nodes/:node/staticpods',
+    { schema: schemas.listStaticPods },
+    async (request, reply) => {
+      const { pods, failures } = await services.staticPods.list({ node: request.params.node, ...request.query }, actor(request))
+      warnIfStale(reply, failures)
+      return pods.map(staticPodJson)
+    },
+  )
+
+  app.get<{ Params: PodParams; Querystring: { maxAgeSeconds?: number } }>(
+    '/api/v1/nodes/:node/staticpods/:namespace/:name',
+    { schema: schemas.getStaticPod },
+    async (request, reply) => {
+      const { pod, failures } = await services.staticPods.get({ ...request.params, ...request.query }, actor(request))
+      if (!pod) throw new ServiceError('NOT_FOUND', `node ${request.params.node} has no static pod ${request.params.namespace}/${request.params.name}`)
+      warnIfStale(reply, failures)
+      reply.header('etag', `"${pod.hash}"`)
+      if (wantsYaml(request)) return reply.type('application/yaml; charset=utf-8').send(pod.manifest)
+      return staticPodJson(pod)
+    },
+  )
+
+  app.put<{ Params: PodParams; Querystring: { dryRun?: boolean } }>(
+    '/api/v1/nodes/:node/staticpods/:namespace/:name',
+    { schema: schemas.putStaticPod },
+    async (request, reply) => {
+      const body = request.body
+      if (!Buffer.isBuffer(body) || body.length === 0) throw new ServiceError('VALIDATION_FAILED', 'the request body must be the manifest (YAML or JSON)', ['manifest'])
+      const precondition = ifMatch(request)
+      if (precondition === '*' && !(await exists(services, request.params, actor(request)))) {
+        return sendError(reply, 'CONFLICT', 'If-Match: * but the pod does not exist')
+      }
+      const result = await services.staticPods.putStaticPod(
+        {
+          ...request.params,
+          manifest: body,
+          expectedHash: precondition === '*' ? null : precondition,
+          mustNotExist: request.headers['if-none-match'] === '*',
+          dryRun: request.query.dryRun ?? false,
+        },
+        actor(request),
+      )
+      const failure = result.userErrors[0]
+      if (failure) return sendUserError(reply, failure)
+      const pod = result.staticPod as StaticPodView
+      reply.header('etag', `"${pod.hash}"`)
+      return reply.code(result.created && !result.dryRun ? 201 : 200).send({ ...staticPodJson(pod), changed: result.changed, dryRun: result.dryRun, previousHash: result.previousHash })
+    },
+  )
+
+  app.delete<{ Params: PodParams; Querystring: { dryRun?: boolean } }>(
+    '/api/v1/nodes/:node/staticpods/:namespace/:name',
+    { schema: schemas.deleteStaticPod },
+    async (request, reply) => {
+      const precondition = ifMatch(request)
+      const result = await services.staticPods.deleteStaticPod(
+        { ...request.params, expectedHash: precondition === '*' ? null : precondition, dryRun: request.query.dryRun ?? false },
+        actor(request),
+      )
+      const failure = result.userErrors[0]
+      if (failure) return sendUserError(reply, failure)
+      return reply.code(result.dryRun ? 200 : 204).send(result.dryRun ? { deleted: true, dryRun: true, previousHash: result.previousHash } : undefined)
+    },
+  )
+}
+
+// ---------------------------------------------------------------- shaping
+
+export function nodeJson(node: NodeRecord) {
+  return {
+    name: node.name,
+    kind: node.kind.toUpperCase(),
+    host: node.host,
+    port: node.port,
+    user: node.user,
+    staticPodPath: node.staticPodPath,
+    hostKeyFingerprint: node.hostKeyFingerprint,
+    observedHostKeyFingerprint: node.observedHostKeyFingerprint,
+    labels: node.labels,
+  }
+}
+
+export function staticPodJson(pod: StaticPodView) {
+  let containers: ReturnType<typeof containerSpecs> = []
+  try {
+    containers = containerSpecs(parseManifest(pod.manifest).object)
+  } catch {
+    // A manifest the node runs always parses; an empty list is the honest answer otherwise.
+  }
+  return {
+    id: `${pod.nodeName}/${pod.namespace}/${pod.name}`,
+    node: pod.nodeName,
+    namespace: pod.namespace,
+    name: pod.name,
+    mirrorPodName: pod.mirrorPodName,
+    fileName: pod.fileName,
+    path: pod.path,
+    hash: pod.hash,
+    revision: pod.revision,
+    managed: pod.managed,
+    observedAt: pod.observedAt,
+    stale: pod.stale,
+    containers,
+    runtime: pod.runtime,
+    manifest: pod.manifest,
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+function sendError(reply: FastifyReply, code: ErrorCode, message: string, field?: string[] | null): FastifyReply {
+  return reply.code(HTTP_STATUS[code]).send({ error: { code, message, ...(field ? { field } : {}) } })
+}
+
+function sendUserError(reply: FastifyReply, error: UserError): FastifyReply {
+  return sendError(reply, error.code, error.message, error.field)
+}
+
+/** The hash an If-Match names ('*' for any), or null without the header. */
+function ifMatch(request: FastifyRequest): string | null {
+  const header = request.headers['if-match']
+  if (header === undefined) return null
+  const value = header.trim()
+  if (value === '*') return '*'
+  const match = /^(?:W\/)?"([0-9a-f]{64})"$/i.exec(value)
+  if (!match?.[1]) throw new ServiceError('VALIDATION_FAILED', 'If-Match must be the quoted hash of the manifest (its ETag), or *', ['If-Match'])
+  return match[1].toLowerCase()
+}
+
+function wantsYaml(request: FastifyRequest): boolean {
+  const accept = request.headers.accept ?? ''
+  return YAML_TYPES.some((t) => accept.includes(t)) && !accept.includes('application/json')
+}
+
+async function exists(services: Services, params: PodParams, actor: Actor): Promise<boolean> {
+  return (await services.staticPods.get({ ...params, maxAgeSeconds: 0 }, actor)).pod !== null
+}
+
+/** A node that could not be read just now: the data is its last observed state. */
+function warnIfStale(reply: FastifyReply, failures: Array<{ node: string; error: ServiceError }>): void {
+  const failure = failures[0]
+  if (failure) reply.header('warning', `110 staticpod-api "node ${failure.node} not reachable (${failure.error.code}); served from the store"`)
+}

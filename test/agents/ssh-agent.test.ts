@@ -1,0 +1,270 @@
+// The SSH agent against real OpenSSH servers (test/support/sshd.ts): SFTP file
+// operations with the kubelet's view of the directory, the pooled connection,
+// host keys, crictl and the kubelet's healthz through the connection.
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { readdir, readFile, symlink, mkdir, writeFile } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { openSshFingerprint } from '../../src/agents/host-key.ts'
+import { FileExistsError } from '../../src/agents/node-fs.ts'
+import { SftpFileSystem } from '../../src/agents/sftp-fs.ts'
+import { createSshAgent, discoverStaticPodPath } from '../../src/agents/ssh.ts'
+import { DEFAULT_SSH_POOL_SETTINGS, SshPool, type SshEndpoint, type SshPoolSettings } from '../../src/agents/ssh-pool.ts'
+import { isServiceError } from '../../src/errors.ts'
+import { controlPlaneFixture } from '../support/crictl-fixture.ts'
+import { sshKeygenFingerprint, startBlackHole, startSshdFleet, type SshdFleet, type SshdNode } from '../support/sshd.ts'
+
+let fleet: SshdFleet
+let kubeletPort: number
+let kubelet: Server
+
+before(async () => {
+  fleet = await startSshdFleet(3, {
+    prefix: 'agent',
+    node: (i) => ({ crictl: i === 0 ? 'from-manifests' : i === 1 ? { state: controlPlaneFixture() } : 'none' }),
+  })
+  kubelet = createServer((_req, res) => res.end('ok'))
+  await new Promise<void>((resolve) => kubelet.listen(0, '127.0.0.1', resolve))
+  kubeletPort = (kubelet.address() as AddressInfo).port
+})
+
+after(async () => {
+  kubelet.closeAllConnections()
+  await new Promise((resolve) => kubelet.close(resolve))
+  await fleet.stop()
+})
+
+function poolFor(overrides: Partial<SshPoolSettings> = {}): SshPool {
+  return new SshPool({ ...DEFAULT_SSH_POOL_SETTINGS, privateKey: readKey(), connectTimeoutMs: 5_000, ...overrides })
+}
+
+const readKey = (): string => readFileSync(fleet.clientKeyFile, 'utf8')
+
+function endpointOf(node: SshdNode, fingerprint = node.fingerprint): SshEndpoint {
+  return { nodeName: node.name, host: '127.0.0.1', port: node.port, username: fleet.user, hostKeyFingerprint: fingerprint }
+}
+
+function agentOn(pool: SshPool, node: SshdNode, options: { name?: string; manifests?: string } = {}) {
+  return createSshAgent({
+    endpoint: { ...endpointOf(node), nodeName: options.name ?? node.name },
+    pool,
+    staticPodPath: options.manifests ?? node.manifests,
+    stateDir: join(fleet.root, 'state', options.name ?? node.name),
+    kubeletHealthzPort: kubeletPort,
+  })
+}
+
+const pod = (name: string, image = 'nginx:1.27') => Buffer.from(`apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\nspec:\n  containers:\n  - name: main\n    image: ${image}\n`)
+
+describe('SSH agent', () => {
+  it('the fingerprint is the one ssh-keygen -lf prints', () => {
+    for (const node of fleet.nodes) assert.equal(node.fingerprint, sshKeygenFingerprint(node.hostKeyPubFile))
+    const blob = Buffer.from(readFileSync(fleet.nodes[0]!.hostKeyPubFile, 'utf8').split(' ')[1]!, 'base64')
+    assert.equal(openSshFingerprint(blob), sshKeygenFingerprint(fleet.nodes[0]!.hostKeyPubFile))
+  })
+
+  it('writes atomically, reads, lists as the kubelet sees it, backs up outside staticPodPath, deletes', async (t) => {
+    const pool = poolFor()
+    t.after(() => pool.close())
+    const node = fleet.nodes[0]!
+    const manifests = join(node.dir, 'write-test')
+    await mkdir(manifests)
+    const agent = agentOn(pool, node, { name: 'write-test', manifests })
+    await agent.withLock({ actor: 'test', instance: 'i' }, async () => {
+      await agent.writeManifest('web.yaml', pod('web'))
+      await agent.writeManifest('web.yaml', pod('web', 'nginx:2'))
+      await agent.backup('web.yaml', pod('web'))
+    })
+    assert.deepEqual(await readFile(join(manifests, 'web.yaml')), pod('web', 'nginx:2'))
+    assert.deepEqual(await readdir(manifests), ['web.yaml'], 'no temp file, no backup in staticPodPath')
+    assert.deepEqual(await agent.readManifest('web.yaml'), pod('web', 'nginx:2'))
+    assert.equal(await agent.readManifest('missing.yaml'), null)
+
+    // The kubelet follows symlinks, skips subdirectories, ignores dotfiles.
+    await writeFile(join(node.dir, 'outside.yaml'), pod('linked'))
+    await symlink(join(node.dir, 'outside.yaml'), join(manifests, 'linked.yaml'))
+    await symlink(join(node.dir, 'nowhere'), join(manifests, 'dangling.yaml'))
+    await mkdir(join(manifests, 'subdir'))
+    await writeFile(join(manifests, '.hidden.yaml'), 'x')
+    const listed = await agent.listManifestDir()
+    assert.deepEqual(
+      listed.map((e) => [e.name, e.kind]).sort(),
+      [
+        ['dangling.yaml', 'other'],
+        ['linked.yaml', 'file'],
+        ['subdir', 'directory'],
+        ['web.yaml', 'file'],
+      ],
+    )
+    assert.deepEqual(listed.find((e) => e.name === 'linked.yaml')?.bytes, pod('linked'))
+
+    const backups = await readdir(join(fleet.root, 'state', 'write-test', 'backups', 'web.yaml'))
+    assert.equal(backups.length, 1)
+    await agent.withLock({ actor: 'test', instance: 'i' }, () => agent.deleteManifest('web.yaml'))
+    await agent.deleteManifest('web.yaml') // already gone: no error
+    assert.equal(await agent.readManifest('web.yaml'), null)
+    assert.equal(pool.stats().connectionsOpened, 1, 'every operation over one connection')
+  })
+
+  it('an exclusive create of an existing file is FileExistsError', async (t) => {
+    const pool = poolFor()
+    t.after(() => pool.close())
+    const node = fleet.nodes[0]!
+    const fs = new SftpFileSystem((what, fn) => pool.run(endpointOf(node), what, async (s) => fn(await s.sftp())))
+    const path = join(node.dir, 'exclusive')
+    await fs.writeNewFile(path, Buffer.from('a'), { exclusive: true })
+    await assert.rejects(fs.writeNewFile(path, Buffer.from('b'), { exclusive: true }), (err) => err instanceof FileExistsError)
+    await fs.writeNewFile(path, Buffer.from('c'), { exclusive: false })
+    assert.equal(await readFile(path, 'utf8'), 'c')
+  })
+
+  it('runtime state from crictl over SSH: derived from the manifests present, and a real-shaped fixture', async (t) => {
+    const pool = poolFor()
+    t.after(() => pool.close())
+    const [fromManifests, controlPlane] = fleet.nodes as [SshdNode, SshdNode]
+    await writeFile(join(fromManifests.manifests, 'web.yaml'), pod('web', 'nginx:1.27'))
+    const report = await agentOn(pool, fromManifests).runtimeStatus()
+    assert.equal(report.available, true)
+    assert.deepEqual(
+      report.available && report.pods.map((p) => [p.namespace, p.name, p.state, p.containers.map((c) => `${c.name}=${c.state} ${c.image}`)]),
+      [['default', 'web', 'READY', ['main=RUNNING nginx:1.27']]],
+    )
+
+    // The fixture's pods are named for node "CP-1".
+    const cp = createSshAgent({ endpoint: { ...endpointOf(controlPlane), nodeName: 'CP-1' }, pool, staticPodPath: controlPlane.manifests, stateDir: join(fleet.root, 'state', 'cp') })
+    const cpReport = await cp.runtimeStatus()
+    assert.equal(cpReport.available, true)
+    assert.deepEqual(
+      cpReport.available && cpReport.pods.map((p) => `${p.name}:${p.state}`),
+      ['etcd:READY', 'kube-apiserver:READY', 'kube-scheduler:READY'],
+    )
+  })
+
+  it('kubelet health through the SSH forward; a node without crictl or kubelet degrades with reasons', async (t) => {
+    const pool = poolFor()
+    t.after(() => pool.close())
+    const healthy = await agentOn(pool, fleet.nodes[0]!).kubeletHealth()
+    assert.equal(healthy.available, true)
+    assert.equal(healthy.available && healthy.status.healthy, true)
+
+    const bare = fleet.nodes[2]!
+    const agent = createSshAgent({ endpoint: endpointOf(bare), pool, staticPodPath: bare.manifests, stateDir: join(fleet.root, 'state', bare.name), kubeletHealthzPort: 9 })
+    assert.deepEqual(await agent.runtimeStatus(), { available: false, reason: 'crictl not found on the node' })
+    const noKubelet = await agent.kubeletHealth()
+    assert.equal(noKubelet.available, false)
+    assert.match(!noKubelet.available ? noKubelet.reason : '', /no kubelet answers on 127\.0\.0\.1:9 on the node/)
+  })
+
+  it('a wrong pinned key is HOST_KEY_MISMATCH, tells the presented key, and writes nothing', async (t) => {
+    const seen: string[] = []
+    const pool = poolFor({ onHostKey: (name, fp) => void seen.push(`${name} ${fp}`) })
+    t.after(() => pool.close())
+    const node = fleet.nodes[1]!
+    const wrong = fleet.nodes[0]!.fingerprint
+    const agent = createSshAgent({ endpoint: endpointOf(node, wrong), pool, staticPodPath: node.manifests, stateDir: join(fleet.root, 'state', 'mismatch') })
+    const before = await readdir(node.manifests)
+    await assert.rejects(
+      agent.withLock({ actor: 't', instance: 'i' }, () => agent.writeManifest('web.yaml', pod('web'))),
+      (err) => isServiceError(err) && err.code === 'HOST_KEY_MISMATCH' && err.message.includes(node.fingerprint),
+    )
+    await assert.rejects(agent.listManifestDir(), (err) => isServiceError(err) && err.code === 'HOST_KEY_MISMATCH')
+    assert.deepEqual(await readdir(node.manifests), before)
+    assert.deepEqual(seen, [`${node.name} ${node.fingerprint}`, `${node.name} ${node.fingerprint}`])
+    assert.equal(pool.stats().hostKeyMismatches, 2)
+    assert.equal(pool.stats().connectionsOpened, 0)
+  })
+
+  it('observeHostKey sees the key without logging in', async (t) => {
+    const pool = poolFor({ privateKey: undefined })
+    t.after(() => pool.close())
+    const node = fleet.nodes[2]!
+    assert.equal(await pool.observeHostKey(endpointOf(node)), sshKeygenFingerprint(node.hostKeyPubFile))
+  })
+
+  it('connection failures are NODE_UNREACHABLE: refused, black hole (after the connect timeout), no key', async (t) => {
+    const pool = poolFor({ connectTimeoutMs: 500 })
+    t.after(() => pool.close())
+    const hole = await startBlackHole()
+    t.after(() => hole.close())
+    const refused = createSshAgent({ endpoint: { ...endpointOf(fleet.nodes[0]!), port: 9 }, pool, staticPodPath: '/x', stateDir: '/y' })
+    await assert.rejects(refused.listManifestDir(), (err) => isServiceError(err) && err.code === 'NODE_UNREACHABLE' && /ECONNREFUSED/.test(err.message))
+    const started = performance.now()
+    const silent = createSshAgent({ endpoint: { ...endpointOf(fleet.nodes[0]!), port: hole.port }, pool, staticPodPath: '/x', stateDir: '/y' })
+    await assert.rejects(silent.listManifestDir(), (err) => isServiceError(err) && err.code === 'NODE_UNREACHABLE' && /within 500 ms/.test(err.message))
+    assert.ok(performance.now() - started < 2_000)
+    const keyless = new SshPool({ ...DEFAULT_SSH_POOL_SETTINGS, privateKey: undefined })
+    t.after(() => keyless.close())
+    await assert.rejects(
+      keyless.run(endpointOf(fleet.nodes[0]!), 'x', async () => 1),
+      (err) => isServiceError(err) && err.code === 'NODE_UNREACHABLE' && /SSH_PRIVATE_KEY_FILE/.test(err.message),
+    )
+  })
+
+  it('reconnects on demand after the node drops the connection, and closes idle connections', async (t) => {
+    const pool = poolFor({ idleTimeoutMs: 300 })
+    t.after(() => pool.close())
+    const node = fleet.nodes[2]!
+    const agent = agentOn(pool, node)
+    await agent.listManifestDir()
+    assert.deepEqual([pool.stats().connectionsOpened, pool.stats().connectionsOpen], [1, 1])
+    await node.kill()
+    await node.start()
+    await agent.listManifestDir()
+    assert.equal(pool.stats().connectionsOpened, 2, 'a new connection after the drop')
+    await new Promise((resolve) => setTimeout(resolve, 600))
+    assert.deepEqual([pool.stats().connectionsOpen, pool.stats().idleClosed], [0, 1])
+    await agent.listManifestDir()
+    assert.equal(pool.stats().connectionsOpened, 3)
+  })
+
+  it('an operation that does not finish is TIMEOUT, and its connection is replaced', async (t) => {
+    const pool = poolFor({ operationTimeoutMs: 300 })
+    t.after(() => pool.close())
+    const node = fleet.nodes[0]!
+    await assert.rejects(
+      pool.run(endpointOf(node), 'waiting forever', () => new Promise(() => undefined)),
+      (err) => isServiceError(err) && err.code === 'TIMEOUT' && /waiting forever on node agent-1 did not finish within 300 ms/.test(err.message),
+    )
+    assert.equal(await pool.run(endpointOf(node), 'after', async () => 'fine'), 'fine')
+    assert.equal(pool.stats().connectionsOpened, 2)
+  })
+
+  it('at most maxOperationsPerNode operations at once on one node', async (t) => {
+    const pool = poolFor({ maxOperationsPerNode: 2 })
+    t.after(() => pool.close())
+    let inside = 0
+    let most = 0
+    await Promise.all(
+      Array.from({ length: 8 }, () =>
+        pool.run(endpointOf(fleet.nodes[0]!), 'op', async () => {
+          most = Math.max(most, ++inside)
+          await new Promise((resolve) => setTimeout(resolve, 20))
+          inside--
+        }),
+      ),
+    )
+    assert.equal(most, 2)
+  })
+
+  it('at most maxConnections at once: an idle connection makes room for another node', async (t) => {
+    const pool = poolFor({ maxConnections: 1 })
+    t.after(() => pool.close())
+    const [a, b] = fleet.nodes as [SshdNode, SshdNode]
+    await pool.run(endpointOf(a), 'a', async () => undefined)
+    await pool.run(endpointOf(b), 'b', async () => undefined)
+    assert.deepEqual([pool.stats().connectionsOpened, pool.stats().connectionsOpen], [2, 1])
+  })
+
+  it('discovers staticPodPath from the kubelet config over SFTP', async (t) => {
+    const pool = poolFor()
+    t.after(() => pool.close())
+    const node = fleet.nodes[0]!
+    const config = join(node.dir, 'kubelet-config.yaml')
+    await writeFile(config, `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${node.manifests}/\n`)
+    assert.equal(await discoverStaticPodPath(pool, endpointOf(node), config), node.manifests)
+    assert.equal(await discoverStaticPodPath(pool, endpointOf(node), join(node.dir, 'missing.yaml')), null)
+  })
+})
