@@ -37,7 +37,7 @@ describe('authorization', () => {
     assert.equal((await app.inject('/graphiql')).statusCode, 200)
   })
 
-  const matrix: Array<[keyof typeof TOKENS, { query: boolean; staticPodMutation: boolean; nodeMutation: boolean }]> = [
+  const matrix: Array<['viewer' | 'operator' | 'admin', { query: boolean; staticPodMutation: boolean; nodeMutation: boolean }]> = [
     ['viewer', { query: true, staticPodMutation: false, nodeMutation: false }],
     ['operator', { query: true, staticPodMutation: true, nodeMutation: false }],
     ['admin', { query: true, staticPodMutation: true, nodeMutation: true }],
