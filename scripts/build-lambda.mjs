@@ -29,16 +29,19 @@ const { values } = parseArgs({
 
 const NATIVE_MODULES = ['better-sqlite3', 'cpu-features']
 
-// Files the bundled code reads from disk, relative to the bundle, and where
-// they come from. The GraphiQL assets mirror ASSETS in src/http/playground.ts
-// (which finds them with require.resolve('<pkg>/package.json')); the Lambda
-// tests fetch every asset the playground page links, so a new one missing here
-// fails the build's test, not a user's browser.
-const PLAYGROUND_FILES = {
-  react: ['package.json', 'umd/react.production.min.js'],
-  'react-dom': ['package.json', 'umd/react-dom.production.min.js'],
-  graphiql: ['package.json', 'graphiql.min.js', 'graphiql.min.css'],
-}
+// Files the bundled code reads from disk at start, as [package, file in it,
+// where the bundle looks for it]. The GraphiQL assets mirror ASSETS in
+// src/http/playground.ts, which finds them with require.resolve('<pkg>/package.json')
+// from the bundle's directory; @fastify/swagger-ui reads its logo from
+// __dirname/static. test/lambda-bundle.test.ts starts the bundle and fetches
+// every asset the playground page links, so a file missing here fails a test,
+// not a cold start.
+const RUNTIME_FILES = [
+  ...['package.json', 'umd/react.production.min.js'].map((f) => ['react', f, `node_modules/react/${f}`]),
+  ...['package.json', 'umd/react-dom.production.min.js'].map((f) => ['react-dom', f, `node_modules/react-dom/${f}`]),
+  ...['package.json', 'graphiql.min.js', 'graphiql.min.css'].map((f) => ['graphiql', f, `node_modules/graphiql/${f}`]),
+  ['@fastify/swagger-ui', 'static/logo.svg', 'static/logo.svg'],
+]
 
 /** The SQLite store, replaced by a module that says why it is not there. */
 const noSqlite = {
@@ -91,13 +94,10 @@ const result = await build({
   logLevel: 'warning',
 })
 
-for (const [pkg, files] of Object.entries(PLAYGROUND_FILES)) {
-  const from = dirname(require.resolve(`${pkg}/package.json`))
-  for (const file of files) {
-    const to = join(outDir, 'node_modules', pkg, file)
-    await mkdir(dirname(to), { recursive: true })
-    await cp(join(from, file), to)
-  }
+for (const [pkg, file, target] of RUNTIME_FILES) {
+  const to = join(outDir, target)
+  await mkdir(dirname(to), { recursive: true })
+  await cp(join(dirname(require.resolve(`${pkg}/package.json`)), file), to)
 }
 
 // src/graphql/schema.ts reads ../../schema/ relative to the module: the bundle

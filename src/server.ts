@@ -34,7 +34,9 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'))
 
   await app.listen({ host: config.host, port: config.port })
-  const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`
+  const address = app.server.address()
+  const port = typeof address === 'object' && address ? address.port : config.port
+  const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
   app.log.info(
     { localNode: config.localNode, store: config.store },
     `staticpod-api serving: GraphiQL at ${base}/graphiql, GraphQL at ${base}/graphql`,

@@ -74,6 +74,16 @@ describe('the server process', () => {
     assert.equal(await exited, 0)
   })
 
+  it('HOST=0.0.0.0 without tokens refuses to start, with one line saying why', async (t) => {
+    const cwd = await makeTempDir()
+    t.after(() => rm(cwd, { recursive: true, force: true }))
+    const { output, exited } = start(t, cwd, { HOST: '0.0.0.0', PORT: String(await freePort()) })
+    assert.equal(await exited, 1)
+    const lines = output().trim().split('\n')
+    assert.equal(lines.length, 1, output())
+    assert.match(lines[0] as string, /^staticpod-api: Invalid HOST: 0\.0\.0\.0 is not a loopback address.*AUTH_TOKENS/)
+  })
+
   it('a bad variable stops the start with one line naming it', async (t) => {
     const cwd = await makeTempDir()
     t.after(() => rm(cwd, { recursive: true, force: true }))

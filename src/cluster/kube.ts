@@ -43,10 +43,10 @@ export class KubeTimeoutError extends Error {
  * A client for the configured API server. Nothing is loaded or contacted until
  * the first call; every call fails after requestTimeoutMs without an answer.
  */
-export function lazyKubeApi(source: KubeSource, requestTimeoutMs: number): KubeApi {
+export function lazyKubeApi(source: KubeSource, requestTimeoutMs: number, loadModule: () => Promise<ClientNode> = importClientNode): KubeApi {
   let clients: Promise<Clients> | null = null
   const load = () => {
-    clients ??= loadClients(source)
+    clients ??= loadClients(source, loadModule)
     // A kubeconfig that failed to load is read again on the next call (it may have been fixed).
     clients.catch(() => (clients = null))
     return clients
@@ -73,8 +73,12 @@ interface Clients {
   abortableBy(signal: AbortSignal): RequestOptions
 }
 
-async function loadClients(source: KubeSource): Promise<Clients> {
-  const k8s = await import('@kubernetes/client-node')
+type ClientNode = typeof import('@kubernetes/client-node')
+
+const importClientNode = (): Promise<ClientNode> => import('@kubernetes/client-node')
+
+async function loadClients(source: KubeSource, loadModule: () => Promise<ClientNode>): Promise<Clients> {
+  const k8s = await loadModule()
   const kc: KubeConfig = new k8s.KubeConfig()
   if (source.kind === 'kubeconfig') kc.loadFromFile(source.path)
   else kc.loadFromCluster()

@@ -10,7 +10,7 @@
 // prove that with the real kubectl. Every request is recorded so tests can
 // count API calls, and stop()/start()/hang() simulate an outage.
 
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { writeFile } from 'node:fs/promises'
@@ -45,6 +45,7 @@ export class FakeApiServer {
   private readonly sockets = new Set<Socket>()
   private port = 0
   private hanging = false
+  private readonly startedAt = rfc3339Now()
 
   /** Listens on 127.0.0.1 (the same port again after a stop()). */
   async start(): Promise<void> {
@@ -256,7 +257,14 @@ users:
     if (get && path === '/api/v1') return ok(apiResources())
     if (get && path === '/api/v1/pods') return ok(this.podList([...this.pods.values()], q))
     if (get && path === '/api/v1/nodes') return ok(this.nodeList(q))
-    let m = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path)
+    if (get && path === '/api/v1/namespaces') return ok({ kind: 'NamespaceList', apiVersion: 'v1', metadata: { resourceVersion: String(this.resourceVersion) }, items: this.namespaces() })
+    let m = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path)
+    if (get && m) {
+      const name = decodeURIComponent(m[1]!)
+      // kubectl asks for the namespace after a NotFound, to tell a missing namespace from a missing pod.
+      return ok(withKind('Namespace', this.namespaces().find((n) => n.metadata.name === name) ?? notFound('namespaces', name)))
+    }
+    m = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path)
     if (get && m) return ok(withKind('Node', this.nodes.get(decodeURIComponent(m[1]!)) ?? notFound('nodes', decodeURIComponent(m[1]!))))
     m = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(path)
     if (get && m) {
@@ -286,6 +294,16 @@ users:
   private nodeList(q: URLSearchParams): Json {
     const items = select([...this.nodes.values()], q, NODE_FIELDS)
     return { kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: String(this.resourceVersion) }, items: sortByKey(items) }
+  }
+
+  /** The namespaces kubeadm creates, and those of the pods there are. */
+  private namespaces(): Json[] {
+    const names = new Set(['default', 'kube-node-lease', 'kube-public', 'kube-system', ...[...this.pods.values()].map((p) => p.metadata.namespace as string)])
+    return [...names].sort().map((name) => ({
+      metadata: { name, uid: namespaceUid(name), resourceVersion: '1', creationTimestamp: this.startedAt, labels: { 'kubernetes.io/metadata.name': name } },
+      spec: { finalizers: ['kubernetes'] },
+      status: { phase: 'Active' },
+    }))
   }
 
   private nextVersion(): string {
@@ -370,6 +388,12 @@ function send(res: ServerResponse, code: number, body: Json): void {
   res.end(text)
 }
 
+/** A stable uid per namespace name (the stand-in keeps no namespace objects). */
+function namespaceUid(name: string): string {
+  const hex = createHash('sha256').update(name).digest('hex')
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`
+}
+
 function podKey(namespace: string, name: string): string {
   return `${namespace}/${name}`
 }
@@ -401,6 +425,7 @@ function apiResources(): Json {
     kind: 'APIResourceList',
     groupVersion: 'v1',
     resources: [
+      { name: 'namespaces', singularName: 'namespace', namespaced: false, kind: 'Namespace', verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'], shortNames: ['ns'], storageVersionHash: 'Q3oi5N2YM8M=' },
       { name: 'nodes', singularName: 'node', namespaced: false, kind: 'Node', verbs: ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'], shortNames: ['no'], storageVersionHash: 'XwShjMxG9Fs=' },
       { name: 'pods', singularName: 'pod', namespaced: true, kind: 'Pod', verbs: ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'], shortNames: ['po'], categories: ['all'], storageVersionHash: 'xPOwRZ+Yhw8=' },
     ],

@@ -1,0 +1,60 @@
+// The circuit breaker in front of the API server: fail fast while open, one
+// probe after retryAfterMs, and only outages open it.
+
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { BreakerOpenError, CircuitBreaker } from '../../src/cluster/breaker.ts'
+
+class Outage extends Error {}
+class Answer extends Error {}
+
+function breaker(retryAfterMs = 1000) {
+  let now = Date.parse('2025-01-01T00:00:00Z')
+  const b = new CircuitBreaker({ retryAfterMs, clock: () => new Date(now), isOutage: (err) => err instanceof Outage })
+  return { b, advance: (ms: number) => (now += ms) }
+}
+
+test('closed: calls go through and their outcome is recorded', async () => {
+  const { b } = breaker()
+  assert.equal(b.lastOutcome, null)
+  assert.equal(await b.run(async () => 42), 42)
+  assert.deepEqual(b.lastOutcome, { ok: true, at: '2025-01-01T00:00:00.000Z', error: null })
+  assert.equal(b.isOpen, false)
+})
+
+test('an outage opens it: later calls fail at once without running, until retryAfterMs', async () => {
+  const { b, advance } = breaker()
+  await assert.rejects(b.run(async () => Promise.reject(new Outage('connect ECONNREFUSED'))), Outage)
+  assert.equal(b.isOpen, true)
+  let ran = 0
+  const call = () => b.run(async () => ++ran)
+  await assert.rejects(call(), (err: unknown) => err instanceof BreakerOpenError && /ECONNREFUSED/.test(err.message))
+  advance(999)
+  await assert.rejects(call(), BreakerOpenError)
+  assert.equal(ran, 0)
+  advance(1)
+  assert.equal(await call(), 1, 'the probe after retryAfterMs goes through')
+  assert.equal(b.isOpen, false)
+  assert.equal(await call(), 2)
+})
+
+test('while the probe runs, other calls still fail fast; a failed probe keeps it open for another period', async () => {
+  const { b, advance } = breaker()
+  await assert.rejects(b.run(async () => Promise.reject(new Outage('down'))))
+  advance(1000)
+  let release!: () => void
+  const probe = b.run(() => new Promise<void>((_, reject) => (release = () => reject(new Outage('still down')))))
+  await assert.rejects(b.run(async () => 'other'), BreakerOpenError)
+  release()
+  await assert.rejects(probe, Outage)
+  assert.equal(b.isOpen, true)
+  advance(500)
+  await assert.rejects(b.run(async () => 'x'), BreakerOpenError)
+})
+
+test('an answer that is an error (404, 403) proves the server is up: it does not open', async () => {
+  const { b } = breaker()
+  await assert.rejects(b.run(async () => Promise.reject(new Answer('404'))), Answer)
+  assert.equal(b.isOpen, false)
+  assert.equal(b.lastOutcome?.ok, true)
+})
