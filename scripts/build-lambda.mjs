@@ -47,7 +47,10 @@ const RUNTIME_FILES = [
 const noSqlite = {
   name: 'no-sqlite',
   setup(b) {
-    b.onResolve({ filter: /[/\\]store[/\\]sqlite\.ts$/ }, (args) => ({ path: args.path, namespace: 'no-sqlite' }))
+    // The filter sees the specifier as written ('./sqlite.ts' in src/store/open.ts), so the importer is checked too.
+    b.onResolve({ filter: /(^|[/\\])sqlite\.ts$/ }, (args) =>
+      /[/\\]src[/\\]store[/\\]/.test(args.importer) ? { path: args.path, namespace: 'no-sqlite' } : undefined,
+    )
     b.onLoad({ filter: /.*/, namespace: 'no-sqlite' }, () => ({
       contents: `export const SqliteStore = { open() { throw new Error('this bundle has no SQLite store (native module left out): use STORE_URL=dynamodb:<table>') } }`,
       loader: 'js',
@@ -110,7 +113,7 @@ await writeFile(join(outDir, 'meta.json'), JSON.stringify(result.metafile))
 const outputs = Object.entries(result.metafile.outputs).filter(([path]) => path.endsWith('.mjs'))
 const main = outputs.find(([, o]) => o.entryPoint)?.[1].bytes ?? 0
 const bytes = outputs.reduce((n, [, o]) => n + o.bytes, 0)
-const leaked = Object.keys(result.metafile.inputs).filter((p) => NATIVE_MODULES.some((m) => p.includes(`node_modules/${m}/`)))
+const leaked = Object.keys(result.metafile.inputs).filter((p) => NATIVE_MODULES.some((m) => p.includes(`node_modules/${m}/`)) || p.endsWith('src/store/sqlite.ts'))
 if (leaked.length > 0) throw new Error(`native modules ended up in the bundle: ${leaked.join(', ')}`)
 const mb = (n) => `${(n / 1024 / 1024).toFixed(2)} MB`
 console.log(`built ${relative(root, join(outDir, `${values.name}.mjs`))}: ${mb(main)} loaded at start, ${mb(bytes)} with ${outputs.length - 1} lazy chunks; ${schemaFiles.length} schema files alongside`)

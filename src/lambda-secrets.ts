@@ -7,8 +7,6 @@
 // /aws/reference/secretsmanager/<secret id or ARN>. One client keeps the
 // bundle and the cold start smaller, and the IAM policy to two actions.
 
-import type { SSMClient } from '@aws-sdk/client-ssm'
-
 /** For each setting the app reads (left), the variables that may name where its value is kept. */
 export const SECRET_SOURCES = {
   SSH_PRIVATE_KEY: { ssmParameter: 'SSH_PRIVATE_KEY_SSM_PARAMETER', secretArn: 'SSH_PRIVATE_KEY_SECRET_ARN' },
@@ -42,7 +40,8 @@ export async function resolveSecrets(env: NodeJS.ProcessEnv, readParameter?: Par
     if (secret) wanted.push({ setting, parameter: SECRETS_MANAGER_REFERENCE + secret, from: sources.secretArn })
   }
   if (wanted.length === 0) return env
-  const ssm = readParameter ? null : await ssmParameterReader()
+  // The SDK is imported only when a secret is to be read: a function without any loads none of it.
+  const ssm = readParameter ? null : (await import('./lambda-ssm.ts')).ssmParameterReader()
   const read = readParameter ?? ssm!.read
   const resolved: NodeJS.ProcessEnv = { ...env }
   try {
@@ -60,20 +59,6 @@ export async function resolveSecrets(env: NodeJS.ProcessEnv, readParameter?: Par
     ssm?.close()
   }
   return resolved
-}
-
-/** The SDK is imported only when a secret is to be read: a function without any loads none of it. */
-async function ssmParameterReader(): Promise<{ read: ParameterReader; close: () => void }> {
-  const { SSMClient, GetParameterCommand } = await import('@aws-sdk/client-ssm')
-  const client: SSMClient = new SSMClient({})
-  return {
-    read: async (name) => {
-      const { Parameter } = await client.send(new GetParameterCommand({ Name: name, WithDecryption: true }))
-      if (typeof Parameter?.Value !== 'string') throw new Error('the parameter has no value')
-      return Parameter.Value
-    },
-    close: () => client.destroy(),
-  }
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

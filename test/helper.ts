@@ -108,7 +108,8 @@ let sshdOfThisFile: Promise<SshdFleet> | undefined
  * `after(stopSharedSshd)`.
  */
 export function sharedSshd(): Promise<SshdFleet> {
-  sshdOfThisFile ??= startSshdFleet(1, { prefix: 'shared' })
+  // No crictl stand-in: a node process per crictl call would dominate these tests' time; ssh-*.test.ts cover it.
+  sshdOfThisFile ??= startSshdFleet(1, { prefix: 'shared', node: () => ({ crictl: 'none' }) })
   return sshdOfThisFile
 }
 

@@ -5,9 +5,12 @@
 // on this machine.
 
 import assert from 'node:assert/strict'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { LOCAL_CREDENTIALS, LOCAL_REGION, startDynalite, type LocalDynamo } from './support/dynalite.ts'
@@ -36,6 +39,7 @@ describe('serverless-offline', { timeout: 120_000 }, () => {
   let httpPort: number
   let output = ''
   let cannotStart: string | null = null
+  let keyDir: string
 
   before(async () => {
     const built = spawnSync(process.execPath, ['scripts/build-lambda.mjs'], { cwd: root, encoding: 'utf8' })
@@ -44,9 +48,11 @@ describe('serverless-offline', { timeout: 120_000 }, () => {
     const admin = dynamo.client()
     await createTable(admin, `staticpod-api-${STAGE}`)
     admin.destroy()
+    keyDir = await mkdtemp(join(tmpdir(), 'staticpod-offline-'))
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(keyDir, 'id')])
     ssm = await startFakeSsm({
-      // Never used to connect (no node is registered); the function only loads it.
-      [SSH_KEY_PARAMETER]: 'not-a-key-no-node-is-contacted',
+      // Loaded and checked at cold start; no node is registered, so it is never used.
+      [SSH_KEY_PARAMETER]: await readFile(join(keyDir, 'id'), 'utf8'),
       [`/aws/reference/secretsmanager/${TOKENS_SECRET_ARN}`]: JSON.stringify({
         tokens: [{ name: 'offline', role: 'viewer', sha256: createHash('sha256').update(TOKEN).digest('hex') }],
       }),
@@ -59,6 +65,8 @@ describe('serverless-offline', { timeout: 120_000 }, () => {
         'node_modules/osls/bin/serverless.js',
         'offline',
         'start',
+        // The function gets this process's environment (DYNAMODB_ENDPOINT, the SSM endpoint), not only AWS_*.
+        '--localEnvironment',
         '--stage', STAGE,
         '--host', '127.0.0.1',
         '--httpPort', String(httpPort),
@@ -117,6 +125,7 @@ describe('serverless-offline', { timeout: 120_000 }, () => {
     }
     await ssm?.close()
     await dynamo?.close()
+    if (keyDir) await rm(keyDir, { recursive: true, force: true })
   })
 
   it('answers a GraphQL query through the HTTP API route to the bundled handler', async (t) => {

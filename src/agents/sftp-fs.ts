@@ -19,6 +19,7 @@ const FAILURE = 4
 
 /** Manifests may carry credentials in flags; kubeadm writes them 0600 too. */
 const FILE_MODE = 0o600
+const EXCLUSIVE_CREATE_ATTEMPTS = 3
 const DIR_MODE = 0o755
 
 /** An SFTP failure, naming the operation and the path. */
@@ -93,15 +94,19 @@ export class SftpFileSystem implements NodeFileSystem {
 
   writeNewFile(path: string, bytes: Uint8Array, options: WriteNewFileOptions): Promise<void> {
     return this.run(`writing ${path}`, async (sftp) => {
-      let handle: Buffer
-      try {
-        handle = await call<Buffer>('create', path, (done) => sftp.open(path, options.exclusive ? 'wx' : 'w', { mode: FILE_MODE }, done))
-      } catch (err) {
-        // OpenSSH reports EEXIST as a plain FAILURE: ask whether the path exists.
-        if (options.exclusive && statusOf(err) === FAILURE && (await exists(sftp, path))) {
-          throw new FileExistsError(path, { cause: err })
+      let handle: Buffer | undefined
+      for (let attempt = 1; handle === undefined; attempt++) {
+        try {
+          handle = await call<Buffer>('create', path, (done) => sftp.open(path, options.exclusive ? 'wx' : 'w', { mode: FILE_MODE }, done))
+        } catch (err) {
+          if (!options.exclusive || statusOf(err) !== FAILURE) throw err
+          // OpenSSH reports EEXIST as a plain FAILURE, so ask whether the path
+          // exists. If it does not, it may have been removed since (a lock
+          // released in between): try again, a few times, before calling the
+          // failure something else.
+          if (await exists(sftp, path)) throw new FileExistsError(path, { cause: err })
+          if (attempt >= EXCLUSIVE_CREATE_ATTEMPTS) throw err
         }
-        throw err
       }
       try {
         const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)

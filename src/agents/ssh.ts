@@ -24,6 +24,8 @@ const CRICTL_PODS_COMMAND = ['crictl', ...CRICTL_PODS_ARGS].join(' ')
 const CRICTL_CONTAINERS_COMMAND = ['crictl', ...CRICTL_CONTAINERS_ARGS].join(' ')
 /** A shell's "command not found". */
 const EXIT_COMMAND_NOT_FOUND = 127
+const CRICTL_NOT_FOUND = 'crictl not found on the node'
+const CRICTL_ABSENCE_REMEMBERED_MS = 60_000
 const KUBELET_TIMEOUT_MS = 1_000
 const DEFAULT_CRICTL_TIMEOUT_MS = 10_000
 const CRICTL_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
@@ -67,10 +69,13 @@ export function createSshAgent(options: SshAgentOptions): FileAgent {
     clock,
     isLockHolderAlive: options.isLockHolderAlive,
     hooks: options.hooks,
-    runtime: () =>
-      pool.run(endpoint, 'crictl', (session) =>
-        crictlStatus(session.client, endpoint.nodeName, options.crictlTimeoutMs ?? DEFAULT_CRICTL_TIMEOUT_MS, clock),
-      ),
+    runtime: rememberingAbsence(
+      () =>
+        pool.run(endpoint, 'crictl', (session) =>
+          crictlStatus(session.client, endpoint.nodeName, options.crictlTimeoutMs ?? DEFAULT_CRICTL_TIMEOUT_MS, clock),
+        ),
+      clock,
+    ),
     kubelet: () =>
       pool.run(endpoint, 'kubelet healthz', (session) =>
         kubeletHealthOverForward(session.client, options.kubeletHealthzPort ?? DEFAULT_KUBELET_HEALTHZ_PORT, clock),
@@ -108,7 +113,7 @@ async function crictlStatus(client: SshClient, nodeName: string, timeoutMs: numb
     [pods, CRICTL_PODS_COMMAND],
     [containers, CRICTL_CONTAINERS_COMMAND],
   ] as const) {
-    if (run.exitCode === EXIT_COMMAND_NOT_FOUND) return { available: false, reason: 'crictl not found on the node' }
+    if (run.exitCode === EXIT_COMMAND_NOT_FOUND) return { available: false, reason: CRICTL_NOT_FOUND }
     if (run.exitCode !== 0) {
       const detail = run.stderr.trim().split('\n').slice(-1)[0] || `exit code ${run.exitCode ?? run.signal}`
       return { available: false, reason: `${command} failed on the node: ${detail}` }
@@ -118,6 +123,21 @@ async function crictlStatus(client: SshClient, nodeName: string, timeoutMs: numb
     return { available: true, pods: parseCrictl(pods.stdout, containers.stdout, nodeName, clock()) }
   } catch (err) {
     return { available: false, reason: describeError(err) }
+  }
+}
+
+/**
+ * A node without crictl costs two SSH sessions (a fork and a shell each) per
+ * read, for the same answer every time; crictl appearing on a node is rare,
+ * and noticing it a minute late is harmless. So its absence is remembered.
+ */
+function rememberingAbsence(ask: () => Promise<RuntimeReport>, clock: () => Date): () => Promise<RuntimeReport> {
+  let absent: { report: RuntimeReport; until: number } | null = null
+  return async () => {
+    if (absent && clock().getTime() < absent.until) return absent.report
+    const report = await ask()
+    absent = !report.available && report.reason === CRICTL_NOT_FOUND ? { report, until: clock().getTime() + CRICTL_ABSENCE_REMEMBERED_MS } : null
+    return report
   }
 }
 

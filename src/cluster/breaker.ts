@@ -3,8 +3,10 @@
 // has passed, every later call fails at once without contacting it, so a
 // query over 1,000 static pods, or a client polling, never waits on a dead
 // server again and again. After retryAfterMs the next call is the probe:
-// it goes through (the others keep failing fast while it runs), and its
-// success closes the breaker.
+// it goes through, and its success closes the breaker. Calls made while it
+// runs wait for it (the fields of one query ask in the same instant): they go
+// through if it succeeded and fail with it if not, so none waits longer than
+// one request timeout.
 //
 // Only a failure to get an answer opens it (no connection, timeout, 5xx, 429).
 // An answer such as 404 or 403 proves the server is up.
@@ -22,7 +24,7 @@ export class BreakerOpenError extends Error {
 
 export class CircuitBreaker {
   private openedAt: number | null = null
-  private probing = false
+  private probe: Promise<unknown> | null = null
   private last: BreakerOutcome | null = null
 
   constructor(
@@ -45,15 +47,21 @@ export class CircuitBreaker {
 
   /** Runs fn unless the breaker is open; fails fast with BreakerOpenError then. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    let probe = false
-    if (this.openedAt !== null) {
-      const waited = this.options.clock().getTime() - this.openedAt
-      if (waited < this.options.retryAfterMs || this.probing) {
-        throw new BreakerOpenError(`${this.last?.error ?? 'the API server did not answer'} (not asked again for ${this.options.retryAfterMs} ms since)`)
-      }
-      probe = true
-      this.probing = true
+    if (this.probe) await this.probe.catch(() => undefined)
+    if (this.openedAt === null) return this.attempt(fn)
+    if (this.options.clock().getTime() - this.openedAt < this.options.retryAfterMs) {
+      throw new BreakerOpenError(`${this.last?.error ?? 'the API server did not answer'} (not asked again for ${this.options.retryAfterMs} ms since)`)
     }
+    const probe = this.attempt(fn)
+    this.probe = probe
+    try {
+      return await probe
+    } finally {
+      this.probe = null
+    }
+  }
+
+  private async attempt<T>(fn: () => Promise<T>): Promise<T> {
     try {
       const result = await fn()
       this.record(true, null)
@@ -62,8 +70,6 @@ export class CircuitBreaker {
       if (this.options.isOutage(err)) this.record(false, err instanceof Error ? err.message : String(err))
       else this.record(true, null)
       throw err
-    } finally {
-      if (probe) this.probing = false
     }
   }
 

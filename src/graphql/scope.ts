@@ -4,9 +4,10 @@
 // the same tick into one statesOf call, so a query over 1,000 nodes makes a
 // constant number of store calls, and each node is read at most once.
 //
-// The API server is asked the same way: every mirrorPod, sync and mirrorPods
-// field of a step is answered from ONE pod list for all the nodes they are
-// about, and every Node.kubernetes from one node list. When the API server
+// The API server is asked the same way: every StaticPod.mirrorPod,
+// StaticPod.sync and Node.mirrorPods field of a step is answered from ONE pod
+// list for all the nodes they are about, and every Node.kubernetes from one
+// node list (the top-level mirrorPods query is one list call of its own). When the API server
 // cannot be asked, those fields are null (sync: API_SERVER_UNAVAILABLE) and the
 // response carries one API_SERVER_UNAVAILABLE error saying why.
 

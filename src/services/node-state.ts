@@ -10,7 +10,7 @@ import type { NodeAgent } from '../agents/agent.ts'
 import type { AgentProvider } from '../agents/registry.ts'
 import { ServiceError, isServiceError } from '../errors.ts'
 import { lintManifestDir } from '../manifest/lint.ts'
-import type { FoundPod } from '../manifest/types.ts'
+import type { DirEntry, FoundPod } from '../manifest/types.ts'
 import type { NodeObservation, NodeRecord, ObservedPod, RevisionRecord, Store } from '../store/store.ts'
 import { podKeyString } from '../store/store.ts'
 import { KeyedMutex, mapWithConcurrency } from './keyed-mutex.ts'
@@ -21,6 +21,16 @@ export interface NodeState {
   observation: NodeObservation
   /** The live read failed just now; the observation is the last one that worked. */
   stale: boolean
+}
+
+/** What the kubelet and the container runtime last said on a node. */
+type NodeHealth = Pick<NodeObservation, 'kubelet' | 'kubeletUnavailableReason' | 'runtime' | 'runtimeUnavailableReason'>
+
+/** A read of a node's manifests: the stored observation and the listing it came from. */
+export interface ManifestReading {
+  observation: NodeObservation
+  entries: DirEntry[]
+  health: NodeHealth
 }
 
 export interface NodeFailure {
@@ -94,18 +104,53 @@ export class NodeStateService {
   }
 
   /**
-   * The live read itself, for callers that already hold the node's mutex (the
-   * write path reads the node this way under its lock before it writes).
+   * The live read itself, for callers that already hold the node's mutex:
+   * manifests, kubelet health and runtime state, recorded and stored.
    */
   async observeWith(node: NodeRecord, agent: NodeAgent): Promise<NodeObservation> {
-    const { store, clock } = this.options
     const started = performance.now()
     const [entries, kubelet, runtime] = await Promise.all([
       agent.listManifestDir(),
       agent.kubeletHealth().catch((err: unknown) => ({ available: false as const, reason: errorText(err) })),
       agent.runtimeStatus().catch((err: unknown) => ({ available: false as const, reason: errorText(err) })),
     ])
-    const latencyMs = Math.round((performance.now() - started) * 100) / 100
+    const health: NodeHealth = {
+      kubelet: kubelet.available ? kubelet.status : null,
+      kubeletUnavailableReason: kubelet.available ? null : kubelet.reason,
+      runtime: runtime.available ? runtime.pods : null,
+      runtimeUnavailableReason: runtime.available ? null : runtime.reason,
+    }
+    return (await this.recordReading(node, entries, health, performance.now() - started)).observation
+  }
+
+  /**
+   * The write path's read: only the manifests (one listing), not the kubelet
+   * or the runtime, whose last known state is kept. Each round trip saved here
+   * is saved on every node of a rollout.
+   */
+  async readManifestsWith(node: NodeRecord, agent: NodeAgent): Promise<ManifestReading> {
+    const started = performance.now()
+    const [entries, stored] = await Promise.all([agent.listManifestDir(), this.options.store.getObservations([node.name])])
+    const last = stored.get(node.name)
+    const health: NodeHealth = last
+      ? { kubelet: last.kubelet, kubeletUnavailableReason: last.kubeletUnavailableReason, runtime: last.runtime, runtimeUnavailableReason: last.runtimeUnavailableReason }
+      : { kubelet: null, kubeletUnavailableReason: 'not checked yet', runtime: null, runtimeUnavailableReason: 'not checked yet' }
+    return this.recordReading(node, entries, health, performance.now() - started)
+  }
+
+  /**
+   * After the write path changed one file, the node's state without reading
+   * it again: the listing it read under the lock, with that file replaced
+   * (bytes) or removed (null), linted and stored.
+   */
+  async recordFileChange(node: NodeRecord, reading: ManifestReading, fileName: string, bytes: Uint8Array | null): Promise<NodeObservation> {
+    const entries = reading.entries.filter((e) => e.name !== fileName)
+    if (bytes !== null) entries.push({ name: fileName, kind: 'file', bytes, size: bytes.length })
+    return (await this.recordReading(node, entries, reading.health, reading.observation.agent.latencyMs ?? 0)).observation
+  }
+
+  private async recordReading(node: NodeRecord, entries: DirEntry[], health: NodeHealth, elapsedMs: number): Promise<ManifestReading> {
+    const { store, clock } = this.options
     const { pods: found, findings } = lintManifestDir(entries, node.name)
     const pods = await this.recordChanges(node.name, found)
     const observedAt = clock().toISOString()
@@ -114,23 +159,11 @@ export class NodeStateService {
       observedAt,
       pods,
       findings,
-      agent: { reachable: true, lastContactAt: observedAt, lastError: null, latencyMs },
-      kubelet: kubelet.available ? kubelet.status : null,
-      kubeletUnavailableReason: kubelet.available ? null : kubelet.reason,
-      runtime: runtime.available ? runtime.pods : null,
-      runtimeUnavailableReason: runtime.available ? null : runtime.reason,
+      agent: { reachable: true, lastContactAt: observedAt, lastError: null, latencyMs: Math.round(elapsedMs * 100) / 100 },
+      ...health,
     }
     await store.putObservation(observation)
-    return observation
-  }
-
-  /** Stores a new observation in which one pod is replaced (or removed), after a write. */
-  async recordWrite(observation: NodeObservation, key: { namespace: string; name: string }, pod: ObservedPod | null): Promise<NodeObservation> {
-    const others = observation.pods.filter((p) => p.namespace !== key.namespace || p.name !== key.name)
-    const pods = pod ? [...others, pod].sort(byNamespaceAndName) : others
-    const updated = { ...observation, pods, observedAt: this.options.clock().toISOString() }
-    await this.options.store.putObservation(updated)
-    return updated
+    return { observation, entries, health }
   }
 
   /** Bytes on the node that the newest revision does not account for become OBSERVED revisions. */

@@ -8,6 +8,7 @@ import type { NodeAgent } from '../agents/agent.ts'
 import type { AgentProvider } from '../agents/registry.ts'
 import { ServiceError, type UserError } from '../errors.ts'
 import { sha256Hex } from '../manifest/hash.ts'
+import type { DirEntry } from '../manifest/types.ts'
 import { checkFileName, defaultFileName, mirrorPodName } from '../manifest/names.ts'
 import { parseManifest } from '../manifest/parse.ts'
 import { setRestartAnnotation } from '../manifest/restart.ts'
@@ -322,8 +323,8 @@ export class StaticPodService {
         const node = await this.o.nodes.require(input.node, actor)
         const agent = await this.o.agents.agentFor(node)
         return this.underNodeLock(node, agent, actor, async () => {
-          const observation = await this.o.nodeState.observeWith(node, agent)
-          const current = findPod(observation, node, input.name, input.namespace ?? undefined, { missing: 'throw' }) as ObservedPod
+          const reading = await this.o.nodeState.readManifestsWith(node, agent)
+          const current = findPod(reading.observation, node, input.name, input.namespace ?? undefined, { missing: 'throw' }) as ObservedPod
           audit.target = `${current.namespace}/${current.name}`
           audit.fromHash = current.hash
           checkExpectedHash(input.expectedHash ?? null, current)
@@ -344,7 +345,7 @@ export class StaticPodService {
             actor: actor.name,
             recordedAt: this.o.clock().toISOString(),
           })
-          await this.o.nodeState.observeWith(node, agent)
+          await this.o.nodeState.recordFileChange(node, reading, current.fileName, null)
           return { deleted: true, previousHash: current.hash, dryRun, userErrors: [] }
         })
       },
@@ -358,7 +359,8 @@ export class StaticPodService {
     const { node, dryRun } = plan
     const agent = await this.o.agents.agentFor(node)
     return this.underNodeLock(node, agent, plan.actor, async () => {
-      const observation = await this.o.nodeState.observeWith(node, agent)
+      const reading = await this.o.nodeState.readManifestsWith(node, agent)
+      const { observation } = reading
       // A new pod may be named like another pod's mirror (web-local for web on node local): no hint there.
       const current =
         plan.action === 'CREATE' || plan.action === 'UPSERT'
@@ -377,7 +379,7 @@ export class StaticPodService {
       }
       checkExpectedHash(plan.expectedHash, current)
       const { text, fileName } = plan.content(current)
-      if (!current) await checkFileNameFree(agent, observation, fileName, plan.action === 'ROLLBACK' ? ['revision'] : ['fileName'])
+      if (!current) checkFileNameFree(reading.entries, fileName, plan.action === 'ROLLBACK' ? ['revision'] : ['fileName'])
 
       const bytes = Buffer.from(text, 'utf8')
       const hash = sha256Hex(bytes)
@@ -406,9 +408,9 @@ export class StaticPodService {
         actor: plan.actor.name,
         recordedAt: this.o.clock().toISOString(),
       })
-      // Read the node again so that findings and neighbours are exact; the new
-      // revision is already recorded, so this read does not see it as a change.
-      const after = await this.o.nodeState.observeWith(node, agent)
+      // The node's state after the write, from the listing read under the lock:
+      // the new revision is recorded already, so it is not seen as a change.
+      const after = await this.o.nodeState.recordFileChange(node, reading, fileName, bytes)
       const written = after.pods.find((p) => p.namespace === key.namespace && p.name === key.name) ?? observedPod({ ...key, fileName, hash, text }, revision)
       return { staticPod: toView(node, after, written, false), previousHash, dryRun, rolledBack: false, changed: true, diff, userErrors: [] }
     })
@@ -490,12 +492,9 @@ function requireCurrent(current: ObservedPod | null, node: NodeRecord, ref: PodR
   return current
 }
 
-async function checkFileNameFree(agent: NodeAgent, observation: NodeObservation, fileName: string, field: string[]): Promise<void> {
-  const taken =
-    observation.pods.some((p) => p.fileName === fileName) ||
-    observation.findings.some((f) => f.fileName === fileName) ||
-    (await agent.readManifest(fileName)) !== null
-  if (taken) {
+/** The listing read under the lock holds every name the kubelet sees (a new file name never starts with '.'). */
+function checkFileNameFree(entries: DirEntry[], fileName: string, field: string[]): void {
+  if (entries.some((e) => e.name === fileName)) {
     throw new ServiceError('ALREADY_EXISTS', `a file named ${fileName} already exists in the node's staticPodPath`, field)
   }
 }

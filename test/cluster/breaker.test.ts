@@ -38,18 +38,29 @@ test('an outage opens it: later calls fail at once without running, until retryA
   assert.equal(await call(), 2)
 })
 
-test('while the probe runs, other calls still fail fast; a failed probe keeps it open for another period', async () => {
+test('calls made while the probe runs wait for it: they fail with a failed probe, and go through after a good one', async () => {
   const { b, advance } = breaker()
   await assert.rejects(b.run(async () => Promise.reject(new Outage('down'))))
   advance(1000)
-  let release!: () => void
-  const probe = b.run(() => new Promise<void>((_, reject) => (release = () => reject(new Outage('still down')))))
-  await assert.rejects(b.run(async () => 'other'), BreakerOpenError)
-  release()
+  let failProbe!: () => void
+  const probe = b.run(() => new Promise<void>((_, reject) => (failProbe = () => reject(new Outage('still down')))))
+  let ran = 0
+  const waiting = b.run(async () => ++ran)
+  failProbe()
   await assert.rejects(probe, Outage)
+  await assert.rejects(waiting, BreakerOpenError)
+  assert.equal(ran, 0)
   assert.equal(b.isOpen, true)
   advance(500)
-  await assert.rejects(b.run(async () => 'x'), BreakerOpenError)
+  await assert.rejects(b.run(async () => 'x'), BreakerOpenError, 'a failed probe starts another period')
+
+  advance(500)
+  let passProbe!: () => void
+  const good = b.run(() => new Promise<string>((resolve) => (passProbe = () => resolve('probe'))))
+  const after = b.run(async () => 'other')
+  passProbe()
+  assert.deepEqual(await Promise.all([good, after]), ['probe', 'other'])
+  assert.equal(b.isOpen, false)
 })
 
 test('an answer that is an error (404, 403) proves the server is up: it does not open', async () => {

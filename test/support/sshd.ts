@@ -97,13 +97,29 @@ export function sshKeygenFingerprint(pubFile: string): string {
   return execFileSync('ssh-keygen', ['-lf', pubFile], { encoding: 'utf8' }).split(' ')[1] as string
 }
 
+/** Ports handed out by this process, so two nodes never get the same one. */
+const portsGiven = new Set<number>()
+
 async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
+  for (;;) {
+    const server = createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const address = server.address()
+    await new Promise((resolve) => server.close(resolve))
+    if (address === null || typeof address === 'string') throw new Error('no port')
+    if (portsGiven.has(address.port)) continue
+    portsGiven.add(address.port)
+    return address.port
+  }
+}
+
+/** The daemon wrote its PID file: it has bound its port (another process answering there does not count). */
+function wrotePidFile(pidFile: string, pid: number | undefined): boolean {
+  try {
+    return Number(readFileSync(pidFile, 'utf8').trim()) === pid
+  } catch {
+    return false
+  }
 }
 
 async function acceptsTcp(port: number): Promise<boolean> {
@@ -230,7 +246,7 @@ Port ${p}
 ListenAddress 127.0.0.1
 AddressFamily inet
 HostKey ${hostKey}
-PidFile ${join(dir, 'sshd.pid')}
+PidFile ${pidFile}
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
@@ -255,16 +271,19 @@ SetEnv ${sessionEnv.join(' ')}
 Subsystem sftp internal-sftp
 `
   const configFile = join(dir, 'sshd_config')
+  const pidFile = join(dir, 'sshd.pid')
 
   const start = async (): Promise<void> => {
     for (let attempt = 0; attempt < 3; attempt++) {
       await writeFile(configFile, config(port))
+      await rm(pidFile, { force: true })
       const proc = spawn(sshd, ['-D', '-f', configFile, '-E', join(dir, 'sshd.log')], { stdio: 'ignore' })
       running.add(proc)
       proc.once('exit', () => running.delete(proc))
       const deadline = Date.now() + START_TIMEOUT_MS
-      while (Date.now() < deadline && proc.exitCode === null && !(await acceptsTcp(port))) await sleep(20)
-      if (proc.exitCode === null && (await acceptsTcp(port))) {
+      const up = () => proc.exitCode === null && wrotePidFile(pidFile, proc.pid)
+      while (Date.now() < deadline && proc.exitCode === null && !up()) await sleep(20)
+      if (up() && (await acceptsTcp(port))) {
         child = proc
         return
       }

@@ -1,0 +1,66 @@
+// The real app in front of a fleet of test sshd nodes (test/support/sshd.ts),
+// with no local node, for the SSH acceptance tests.
+
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { TestContext } from 'node:test'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../src/app.ts'
+import { loadConfig } from '../../src/config.ts'
+import type { NodeRecord } from '../../src/store/store.ts'
+import { makeTempDir, type GqlResponse } from '../helper.ts'
+import type { SshdFleet, SshdNode } from './sshd.ts'
+
+export interface SshTestApp {
+  app: FastifyInstance
+  dir: string
+  gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<GqlResponse<T>>
+  /** Puts the node in the store as an admin's registration would (pinned unless told otherwise). */
+  addNode(node: SshdNode, overrides?: Partial<NodeRecord>): Promise<NodeRecord>
+}
+
+export async function sshFleetApp(t: TestContext, fleet: SshdFleet, env: Record<string, string> = {}): Promise<SshTestApp> {
+  const dir = await makeTempDir('staticpod-ssh-app-')
+  const config = loadConfig({
+    STORE_URL: `sqlite:${join(dir, 'staticpod-api.db')}`,
+    LOCAL_NODE_PATH: 'off',
+    ...fleet.env,
+    SSH_STATE_DIR: join(dir, 'ssh-state'),
+    // Nothing listens on the nodes' port 9: "no kubelet", quickly.
+    SSH_KUBELET_HEALTHZ_PORT: '9',
+    LOCK_WAIT_MS: '5000',
+    ...env,
+  })
+  const app = await buildApp(config, { logger: false })
+  t.after(async () => {
+    await app.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  return {
+    app,
+    dir,
+    async gql<T>(query: string, variables?: Record<string, unknown>): Promise<GqlResponse<T>> {
+      const res = await app.inject({ method: 'POST', url: '/graphql', payload: { query, variables } })
+      return { status: res.statusCode, ...(res.json() as { data: T }) }
+    },
+    async addNode(node, overrides = {}) {
+      const now = new Date().toISOString()
+      const record: NodeRecord = {
+        name: node.name,
+        kind: 'ssh',
+        host: '127.0.0.1',
+        port: node.port,
+        user: fleet.user,
+        staticPodPath: node.manifests,
+        hostKeyFingerprint: node.fingerprint,
+        observedHostKeyFingerprint: null,
+        labels: [],
+        createdAt: now,
+        updatedAt: now,
+        ...overrides,
+      }
+      await app.services.store.createNode(record)
+      return record
+    },
+  }
+}
