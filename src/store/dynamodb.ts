@@ -24,7 +24,7 @@ import { auditCursorBound, newAuditId } from './audit-id.ts'
 import { deleteBlob, isBlobRef, readBlobs, storeText, type BlobRef, type StoredText } from './dynamodb-chunks.ts'
 import { DEFAULT_RETRY, DynamoIo, itemKeyString, type Item, type ItemKey, type RetryPolicy } from './dynamodb-io.ts'
 import { AUDIT_BY_NODE_INDEX, AUDIT_NODE_ATTRIBUTE, keys } from './dynamodb-table.ts'
-import { podKeyString, REVISION_ACTIONS } from './store.ts'
+import { podKeyString, REVISION_ACTIONS, pickAuditFields } from './store.ts'
 import type {
   AuditEvent,
   AuditQuery,
@@ -500,22 +500,6 @@ function revisionFromItem(item: Item, manifest: string): RevisionRecord {
   }
 }
 
-// Only the interface's fields are stored: a caller's extra properties must not
-// leak into the returned event or the table.
-function pickAuditFields(e: NewAuditEvent): NewAuditEvent {
-  return {
-    at: e.at,
-    actor: e.actor,
-    action: e.action,
-    node: e.node,
-    target: e.target,
-    fromHash: e.fromHash,
-    toHash: e.toHash,
-    result: e.result,
-    message: e.message,
-    dryRun: e.dryRun,
-  }
-}
 
 function auditFromItem(item: Item): AuditEvent {
   return {

@@ -21,7 +21,7 @@ import type { Database as SqliteDatabase, Statement } from 'better-sqlite3'
 import { ServiceError } from '../errors.ts'
 import { auditCursorBound, newAuditId } from './audit-id.ts'
 import { migrate } from './sqlite-schema.ts'
-import { podKeyString } from './store.ts'
+import { podKeyString, pickAuditFields } from './store.ts'
 import type {
   AuditEvent,
   AuditQuery,
@@ -432,22 +432,6 @@ export class SqliteStore implements Store {
   }
 }
 
-// Only the interface's fields are stored: a caller's extra properties must not
-// leak into the returned event or its JSON.
-function pickAuditFields(e: NewAuditEvent): NewAuditEvent {
-  return {
-    at: e.at,
-    actor: e.actor,
-    action: e.action,
-    node: e.node,
-    target: e.target,
-    fromHash: e.fromHash,
-    toHash: e.toHash,
-    result: e.result,
-    message: e.message,
-    dryRun: e.dryRun,
-  }
-}
 
 function auditParams(e: AuditEvent): AuditRow {
   return {

@@ -95,6 +95,14 @@ export interface PodRuntimeState {
   state: string
   containers: ContainerRuntimeState[]
   observedAt: string
+  /**
+   * The CRI sandbox the state is of, and when the runtime created it. The
+   * kubelet recreates a static pod (a new sandbox) whenever its manifest
+   * changes, so a sandbox id other than the one before a write is the new pod.
+   * Absent in observations recorded before these fields existed.
+   */
+  sandboxId?: string
+  sandboxCreatedAt?: string
 }
 
 /** What the service last saw on one node: one record per node. */
@@ -174,3 +182,22 @@ export interface Store {
 
 /** The map key of a PodKey in the results of listRevisions and latestRevisions. */
 export const podKeyString = (k: PodKey): string => `${k.node}/${k.namespace}/${k.name}`
+
+/**
+ * Only the interface's fields are stored: a caller's extra properties must not
+ * leak into the returned event or the backing store.
+ */
+export function pickAuditFields(e: NewAuditEvent): NewAuditEvent {
+  return {
+    at: e.at,
+    actor: e.actor,
+    action: e.action,
+    node: e.node,
+    target: e.target,
+    fromHash: e.fromHash,
+    toHash: e.toHash,
+    result: e.result,
+    message: e.message,
+    dryRun: e.dryRun,
+  }
+}
