@@ -114,6 +114,8 @@ export function parseCrictl(podsJson: string, containersJson: string, nodeName: 
       state: SANDBOX_STATES[sandbox.state ?? ''] ?? 'UNKNOWN',
       containers: newestPerName(containersBySandbox.get(sandbox.id) ?? []).map(toContainerState),
       observedAt,
+      sandboxId: sandbox.id,
+      sandboxCreatedAt: nanosecondsToIso(sandbox.createdAt),
     })
   }
   return pods.sort((a, b) => compareText(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`))
@@ -178,6 +180,10 @@ function toBigInt(value: string | number | null | undefined): bigint {
   } catch {
     return 0n
   }
+}
+
+function nanosecondsToIso(ns: bigint): string {
+  return new Date(Number(ns / 1_000_000n)).toISOString()
 }
 
 function nonEmpty(value: string | null | undefined): string | null {

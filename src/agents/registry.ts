@@ -8,7 +8,7 @@ import { ServiceError } from '../errors.ts'
 import type { NodeRecord, Store } from '../store/store.ts'
 import type { NodeAgent } from './agent.ts'
 import { createSshAgent, discoverStaticPodPath, KUBEADM_STATIC_POD_PATH } from './ssh.ts'
-import { SshPool, type SshPoolStats } from './ssh-pool.ts'
+import { SshPool, type SshEndpoint, type SshPoolStats } from './ssh-pool.ts'
 
 export interface AgentProvider {
   /** The node's agent; rejects with a ServiceError saying why the node cannot be contacted. */
@@ -129,7 +129,7 @@ export class AgentRegistry implements AgentProvider {
    * since manifests written where the kubelet does not look run nothing. A path
    * that an admin set to anything else is taken as given.
    */
-  private async staticPodPathOf(node: NodeRecord, ssh: SshAgentSettings, endpoint: Parameters<typeof discoverStaticPodPath>[1]): Promise<string> {
+  private async staticPodPathOf(node: NodeRecord, ssh: SshAgentSettings, endpoint: SshEndpoint): Promise<string> {
     if (node.staticPodPath !== KUBEADM_STATIC_POD_PATH) return node.staticPodPath
     const discovered = await discoverStaticPodPath(ssh.pool, endpoint, ssh.kubeletConfigPath)
     if (discovered === null || discovered === node.staticPodPath) return node.staticPodPath

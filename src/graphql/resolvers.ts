@@ -2,10 +2,10 @@
 // here; the services hold them all, so REST and GraphQL cannot diverge.
 
 import type { IResolvers, MercuriusContext } from 'mercurius'
-import { notImplemented } from '../errors.ts'
 import { parseManifest } from '../manifest/parse.ts'
 import { containerSpecs } from '../manifest/pod-fields.ts'
 import type { MirrorPodRef, MirrorPodView } from '../services/mirror-pods.ts'
+import type { ApplyToNodesInput } from '../services/rollouts.ts'
 import type { StaticPodView } from '../services/static-pods.ts'
 import type { AuditEvent, NodeRecord, RevisionRecord } from '../store/store.ts'
 import { podKeyString } from '../store/store.ts'
@@ -42,6 +42,8 @@ export const resolvers: IResolvers = {
     cluster: () => ({}),
     auditEvents: (_: unknown, args: { node?: string | null; limit: number; before?: string | null }, { scope }: Ctx) =>
       scope.services.audit.list({ node: args.node ?? undefined, limit: args.limit, before: args.before ?? undefined }, scope.actor),
+    rollouts: (_: unknown, args: { active?: boolean | null }, { scope }: Ctx) => scope.services.rollouts.list(args, scope.actor),
+    rollout: (_: unknown, args: { id: string }, { scope }: Ctx) => scope.services.rollouts.get(args.id, scope.actor),
   },
 
   Mutation: {
@@ -62,10 +64,7 @@ export const resolvers: IResolvers = {
       scope.services.staticPods.restartStaticPod(input, scope.actor),
     rollbackStaticPod: (_: unknown, { input }: { input: Parameters<StaticPods['rollbackStaticPod']>[0] }, { scope }: Ctx) =>
       scope.services.staticPods.rollbackStaticPod(input, scope.actor),
-    applyStaticPodToNodes: () => ({
-      results: [],
-      userErrors: [userErrorOf(notImplemented('applyStaticPodToNodes (rolling changes across nodes)', 'issue #7'))],
-    }),
+    applyStaticPodToNodes: (_: unknown, { input }: { input: ApplyToNodesInput }, { scope }: Ctx) => scope.services.rollouts.apply(input, scope.actor),
     recreateMirrorPod: (_: unknown, { input }: { input: MirrorPodRef }, { scope }: Ctx) => scope.services.mirrorPods.recreateMirrorPod(input, scope.actor),
   },
 
@@ -136,8 +135,4 @@ function podObject(manifest: string): Record<string, unknown> {
   } catch {
     return {}
   }
-}
-
-function userErrorOf(err: { code: string; message: string; field?: string[] | undefined }) {
-  return { code: err.code, message: err.message, field: err.field ?? null }
 }

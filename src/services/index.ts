@@ -11,6 +11,8 @@ import { ClusterService, type ClusterSettings } from './cluster.ts'
 import { MirrorPodService } from './mirror-pods.ts'
 import { NodeStateService, type NodeReadObserver } from './node-state.ts'
 import { NodeService, type LocalNodeSettings } from './nodes.ts'
+import { ReadinessService } from './readiness.ts'
+import { RolloutRegistry, RolloutService } from './rollouts.ts'
 import { StaticPodService } from './static-pods.ts'
 
 export interface ServiceSettings {
@@ -34,6 +36,8 @@ export interface Services {
   staticPods: StaticPodService
   cluster: ClusterService
   mirrorPods: MirrorPodService
+  readiness: ReadinessService
+  rollouts: RolloutService
   close(): Promise<void>
 }
 
@@ -51,6 +55,8 @@ export async function createServices(deps: {
   const audit = new AuditService(store, clock, log)
   const nodes = new NodeService(store, audit, clock, settings.localNode)
   const nodeState = new NodeStateService({ store, agents, clock, fanOut: settings.fanOut, maxNodesPerRequest: settings.maxNodesPerRequest, observer: deps.nodeReadObserver })
+  const cluster = new ClusterService({ settings: settings.cluster, store, audit, clock })
+  const readiness = new ReadinessService({ agents, cluster, audit, log })
   const staticPods = new StaticPodService({
     store,
     agents,
@@ -60,9 +66,19 @@ export async function createServices(deps: {
     clock,
     defaultMaxAgeSeconds: settings.defaultMaxAgeSeconds,
     instanceId: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`,
+    readiness,
   })
-  const cluster = new ClusterService({ settings: settings.cluster, store, audit, clock })
   const mirrorPods = new MirrorPodService({ cluster, audit, staticPods })
+  const rollouts = new RolloutService({
+    nodes,
+    staticPods,
+    readiness,
+    audit,
+    registry: new RolloutRegistry(),
+    clock,
+    log,
+    maxNodesPerRequest: settings.maxNodesPerRequest,
+  })
   await nodes.ensureLocalNode()
   return {
     settings,
@@ -74,6 +90,8 @@ export async function createServices(deps: {
     staticPods,
     cluster,
     mirrorPods,
+    readiness,
+    rollouts,
     async close() {
       await agents.close()
       await store.close()

@@ -58,6 +58,8 @@ export interface NodeStateOptions {
 export class NodeStateService {
   /** Shared with the write path: a node is read-and-recorded or written, one at a time. */
   readonly nodeMutex = new KeyedMutex()
+  /** Live reads in flight, by node name. */
+  private readonly reading = new Map<string, Promise<NodeObservation>>()
 
   constructor(private readonly options: NodeStateOptions) {}
 
@@ -98,9 +100,20 @@ export class NodeStateService {
   }
 
   /** Reads the node live, records what changed, and stores the observation. */
-  async observe(node: NodeRecord): Promise<NodeObservation> {
-    const agent = await this.options.agents.agentFor(node)
-    return this.nodeMutex.run(node.name, () => this.observeWith(node, agent))
+  observe(node: NodeRecord): Promise<NodeObservation> {
+    // A second reader of a node being read (two fields of one query, two
+    // requests) shares that read: queued behind it, an unreachable node would
+    // cost each of them a whole connect timeout in turn.
+    const inFlight = this.reading.get(node.name)
+    if (inFlight) return inFlight
+    const reading = (async () => {
+      const agent = await this.options.agents.agentFor(node)
+      return this.nodeMutex.run(node.name, () => this.observeWith(node, agent))
+    })().finally(() => {
+      if (this.reading.get(node.name) === reading) this.reading.delete(node.name)
+    })
+    this.reading.set(node.name, reading)
+    return reading
   }
 
   /**

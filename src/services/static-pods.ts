@@ -11,14 +11,16 @@ import { sha256Hex } from '../manifest/hash.ts'
 import type { DirEntry } from '../manifest/types.ts'
 import { checkFileName, defaultFileName, mirrorPodName } from '../manifest/names.ts'
 import { parseManifest } from '../manifest/parse.ts'
+import { podIdentityOf } from '../manifest/pod-fields.ts'
 import { setRestartAnnotation } from '../manifest/restart.ts'
 import { validateStaticPod } from '../manifest/validate.ts'
 import type { ContainerRuntimeState, NodeObservation, NodeRecord, ObservedPod, PodKey, RevisionAction, RevisionRecord, Store } from '../store/store.ts'
 import { podKeyString } from '../store/store.ts'
 import type { AuditDraft, AuditService } from './audit.ts'
-import type { Actor } from './actor.ts'
+import { hasRole, type Actor } from './actor.ts'
 import { observedPod, type NodeFailure, type NodeState, type NodeStateService } from './node-state.ts'
 import type { NodeService } from './nodes.ts'
+import { DEFAULT_READY_TIMEOUT_SECONDS, ReadinessService } from './readiness.ts'
 
 /** A static pod as the API shows it. */
 export interface StaticPodView {
@@ -79,6 +81,7 @@ export interface CreateInput {
 export interface UpdateInput extends PodRef {
   manifest: string | Uint8Array
   waitForReady?: boolean | null | undefined
+  readyTimeoutSeconds?: number | null | undefined
   autoRollback?: boolean | null | undefined
 }
 
@@ -87,6 +90,8 @@ export interface PutInput extends PodRef {
   manifest: string | Uint8Array
   /** Only create: ALREADY_EXISTS when the node has the pod (If-None-Match: *). */
   mustNotExist?: boolean
+  /** The mutation its audit event is recorded under (default putStaticPod): a rollout's per-node writes are applyStaticPodToNodes. */
+  auditAction?: string
 }
 
 export interface RollbackInput extends PodRef {
@@ -104,6 +109,8 @@ export interface StaticPodServiceOptions {
   defaultMaxAgeSeconds: number
   /** Names this process in node-side lock files. */
   instanceId: string
+  /** Waits for a written pod to run ready, and rolls back (updateStaticPod waitForReady). */
+  readiness: ReadinessService
 }
 
 /** UPSERT: UPDATE when the node has the pod, else CREATE (decided under the node lock). */
@@ -186,16 +193,57 @@ export class StaticPodService {
   }
 
   updateStaticPod(input: UpdateInput, actor: Actor): Promise<StaticPodResult> {
+    if (input.waitForReady && !input.dryRun) return this.updateAndWaitForReady(input, actor)
+    return this.writeUpdate(input, actor)
+  }
+
+  // ---- waitForReady / autoRollback (issue #7) ------------------------------
+  // The wait and the rollback are the rollouts' own (ReadinessService.settle),
+  // so that an update and applyStaticPodToNodes judge a node alike.
+
+  private async updateAndWaitForReady(input: UpdateInput, actor: Actor): Promise<StaticPodResult> {
+    const pod = await this.readinessTarget(input, actor)
+    // A node, manifest or timeout that cannot be used: the update itself says why, and audits it.
+    if (!pod) return this.writeUpdate(input, actor)
+    // Before the write: the new pod is told from the old one by its sandbox and mirror config hash.
+    const baseline = await this.o.readiness.baseline(pod.node, pod)
+    const result = await this.writeUpdate(input, actor)
+    if (!result.changed || !result.staticPod || result.userErrors.length > 0) return result
+    const settled = await this.o.readiness.settle({
+      node: pod.node,
+      written: result.staticPod,
+      previousHash: result.previousHash,
+      baseline,
+      timeoutSeconds: pod.timeoutSeconds,
+      autoRollback: input.autoRollback ?? false,
+      actor,
+      action: 'updateStaticPod',
+      writer: this,
+    })
+    if (settled.status === 'READY') return result
+    return { ...result, staticPod: settled.staticPod, rolledBack: settled.status === 'ROLLED_BACK', userErrors: [settled.error] }
+  }
+
+  /** What to wait for; null when there is nothing to wait for, or the update is going to be refused. */
+  private async readinessTarget(input: UpdateInput, actor: Actor): Promise<{ node: NodeRecord; namespace: string; name: string; timeoutSeconds: number } | null> {
+    if (!hasRole(actor, 'operator')) return null
+    const node = await this.o.nodes.require(input.node, actor).catch(() => null)
+    if (!node) return null
+    try {
+      const timeoutSeconds = ReadinessService.timeoutOf(input.readyTimeoutSeconds, DEFAULT_READY_TIMEOUT_SECONDS)
+      const identity = podIdentityOf(parseManifest(input.manifest).object, node.name)
+      return identity && timeoutSeconds > 0 ? { node, namespace: identity.namespace, name: identity.name, timeoutSeconds } : null
+    } catch {
+      return null
+    }
+  }
+  // ---- end of waitForReady / autoRollback ------------------------------------
+
+  private writeUpdate(input: UpdateInput, actor: Actor): Promise<StaticPodResult> {
     const dryRun = input.dryRun ?? false
     return this.mutate('updateStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
       audit.target = targetOf(input)
-      if (input.waitForReady) {
-        throw new ServiceError(
-          'NOT_IMPLEMENTED',
-          'waitForReady arrives with the rollout work (issue #7); nothing was written. Update without it, or watch the pod and roll back by hand.',
-          ['waitForReady'],
-        )
-      }
+      if (input.waitForReady) ReadinessService.timeoutOf(input.readyTimeoutSeconds, DEFAULT_READY_TIMEOUT_SECONDS)
       const node = await this.o.nodes.require(input.node, actor)
       const { text, identity } = parseAndValidate(input.manifest, node)
       checkSameIdentity(input, identity)
@@ -224,7 +272,7 @@ export class StaticPodService {
   putStaticPod(input: PutInput, actor: Actor): Promise<StaticPodResult & { created: boolean }> {
     const dryRun = input.dryRun ?? false
     return this.mutate(
-      'putStaticPod',
+      input.auditAction ?? 'putStaticPod',
       actor,
       { node: input.node, dryRun },
       async (audit) => {

@@ -17,6 +17,9 @@ test('the static pods of the node, from the newest sandbox of each, with their n
       state: 'READY',
       containers: [{ name: 'etcd', image: 'registry.k8s.io/etcd:3.5.12-0', state: 'RUNNING', ready: null, restartCount: 0 }],
       observedAt: '2024-06-10T07:00:00.000Z',
+      // The newest sandbox: a write's new pod is told from the old one by this id.
+      sandboxId: '3c'.repeat(32),
+      sandboxCreatedAt: '2024-06-10T05:00:00.000Z',
     },
     {
       namespace: 'kube-system',
@@ -26,6 +29,8 @@ test('the static pods of the node, from the newest sandbox of each, with their n
         { name: 'kube-apiserver', image: 'registry.k8s.io/kube-apiserver:v1.30.2', state: 'RUNNING', ready: null, restartCount: 1 },
       ],
       observedAt: '2024-06-10T07:00:00.000Z',
+      sandboxId: '2b'.repeat(32),
+      sandboxCreatedAt: '2024-06-10T06:13:21.000Z',
     },
     {
       namespace: 'kube-system',
@@ -35,6 +40,8 @@ test('the static pods of the node, from the newest sandbox of each, with their n
         { name: 'kube-scheduler', image: 'registry.k8s.io/kube-scheduler:v1.30.2', state: 'CREATED', ready: null, restartCount: 0 },
       ],
       observedAt: '2024-06-10T07:00:00.000Z',
+      sandboxId: '4d'.repeat(32),
+      sandboxCreatedAt: '2024-06-10T05:00:01.000Z',
     },
   ])
 })

@@ -2,6 +2,7 @@
 // operations with the kubelet's view of the directory, the pooled connection,
 // host keys, crictl and the kubelet's healthz through the connection.
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { readdir, readFile, symlink, mkdir, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
@@ -9,10 +10,12 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { openSshFingerprint } from '../../src/agents/host-key.ts'
+import { LOCK_FILE_NAME, thisProcessIdentity } from '../../src/agents/file-agent.ts'
 import { FileExistsError } from '../../src/agents/node-fs.ts'
 import { SftpFileSystem } from '../../src/agents/sftp-fs.ts'
 import { createSshAgent, discoverStaticPodPath } from '../../src/agents/ssh.ts'
 import { DEFAULT_SSH_POOL_SETTINGS, SshPool, type SshEndpoint, type SshPoolSettings } from '../../src/agents/ssh-pool.ts'
+import { ConfigError, loadConfig } from '../../src/config.ts'
 import { isServiceError } from '../../src/errors.ts'
 import { controlPlaneFixture } from '../support/crictl-fixture.ts'
 import { sshKeygenFingerprint, startBlackHole, startSshdFleet, type SshdFleet, type SshdNode } from '../support/sshd.ts'
@@ -42,6 +45,12 @@ function poolFor(overrides: Partial<SshPoolSettings> = {}): SshPool {
 }
 
 const readKey = (): string => readFileSync(fleet.clientKeyFile, 'utf8')
+
+/** The pid of a process that has exited (and been reaped). */
+function exitedPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' })
+  return new Promise((resolve) => child.once('exit', () => resolve(child.pid as number)))
+}
 
 function endpointOf(node: SshdNode, fingerprint = node.fingerprint): SshEndpoint {
   return { nodeName: node.name, host: '127.0.0.1', port: node.port, username: fleet.user, hostKeyFingerprint: fingerprint }
@@ -267,4 +276,41 @@ describe('SSH agent', () => {
     assert.equal(await discoverStaticPodPath(pool, endpointOf(node), config), node.manifests)
     assert.equal(await discoverStaticPodPath(pool, endpointOf(node), join(node.dir, 'missing.yaml')), null)
   })
+
+  it('lock holders are judged as processes of the service, not of the node: dead here is taken over, same name on another machine waits', async (t) => {
+    const pool = poolFor()
+    t.after(() => pool.close())
+    const node = fleet.nodes[0]!
+    const stateDir = join(fleet.root, 'state', 'liveness')
+    await mkdir(stateDir, { recursive: true })
+    const agent = createSshAgent({ endpoint: endpointOf(node), pool, staticPodPath: node.manifests, stateDir, lockWaitMs: 300 })
+    const self = thisProcessIdentity()
+    const deadPid = await exitedPid()
+    const lock = (identity: { hostname: string; pid: number; pidNamespace: string | null }) =>
+      JSON.stringify({ actor: 'dave', instance: 'other', ...identity, acquiredAt: new Date().toISOString(), expiresAt: new Date(Date.now() + 60_000).toISOString(), token: 'abc' })
+
+    // Another service process on this machine that died holding the lock: taken over at once.
+    await writeFile(join(stateDir, LOCK_FILE_NAME), lock({ ...self, pid: deadPid }))
+    assert.equal(await agent.withLock({ actor: 'erin', instance: 'me' }, async () => 'ran'), 'ran')
+
+    // Same hostname and pid namespace inode, another boot: another machine. Its pid means nothing here.
+    assert.ok(self.pidNamespace?.includes(' boot:'), self.pidNamespace ?? 'no pid namespace')
+    const elsewhere = { ...self, pid: deadPid, pidNamespace: `${self.pidNamespace?.split(' boot:')[0]} boot:00000000-0000-0000-0000-000000000000` }
+    await writeFile(join(stateDir, LOCK_FILE_NAME), lock(elsewhere))
+    await assert.rejects(agent.withLock({ actor: 'erin', instance: 'me' }, async () => 'ran'), (err) => isServiceError(err) && err.code === 'LOCKED')
+  })
+
+  it('SSH settings come from the environment; a key that cannot be used stops the start naming the variable', () => {
+    const config = loadConfig({ SSH_PRIVATE_KEY_FILE: fleet.clientKeyFile, SSH_CONNECT_TIMEOUT_MS: '2500', SSH_STATE_DIR: '/srv/state' })
+    assert.equal(config.sshPrivateKey, readKey())
+    assert.equal(config.ssh.connectTimeoutMs, 2500)
+    assert.equal(config.ssh.stateDir, '/srv/state')
+    assert.equal(config.ssh.kubeletHealthzPort, 10248)
+    const fails = (env: Record<string, string>, pattern: RegExp) =>
+      assert.throws(() => loadConfig(env), (err) => err instanceof ConfigError && pattern.test(err.message) && !err.message.includes('\n'))
+    fails({ SSH_PRIVATE_KEY: 'not a key' }, /^Invalid SSH_PRIVATE_KEY: /)
+    fails({ SSH_PRIVATE_KEY_FILE: join(fleet.root, 'missing') }, /^Invalid SSH_PRIVATE_KEY_FILE: cannot read/)
+    fails({ SSH_STATE_DIR: 'relative' }, /^Invalid SSH_STATE_DIR/)
+  })
 })
+

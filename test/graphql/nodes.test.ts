@@ -72,7 +72,8 @@ describe('nodes', () => {
   it('a node that cannot be read is data: the others answer, it gets one error', async (t) => {
     const app = await build(t)
     await writeFile(join(app.manifests, 'web.yaml'), podYaml('web'))
-    await app.gql('mutation { registerNode(input: {name: "cp-1", host: "10.0.0.11"}) { userErrors { code } } }')
+    // Unpinned, so only its host key would be asked for; on loopback, where nothing listens on port 9.
+    await app.gql('mutation { registerNode(input: {name: "cp-1", host: "127.0.0.1", port: 9}) { userErrors { code } } }')
     const res = await app.gql('{ staticPods(maxAgeSeconds: 0) { id stale } nodes { name agent { reachable lastError } } }')
     assert.deepEqual(res.data.staticPods, [{ id: 'local/default/web', stale: false }])
     assert.deepEqual(res.errors?.map((e) => [e.extensions?.code, e.extensions?.node]), [['NODE_UNVERIFIED', 'cp-1']])

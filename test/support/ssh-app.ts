@@ -3,7 +3,6 @@
 
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.ts'
 import { loadConfig } from '../../src/config.ts'
@@ -19,7 +18,8 @@ export interface SshTestApp {
   addNode(node: SshdNode, overrides?: Partial<NodeRecord>): Promise<NodeRecord>
 }
 
-export async function sshFleetApp(t: TestContext, fleet: SshdFleet, env: Record<string, string> = {}): Promise<SshTestApp> {
+/** t: a test context, or anything with after() (a file-level app closes in the file's after hook). */
+export async function sshFleetApp(t: { after(fn: () => Promise<void>): unknown }, fleet: SshdFleet, env: Record<string, string> = {}): Promise<SshTestApp> {
   const dir = await makeTempDir('staticpod-ssh-app-')
   const config = loadConfig({
     STORE_URL: `sqlite:${join(dir, 'staticpod-api.db')}`,

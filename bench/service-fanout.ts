@@ -1,0 +1,111 @@
+// The service side of the fan-out benchmark: one process that builds the
+// service in-process (SQLite in a temp dir, no local node), registers the
+// harness's N sshd nodes pinned to their known_hosts keys, and writes
+// bench's kube-scheduler.yaml to every node through StaticPodService (the whole
+// write path: lock, read, compare, backup, atomic write, read-back, revision,
+// audit).
+//
+//   cold: the first write to all N nodes at once, over new connections
+//   warm: --iters more writes to all N at once over the pooled connections
+//         (alternating two contents so each one really writes; the last one
+//         is the exact manifest, so the harness's cmp check holds)
+//
+// Prints one JSON line: {"nodes","cold_total_ms","warm_write_ms":{min,median,max,runs},"connections_opened"}.
+// Run by bench/fanout.ts as the harness's EXTRA_CMD, so hyperfine also times the whole process.
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { openSshFingerprint } from '../src/agents/host-key.ts'
+import { buildApp } from '../src/app.ts'
+import { loadConfig } from '../src/config.ts'
+import { ANONYMOUS_ADMIN } from '../src/services/actor.ts'
+
+const BENCH_DIR = process.env.BENCH_DIR ?? '/tmp/bench'
+const MANIFEST = process.env.MANIFEST ?? new URL('../../shared/bench/kube-scheduler.yaml', import.meta.url).pathname
+const args = process.argv.slice(2)
+/** Even, so that the warm writes alternate and end on the exact manifest. */
+const iters = 2 * Math.ceil(Math.max(0, Math.min(1000, Number(args[args.indexOf('--iters') + 1] ?? 20) || 0)) / 2)
+
+interface BenchNode {
+  name: string
+  host: string
+  port: number
+  dir: string
+}
+
+const nodes = JSON.parse(await readFile(join(BENCH_DIR, 'nodes.json'), 'utf8')) as BenchNode[]
+const knownHosts = new Map<string, string>()
+for (const line of (await readFile(join(BENCH_DIR, 'known_hosts'), 'utf8')).split('\n')) {
+  const [hostPort, , blob] = line.trim().split(/\s+/)
+  if (hostPort && blob) knownHosts.set(hostPort, openSshFingerprint(Buffer.from(blob, 'base64')))
+}
+const manifest = await readFile(MANIFEST, 'utf8')
+const variant = `${manifest}# staticpod-api bench: a second content, so that every warm write really writes\n`
+
+const work = await mkdtemp(join(tmpdir(), 'staticpod-bench-'))
+const app = await buildApp(
+  loadConfig({
+    STORE_URL: `sqlite:${join(work, 'store.db')}`,
+    LOCAL_NODE_PATH: 'off',
+    LOG_LEVEL: 'silent',
+    SSH_PRIVATE_KEY_FILE: join(BENCH_DIR, 'id_ed25519'),
+    SSH_STATE_DIR: join(BENCH_DIR, 'service-state'),
+    MAX_NODES_PER_REQUEST: '5000',
+  }),
+  { logger: false },
+)
+const { services } = app
+try {
+  for (const node of nodes) {
+    const fingerprint = knownHosts.get(`[${node.host}]:${node.port}`)
+    if (!fingerprint) throw new Error(`no known_hosts entry for ${node.name}`)
+    const now = new Date().toISOString()
+    await services.store.createNode({
+      name: node.name,
+      kind: 'ssh',
+      host: node.host,
+      port: node.port,
+      user: 'root',
+      staticPodPath: node.dir,
+      hostKeyFingerprint: fingerprint,
+      observedHostKeyFingerprint: fingerprint,
+      labels: [],
+      createdAt: now,
+      updatedAt: now,
+    })
+  }
+
+  const failures = (results: Array<{ userErrors: Array<{ code: string; message: string }> }>) =>
+    results.flatMap((r) => r.userErrors.map((e) => `${e.code}: ${e.message}`))
+
+  const coldStarted = performance.now()
+  const created = await Promise.all(nodes.map((n) => services.staticPods.createStaticPod({ node: n.name, manifest }, ANONYMOUS_ADMIN)))
+  const coldMs = performance.now() - coldStarted
+  if (failures(created).length) throw new Error(`cold write failed: ${failures(created)[0]}`)
+
+  const warm: number[] = []
+  for (let i = 0; i < iters; i++) {
+    const content = (iters - i) % 2 === 0 ? variant : manifest
+    const started = performance.now()
+    const updated = await Promise.all(
+      nodes.map((n) => services.staticPods.updateStaticPod({ node: n.name, namespace: 'kube-system', name: 'kube-scheduler', manifest: content }, ANONYMOUS_ADMIN)),
+    )
+    warm.push(performance.now() - started)
+    if (failures(updated).length) throw new Error(`warm write failed: ${failures(updated)[0]}`)
+  }
+
+  const sorted = [...warm].sort((a, b) => a - b)
+  const median = sorted.length === 0 ? 0 : sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2
+  const round = (x: number) => Math.round(x * 10) / 10
+  process.stdout.write(
+    `${JSON.stringify({
+      nodes: nodes.length,
+      cold_total_ms: round(coldMs),
+      warm_write_ms: { min: round(sorted[0] ?? 0), median: round(median), max: round(sorted.at(-1) ?? 0), runs: warm.length },
+      connections_opened: services.agents.sshPoolStats()?.connectionsOpened,
+    })}\n`,
+  )
+} finally {
+  await app.close()
+  await rm(work, { recursive: true, force: true })
+}
