@@ -148,7 +148,8 @@ export class NodeStateService {
     const health: NodeHealth = last
       ? { kubelet: last.kubelet, kubeletUnavailableReason: last.kubeletUnavailableReason, runtime: last.runtime, runtimeUnavailableReason: last.runtimeUnavailableReason }
       : { kubelet: null, kubeletUnavailableReason: 'not checked yet', runtime: null, runtimeUnavailableReason: 'not checked yet' }
-    return this.recordReading(node, entries, health, performance.now() - started)
+    // Not stored yet: the write that follows stores the node's state once, after it.
+    return this.recordReading(node, entries, health, performance.now() - started, { store: false })
   }
 
   /**
@@ -162,7 +163,13 @@ export class NodeStateService {
     return (await this.recordReading(node, entries, reading.health, reading.observation.agent.latencyMs ?? 0)).observation
   }
 
-  private async recordReading(node: NodeRecord, entries: DirEntry[], health: NodeHealth, elapsedMs: number): Promise<ManifestReading> {
+  private async recordReading(
+    node: NodeRecord,
+    entries: DirEntry[],
+    health: NodeHealth,
+    elapsedMs: number,
+    opts: { store: boolean } = { store: true },
+  ): Promise<ManifestReading> {
     const { store, clock } = this.options
     const { pods: found, findings } = lintManifestDir(entries, node.name)
     const pods = await this.recordChanges(node.name, found)
@@ -175,7 +182,7 @@ export class NodeStateService {
       agent: { reachable: true, lastContactAt: observedAt, lastError: null, latencyMs: Math.round(elapsedMs * 100) / 100 },
       ...health,
     }
-    await store.putObservation(observation)
+    if (opts.store) await store.putObservation(observation)
     return { observation, entries, health }
   }
 
