@@ -19,10 +19,8 @@ export const ERROR_CODES = [
   'TIMEOUT',
   'FORBIDDEN',
   'UNAUTHENTICATED',
-  // Not in the contract's ErrorCode enum (it is a UserError code only where the
-  // schema says so): a capability a later release brings. Top-level errors only.
-  'NOT_IMPLEMENTED',
-  // Top-level only: too many requests for this token in the current window.
+  // Not in the contract's ErrorCode enum: top-level errors only (GraphQL
+  // extensions.code, REST error.code), never a UserError.
   'RATE_LIMITED',
 ] as const
 
@@ -44,7 +42,6 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   MIRROR_POD_READ_ONLY: 405,
   WRITE_FAILED: 500,
   TIMEOUT: 504,
-  NOT_IMPLEMENTED: 501,
   RATE_LIMITED: 429,
 }
 
@@ -95,6 +92,3 @@ export class ValidationErrors extends ServiceError {
 export function userErrorsOf(err: ServiceError): UserError[] {
   return err instanceof ValidationErrors ? err.problems.map(toUserError) : [toUserError(err)]
 }
-
-export const notImplemented = (what: string, issue: string): ServiceError =>
-  new ServiceError('NOT_IMPLEMENTED', `${what} is not available in this release yet (${issue}).`)
