@@ -4,7 +4,6 @@
 import { readFileSync } from 'node:fs'
 import { isIPv4 } from 'node:net'
 import { resolve } from 'node:path'
-import ssh2 from 'ssh2'
 import { z } from 'zod'
 import { parseTokensDocument, type TokenEntry } from './services/tokens.ts'
 
@@ -223,9 +222,24 @@ function loadSshPrivateKey(file: string | undefined, text: string | undefined): 
     }
   }
   if (key === undefined) return undefined
-  const parsed = ssh2.utils.parseKey(key)
-  if (parsed instanceof Error) throw new ConfigError(`Invalid ${variable}: not a private key ssh2 can use (${parsed.message})`)
+  // Only the shape here: ssh2 is loaded when a node is first contacted (Lambda
+  // cold starts); the long-running server parses the key fully at start
+  // (checkSshPrivateKey).
+  if (!PRIVATE_KEY_SHAPE.test(key)) throw new ConfigError(`Invalid ${variable}: not a private key (expected a PEM or OpenSSH "-----BEGIN ... PRIVATE KEY-----" block)`)
   return key
+}
+
+const PRIVATE_KEY_SHAPE = /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]+-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----/
+
+/** Parses the configured SSH key with ssh2 itself; a ConfigError naming the variable if it cannot use it. */
+export async function checkSshPrivateKey(config: Config): Promise<void> {
+  if (config.sshPrivateKey === undefined) return
+  const { default: ssh2 } = await import('ssh2')
+  const parsed = ssh2.utils.parseKey(config.sshPrivateKey)
+  if (parsed instanceof Error) {
+    const variable = config.sshPrivateKeyFile !== undefined ? 'SSH_PRIVATE_KEY_FILE' : 'SSH_PRIVATE_KEY'
+    throw new ConfigError(`Invalid ${variable}: not a private key ssh2 can use (${parsed.message})`)
+  }
 }
 
 /** Loopback addresses: the only ones served without tokens. */

@@ -2,12 +2,13 @@
 // and shut down gracefully (drain requests, close agents and the store).
 
 import { buildApp } from './app.ts'
-import { ConfigError, loadConfig } from './config.ts'
+import { ConfigError, checkSshPrivateKey, loadConfig } from './config.ts'
 
 async function main(): Promise<void> {
   let config
   try {
     config = loadConfig()
+    await checkSshPrivateKey(config)
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`staticpod-api: ${err.message}\n`)

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { resolve } from 'node:path'
 import { describe, it } from 'node:test'
-import { ConfigError, loadConfig } from '../src/config.ts'
+import { ConfigError, checkSshPrivateKey, loadConfig } from '../src/config.ts'
 
 function configError(env: Record<string, string>): string {
   try {
@@ -52,5 +52,12 @@ describe('config', () => {
     assert.match(configError({ AUTH_TOKENS: 'tokens:\n- {name: bot, role: root, sha256: x}' }), /^Invalid AUTH_TOKENS: tokens\.0\.role/)
     assert.match(configError({ AUTH_TOKENS: 'tokens:\n- {name: bot, role: viewer, sha256: s3cret-token}' }), /never the token itself/)
     assert.match(configError({ AUTH_TOKENS_FILE: '/nonexistent/tokens.yaml' }), /^Invalid AUTH_TOKENS_FILE: cannot read/)
+  })
+
+  it('checks the shape of the SSH key at once and parses it with ssh2 only when asked (the server does at start)', async () => {
+    assert.match(configError({ SSH_PRIVATE_KEY: 'hunter2' }), /^Invalid SSH_PRIVATE_KEY: not a private key/)
+    const garbage = '-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n-----END OPENSSH PRIVATE KEY-----\n'
+    const config = loadConfig({ SSH_PRIVATE_KEY: garbage })
+    await assert.rejects(checkSshPrivateKey(config), (err: unknown) => err instanceof ConfigError && /^Invalid SSH_PRIVATE_KEY: not a private key ssh2 can use/.test(err.message))
   })
 })

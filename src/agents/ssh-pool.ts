@@ -11,12 +11,22 @@
 // one: nothing was sent to it). SFTP status errors (no such file ...) pass
 // through untouched for the file system layer to interpret.
 
-import ssh2 from 'ssh2'
 import type { Client as SshClient, ConnectConfig, SFTPWrapper } from 'ssh2'
 import { ServiceError, isServiceError } from '../errors.ts'
 import { openSshFingerprint, sameFingerprint } from './host-key.ts'
 
-const { Client } = ssh2
+/**
+ * ssh2 is loaded when the first node is contacted, not at start: a process
+ * that never reaches an SSH node (and a Lambda cold start) does without it.
+ */
+let ssh2Client: (typeof import('ssh2'))['Client'] | undefined
+async function loadSsh2(): Promise<void> {
+  ssh2Client ??= (await import('ssh2')).default.Client
+}
+function newClient(): SshClient {
+  if (!ssh2Client) throw new Error('unreachable: ssh2 is loaded before any connection is made')
+  return new ssh2Client()
+}
 
 /** Missed keepalive replies before a connection is declared dead. */
 const KEEPALIVE_COUNT_MAX = 3
@@ -109,6 +119,7 @@ export class SshPool {
    */
   async run<T>(endpoint: SshEndpoint, what: string, fn: (session: SshSession) => Promise<T>): Promise<T> {
     if (this.#closed) throw new ServiceError('NODE_UNREACHABLE', `node ${endpoint.nodeName}: the service is shutting down`)
+    await loadSsh2()
     const key = connectionKey(endpoint)
     const slots = this.#slotsOf(key)
     await slots.acquire()
@@ -145,10 +156,11 @@ export class SshPool {
    * refuses it: no authentication is attempted and nothing is sent beyond the
    * key exchange. For nodes without a pinned key.
    */
-  observeHostKey(address: SshAddress): Promise<string> {
+  async observeHostKey(address: SshAddress): Promise<string> {
     const { connectTimeoutMs } = this.settings
+    await loadSsh2()
     return new Promise((resolve, reject) => {
-      const client = new Client()
+      const client = newClient()
       let presented: string | null = null
       let done = false
       const finish = (err?: ServiceError): void => {
@@ -243,7 +255,7 @@ interface ConnectionHooks {
 }
 
 class PooledConnection {
-  readonly client: SshClient = new Client()
+  readonly client: SshClient = newClient()
   readonly ready: Promise<void>
   readonly session: SshSession
   closed = false
