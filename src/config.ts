@@ -189,43 +189,41 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
 }
 
-/** The tokens document from AUTH_TOKENS_FILE or AUTH_TOKENS (not both); null when neither is set. */
-function loadTokens(file: string | undefined, text: string | undefined): TokenEntry[] | null {
-  if (file !== undefined && text !== undefined) throw new ConfigError('Invalid AUTH_TOKENS: set AUTH_TOKENS_FILE or AUTH_TOKENS, not both')
-  const variable = file !== undefined ? 'AUTH_TOKENS_FILE' : 'AUTH_TOKENS'
-  let document = text
-  if (file !== undefined) {
-    try {
-      document = readFileSync(file, 'utf8')
-    } catch (err) {
-      throw new ConfigError(`Invalid AUTH_TOKENS_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
-    }
+/**
+ * A secret given as a file path (<NAME>_FILE) or as the text itself (<NAME>),
+ * not both; undefined when neither is set.
+ */
+function fileOrText(name: 'AUTH_TOKENS' | 'SSH_PRIVATE_KEY', file: string | undefined, text: string | undefined): string | undefined {
+  if (file !== undefined && text !== undefined) throw new ConfigError(`Invalid ${name}: set ${name}_FILE or ${name}, not both`)
+  if (file === undefined) return text
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`Invalid ${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
   }
+}
+
+/** The tokens document from AUTH_TOKENS_FILE or AUTH_TOKENS; null when neither is set. */
+function loadTokens(file: string | undefined, text: string | undefined): TokenEntry[] | null {
+  const document = fileOrText('AUTH_TOKENS', file, text)
   if (document === undefined) return null
   try {
     return parseTokensDocument(document)
   } catch (err) {
-    throw new ConfigError(`Invalid ${variable}: ${(err as Error).message}`)
+    throw new ConfigError(`Invalid ${file !== undefined ? 'AUTH_TOKENS_FILE' : 'AUTH_TOKENS'}: ${(err as Error).message}`)
   }
 }
 
-/** The SSH key as text, from SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY (not both), checked to parse. */
+/** The SSH key as text, from SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY. */
 function loadSshPrivateKey(file: string | undefined, text: string | undefined): string | undefined {
-  if (file !== undefined && text !== undefined) throw new ConfigError('Invalid SSH_PRIVATE_KEY: set SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY, not both')
-  const variable = file !== undefined ? 'SSH_PRIVATE_KEY_FILE' : 'SSH_PRIVATE_KEY'
-  let key = text
-  if (file !== undefined) {
-    try {
-      key = readFileSync(file, 'utf8')
-    } catch (err) {
-      throw new ConfigError(`Invalid SSH_PRIVATE_KEY_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`)
-    }
-  }
+  const key = fileOrText('SSH_PRIVATE_KEY', file, text)
   if (key === undefined) return undefined
   // Only the shape here: ssh2 is loaded when a node is first contacted (Lambda
   // cold starts); the long-running server parses the key fully at start
   // (checkSshPrivateKey).
-  if (!PRIVATE_KEY_SHAPE.test(key)) throw new ConfigError(`Invalid ${variable}: not a private key (expected a PEM or OpenSSH "-----BEGIN ... PRIVATE KEY-----" block)`)
+  if (!PRIVATE_KEY_SHAPE.test(key)) {
+    throw new ConfigError(`Invalid ${file !== undefined ? 'SSH_PRIVATE_KEY_FILE' : 'SSH_PRIVATE_KEY'}: not a private key (expected a PEM or OpenSSH "-----BEGIN ... PRIVATE KEY-----" block)`)
+  }
   return key
 }
 
