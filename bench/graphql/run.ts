@@ -13,7 +13,6 @@ import autocannon from 'autocannon'
 import { seed } from './seed.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-const TSX = join(ROOT, 'node_modules', '.bin', 'tsx')
 const NODES = Number(process.env.BENCH_NODES ?? 1000)
 const PODS = Number(process.env.BENCH_PODS ?? 8)
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
@@ -21,7 +20,8 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8)
 const QUERY = '{ staticPods(maxAgeSeconds: 3600) { id nodeName namespace name mirrorPodName fileName hash revision managed stale observedAt } }'
 
 async function startServer(script: string, env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(TSX, [script], { cwd: ROOT, env: { ...process.env, ...env, NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  // node itself (not the tsx wrapper, which would be a second process): its pid is the server's, for RSS.
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env, ...env, NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'inherit'] })
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${script} did not start in 60 s`)), 60_000)
     let out = ''
