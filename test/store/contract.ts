@@ -26,7 +26,7 @@ import type {
 
 export interface StoreUnderTest {
   store: Store
-  reopen?: () => Promise<Store>
+  reopen: () => Promise<Store>
   cleanup: () => Promise<void>
 }
 
@@ -590,11 +590,7 @@ export function storeContract(name: string, makeStore: () => Promise<StoreUnderT
       })
     })
 
-    it('keeps everything across close and reopen', async (t) => {
-      if (!harness.reopen) {
-        t.skip('this store has no reopen')
-        return
-      }
+    it('keeps everything across close and reopen', async () => {
       const key: PodKey = { node: 'cp-1', namespace: 'kube-system', name: 'etcd' }
       const node = nodeRecord('cp-1')
       await store.createNode(node)
