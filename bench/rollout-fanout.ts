@@ -11,34 +11,14 @@
 //
 // Prints one JSON line: {"nodes","apply_cold_ms","apply_warm_ms":{min,median,max,runs},"read_warm_ms":{...},"connections_opened"}.
 // Run by bench/fanout.ts after the harness for each N (benchmarks are never assertions).
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { openSshFingerprint } from '../src/agents/host-key.ts'
 import { buildApp } from '../src/app.ts'
+import { readBenchFleet } from './harness-fleet.ts'
 import { loadConfig } from '../src/config.ts'
 
-const BENCH_DIR = process.env.BENCH_DIR ?? '/tmp/bench'
-const MANIFEST = process.env.MANIFEST ?? new URL('../../shared/bench/kube-scheduler.yaml', import.meta.url).pathname
-const args = process.argv.slice(2)
-/** Even, so that the warm applies alternate and end on the exact manifest. */
-const iters = 2 * Math.ceil(Math.max(1, Math.min(1000, Number(args[args.indexOf('--iters') + 1] ?? 20) || 1)) / 2)
-
-interface BenchNode {
-  name: string
-  host: string
-  port: number
-  dir: string
-}
-
-const nodes = JSON.parse(await readFile(join(BENCH_DIR, 'nodes.json'), 'utf8')) as BenchNode[]
-const knownHosts = new Map<string, string>()
-for (const line of (await readFile(join(BENCH_DIR, 'known_hosts'), 'utf8')).split('\n')) {
-  const [hostPort, , blob] = line.trim().split(/\s+/)
-  if (hostPort && blob) knownHosts.set(hostPort, openSshFingerprint(Buffer.from(blob, 'base64')))
-}
-const manifest = await readFile(MANIFEST, 'utf8')
-const variant = `${manifest}# staticpod-api bench: a second content, so that every warm apply really writes\n`
+const { dir: BENCH_DIR, nodes, knownHosts, manifest, variant, iters } = await readBenchFleet(process.argv.slice(2), 1)
 
 const APPLY = `mutation($input: ApplyToNodesInput!) { applyStaticPodToNodes(input: $input) { results { node status error { code message } } userErrors { code message } } }`
 const READ = `{ staticPods(maxAgeSeconds: 0) { nodeName name hash } }`

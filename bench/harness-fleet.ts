@@ -1,0 +1,41 @@
+// The shared bench harness's fleet (../shared/bench: nodes.sh up N), as the
+// service-side benchmark scripts read it: the nodes, their pinned host keys
+// from known_hosts, the manifest, and a second content so that every warm
+// write really writes.
+
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { openSshFingerprint } from '../src/agents/host-key.ts'
+
+export interface BenchNode {
+  name: string
+  host: string
+  port: number
+  dir: string
+}
+
+export interface BenchFleet {
+  dir: string
+  nodes: BenchNode[]
+  /** OpenSSH SHA256 fingerprint by "[host]:port", from the harness's known_hosts. */
+  knownHosts: Map<string, string>
+  manifest: string
+  variant: string
+  /** --iters N, made even so that alternating writes end on the exact manifest (the harness's cmp check). */
+  iters: number
+}
+
+export async function readBenchFleet(args: string[], minIters: number): Promise<BenchFleet> {
+  const dir = process.env.BENCH_DIR ?? '/tmp/bench'
+  const manifestPath = process.env.MANIFEST ?? new URL('../../shared/bench/kube-scheduler.yaml', import.meta.url).pathname
+  const asked = Number(args[args.indexOf('--iters') + 1] ?? 20) || minIters
+  const iters = 2 * Math.ceil(Math.max(minIters, Math.min(1000, asked)) / 2)
+  const nodes = JSON.parse(await readFile(join(dir, 'nodes.json'), 'utf8')) as BenchNode[]
+  const knownHosts = new Map<string, string>()
+  for (const line of (await readFile(join(dir, 'known_hosts'), 'utf8')).split('\n')) {
+    const [hostPort, , blob] = line.trim().split(/\s+/)
+    if (hostPort && blob) knownHosts.set(hostPort, openSshFingerprint(Buffer.from(blob, 'base64')))
+  }
+  const manifest = await readFile(manifestPath, 'utf8')
+  return { dir, nodes, knownHosts, manifest, variant: `${manifest}# staticpod-api bench: a second content, so that every warm write really writes\n`, iters }
+}
