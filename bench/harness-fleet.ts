@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { openSshFingerprint } from '../src/agents/host-key.ts'
+import type { Store } from '../src/store/store.ts'
 
 export interface BenchNode {
   name: string
@@ -38,4 +39,26 @@ export async function readBenchFleet(args: string[], minIters: number): Promise<
   }
   const manifest = await readFile(manifestPath, 'utf8')
   return { dir, nodes, knownHosts, manifest, variant: `${manifest}# staticpod-api bench: a second content, so that every warm write really writes\n`, iters }
+}
+
+/** Registers every harness node in the store, pinned to its known_hosts key (so the service trusts exactly those keys). */
+export async function registerBenchNodes(store: Store, fleet: BenchFleet): Promise<void> {
+  for (const node of fleet.nodes) {
+    const fingerprint = fleet.knownHosts.get(`[${node.host}]:${node.port}`)
+    if (!fingerprint) throw new Error(`no known_hosts entry for ${node.name}`)
+    const now = new Date().toISOString()
+    await store.createNode({
+      name: node.name,
+      kind: 'ssh',
+      host: node.host,
+      port: node.port,
+      user: 'root',
+      staticPodPath: node.dir,
+      hostKeyFingerprint: fingerprint,
+      observedHostKeyFingerprint: fingerprint,
+      labels: [],
+      createdAt: now,
+      updatedAt: now,
+    })
+  }
 }

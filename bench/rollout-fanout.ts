@@ -15,10 +15,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildApp } from '../src/app.ts'
-import { readBenchFleet } from './harness-fleet.ts'
+import { readBenchFleet, registerBenchNodes } from './harness-fleet.ts'
 import { loadConfig } from '../src/config.ts'
 
-const { dir: BENCH_DIR, nodes, knownHosts, manifest, variant, iters } = await readBenchFleet(process.argv.slice(2), 1)
+const fleet = await readBenchFleet(process.argv.slice(2), 1)
+const { dir: BENCH_DIR, nodes, manifest, variant, iters } = fleet
 
 const APPLY = `mutation($input: ApplyToNodesInput!) { applyStaticPodToNodes(input: $input) { results { node status error { code message } } userErrors { code message } } }`
 const READ = `{ staticPods(maxAgeSeconds: 0) { nodeName name hash } }`
@@ -68,24 +69,7 @@ function stats(xs: number[]): { min: number; median: number; max: number; runs: 
 }
 
 try {
-  for (const node of nodes) {
-    const fingerprint = knownHosts.get(`[${node.host}]:${node.port}`)
-    if (!fingerprint) throw new Error(`no known_hosts entry for ${node.name}`)
-    const now = new Date().toISOString()
-    await app.services.store.createNode({
-      name: node.name,
-      kind: 'ssh',
-      host: node.host,
-      port: node.port,
-      user: 'root',
-      staticPodPath: node.dir,
-      hostKeyFingerprint: fingerprint,
-      observedHostKeyFingerprint: fingerprint,
-      labels: [],
-      createdAt: now,
-      updatedAt: now,
-    })
-  }
+  await registerBenchNodes(app.services.store, fleet)
   const applyColdMs = await apply(variant)
   const applyWarm: number[] = []
   for (let i = 0; i < iters; i++) applyWarm.push(await apply((iters - i) % 2 === 0 ? variant : manifest))

@@ -16,11 +16,12 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildApp } from '../src/app.ts'
-import { readBenchFleet } from './harness-fleet.ts'
+import { readBenchFleet, registerBenchNodes } from './harness-fleet.ts'
 import { loadConfig } from '../src/config.ts'
 import { ANONYMOUS_ADMIN } from '../src/services/actor.ts'
 
-const { dir: BENCH_DIR, nodes, knownHosts, manifest, variant, iters } = await readBenchFleet(process.argv.slice(2), 0)
+const fleet = await readBenchFleet(process.argv.slice(2), 0)
+const { dir: BENCH_DIR, nodes, manifest, variant, iters } = fleet
 
 const work = await mkdtemp(join(tmpdir(), 'staticpod-bench-'))
 const app = await buildApp(
@@ -36,24 +37,7 @@ const app = await buildApp(
 )
 const { services } = app
 try {
-  for (const node of nodes) {
-    const fingerprint = knownHosts.get(`[${node.host}]:${node.port}`)
-    if (!fingerprint) throw new Error(`no known_hosts entry for ${node.name}`)
-    const now = new Date().toISOString()
-    await services.store.createNode({
-      name: node.name,
-      kind: 'ssh',
-      host: node.host,
-      port: node.port,
-      user: 'root',
-      staticPodPath: node.dir,
-      hostKeyFingerprint: fingerprint,
-      observedHostKeyFingerprint: fingerprint,
-      labels: [],
-      createdAt: now,
-      updatedAt: now,
-    })
-  }
+  await registerBenchNodes(services.store, fleet)
 
   const failures = (results: Array<{ userErrors: Array<{ code: string; message: string }> }>) =>
     results.flatMap((r) => r.userErrors.map((e) => `${e.code}: ${e.message}`))
