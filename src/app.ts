@@ -68,6 +68,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         staticPodPath: local.staticPodPath,
         stateDir: local.stateDir,
         kubeletHealthzUrl: local.kubeletHealthzUrl,
+        ...config.nodeProbes,
         lockTtlMs: config.lockTtlMs,
         lockWaitMs: config.lockWaitMs,
       })

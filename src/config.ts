@@ -59,6 +59,10 @@ const envSchema = z.object({
   // Where the kubelet's healthz listens on each node, and where its config (staticPodPath) is.
   SSH_KUBELET_HEALTHZ_PORT: port.min(1).default(10248),
   SSH_KUBELET_CONFIG_PATH: z.string().startsWith('/', 'expected an absolute path').default('/var/lib/kubelet/config.yaml'),
+  // Every node (local or SSH) is asked for its runtime (crictl) and kubelet health with these limits;
+  // past them the query still answers, with runtimeUnavailableReason / kubeletUnavailableReason.
+  CRICTL_TIMEOUT_MS: positiveInt.default(10_000),
+  KUBELET_HEALTHZ_TIMEOUT_MS: positiveInt.default(2_000),
   KUBECONFIG: optionalText,
   // Set by Kubernetes in every pod: without KUBECONFIG, the pod's service account reaches the API server.
   KUBERNETES_SERVICE_HOST: optionalText,
@@ -108,6 +112,7 @@ export type Config = {
   tokens: TokenEntry[] | null
   logLevel: (typeof LOG_LEVELS)[number]
   staticPodsMaxAgeSeconds: number
+  nodeProbes: NodeProbeConfig
   lockWaitMs: number
   lockTtlMs: number
   bodyLimitBytes: number
@@ -115,6 +120,12 @@ export type Config = {
   graphqlMaxDepth: number
   graphqlMaxFields: number
   maxNodesPerRequest: number
+}
+
+/** How long a node's container runtime (crictl) and kubelet healthz are waited for. */
+export interface NodeProbeConfig {
+  crictlTimeoutMs: number
+  kubeletTimeoutMs: number
 }
 
 export interface SshConfig {
@@ -179,6 +190,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokens,
     logLevel: e.LOG_LEVEL,
     staticPodsMaxAgeSeconds: e.STATIC_PODS_MAX_AGE_SECONDS,
+    nodeProbes: { crictlTimeoutMs: e.CRICTL_TIMEOUT_MS, kubeletTimeoutMs: e.KUBELET_HEALTHZ_TIMEOUT_MS },
     lockWaitMs: e.LOCK_WAIT_MS,
     lockTtlMs: e.LOCK_TTL_MS,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,

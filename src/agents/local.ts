@@ -12,7 +12,7 @@ import { describeError, FileAgent, type FileAgentHooks, type LockHolderLiveness 
 import { LocalFileSystem } from './local-fs.ts'
 
 export const DEFAULT_KUBELET_HEALTHZ_URL = 'http://127.0.0.1:10248/healthz'
-const KUBELET_TIMEOUT_MS = 1_000
+const DEFAULT_KUBELET_TIMEOUT_MS = 2_000
 const DEFAULT_CRICTL_TIMEOUT_MS = 10_000
 /** crictl's JSON for a busy node is a few MB; anything past this is not crictl. */
 const CRICTL_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
@@ -27,6 +27,7 @@ export interface LocalAgentOptions {
   /** crictl to run; default: the first `crictl` on PATH. */
   crictlPath?: string
   crictlTimeoutMs?: number
+  kubeletTimeoutMs?: number
   /** The PATH searched for crictl; default process.env.PATH. */
   searchPath?: string
   lockTtlMs?: number
@@ -52,7 +53,7 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<File
     clock,
     isLockHolderAlive: options.isLockHolderAlive,
     hooks: options.hooks,
-    kubelet: () => askKubeletHealthz(healthzUrl, clock),
+    kubelet: () => askKubeletHealthz(healthzUrl, clock, options.kubeletTimeoutMs),
     runtime: () =>
       localCrictlStatus({
         nodeName: options.nodeName,
@@ -68,14 +69,18 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<File
 }
 
 /** GET the kubelet's healthz: 200 'ok' is healthy; any other answer is unhealthy, with its body. */
-export async function askKubeletHealthz(url: string, clock: () => Date = () => new Date()): Promise<KubeletReport> {
+export async function askKubeletHealthz(
+  url: string,
+  clock: () => Date = () => new Date(),
+  timeoutMs = DEFAULT_KUBELET_TIMEOUT_MS,
+): Promise<KubeletReport> {
   let response: Response
   let body: string
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(KUBELET_TIMEOUT_MS), redirect: 'manual' })
+    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' })
     body = (await response.text()).trim()
   } catch (err) {
-    return { available: false, reason: `no kubelet answers on ${url} (${fetchFailure(err)})` }
+    return { available: false, reason: `no kubelet answers on ${url} (${fetchFailure(err, timeoutMs)})` }
   }
   const checkedAt = clock().toISOString()
   if (response.status === 200) {
@@ -87,9 +92,9 @@ export async function askKubeletHealthz(url: string, clock: () => Date = () => n
   }
 }
 
-function fetchFailure(err: unknown): string {
+function fetchFailure(err: unknown, timeoutMs: number): string {
   if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
-    return `no answer within ${KUBELET_TIMEOUT_MS / 1000} s`
+    return `no answer within ${timeoutMs / 1000} s`
   }
   const cause = err instanceof Error ? err.cause : undefined
   const code = typeof cause === 'object' && cause !== null && 'code' in cause ? String(cause.code) : undefined

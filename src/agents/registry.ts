@@ -3,7 +3,7 @@
 // per node.
 
 import { posix } from 'node:path'
-import type { Config } from '../config.ts'
+import type { Config, NodeProbeConfig } from '../config.ts'
 import { ServiceError } from '../errors.ts'
 import type { NodeRecord, Store } from '../store/store.ts'
 import type { NodeAgent } from './agent.ts'
@@ -34,6 +34,7 @@ export interface SshAgentSettings {
   /** On each node; the node's lock and backups go in `<stateDir>/<node name>`. */
   stateDir: string
   kubeletHealthzPort: number
+  nodeProbes: NodeProbeConfig
   /** Read over SFTP for staticPodPath when a node has the kubeadm default. */
   kubeletConfigPath: string
   lockTtlMs: number
@@ -95,6 +96,7 @@ export class AgentRegistry implements AgentProvider {
       staticPodPath,
       stateDir: posix.join(ssh.stateDir, node.name),
       kubeletHealthzPort: ssh.kubeletHealthzPort,
+      ...ssh.nodeProbes,
       lockTtlMs: ssh.lockTtlMs,
       lockWaitMs: ssh.lockWaitMs,
     })
@@ -162,6 +164,7 @@ export function sshAgentSettings(config: Config, facts: NodeFactsRecorder): SshA
     facts,
     stateDir: ssh.stateDir,
     kubeletHealthzPort: ssh.kubeletHealthzPort,
+    nodeProbes: config.nodeProbes,
     kubeletConfigPath: ssh.kubeletConfigPath,
     lockTtlMs: config.lockTtlMs,
     lockWaitMs: config.lockWaitMs,

@@ -26,7 +26,7 @@ const CRICTL_CONTAINERS_COMMAND = ['crictl', ...CRICTL_CONTAINERS_ARGS].join(' '
 const EXIT_COMMAND_NOT_FOUND = 127
 const CRICTL_NOT_FOUND = 'crictl not found on the node'
 const CRICTL_ABSENCE_REMEMBERED_MS = 60_000
-const KUBELET_TIMEOUT_MS = 1_000
+const DEFAULT_KUBELET_TIMEOUT_MS = 2_000
 const DEFAULT_CRICTL_TIMEOUT_MS = 10_000
 const CRICTL_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 const KUBELET_MESSAGE_MAX_CHARS = 1_000
@@ -39,6 +39,7 @@ export interface SshAgentOptions {
   stateDir: string
   kubeletHealthzPort?: number
   crictlTimeoutMs?: number
+  kubeletTimeoutMs?: number
   lockTtlMs?: number
   lockWaitMs?: number
   clock?: () => Date
@@ -78,7 +79,12 @@ export function createSshAgent(options: SshAgentOptions): FileAgent {
     ),
     kubelet: () =>
       pool.run(endpoint, 'kubelet healthz', (session) =>
-        kubeletHealthOverForward(session.client, options.kubeletHealthzPort ?? DEFAULT_KUBELET_HEALTHZ_PORT, clock),
+        kubeletHealthOverForward(
+          session.client,
+          options.kubeletHealthzPort ?? DEFAULT_KUBELET_HEALTHZ_PORT,
+          options.kubeletTimeoutMs ?? DEFAULT_KUBELET_TIMEOUT_MS,
+          clock,
+        ),
       ),
   })
 }
@@ -188,15 +194,15 @@ function execFixed(client: SshClient, command: string, timeoutMs: number): Promi
 // ---- kubelet healthz through a forward -------------------------------------------
 
 /** GET /healthz on the node's 127.0.0.1:port, through a direct-tcpip channel. */
-function kubeletHealthOverForward(client: SshClient, port: number, clock: () => Date): Promise<KubeletReport> {
+function kubeletHealthOverForward(client: SshClient, port: number, timeoutMs: number, clock: () => Date): Promise<KubeletReport> {
   const where = `127.0.0.1:${port} on the node`
   return new Promise((resolve) => {
     client.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, channel: ClientChannel) => {
       if (err) return resolve({ available: false, reason: `no kubelet answers on ${where} (${describeError(err)})` })
       const timer = setTimeout(() => {
         channel.close()
-        resolve({ available: false, reason: `no kubelet answers on ${where} (no answer within ${KUBELET_TIMEOUT_MS / 1000} s)` })
-      }, KUBELET_TIMEOUT_MS)
+        resolve({ available: false, reason: `no kubelet answers on ${where} (no answer within ${timeoutMs / 1000} s)` })
+      }, timeoutMs)
       const req = request(
         { createConnection: () => channel as unknown as import('node:net').Socket, host: '127.0.0.1', port, path: '/healthz', method: 'GET', agent: false },
         (res) => {

@@ -29,6 +29,11 @@ export async function sshFleetApp(t: { after(fn: () => Promise<void>): unknown }
     // Nothing listens on the nodes' port 9: "no kubelet", quickly.
     SSH_KUBELET_HEALTHZ_PORT: '9',
     LOCK_WAIT_MS: '5000',
+    // The crictl stand-in is a Node process per call; on a loaded 2-core CI
+    // machine (a 50-node fleet starting in a parallel test file) it once took
+    // over the 10 s default. These tests check answers, not speed.
+    CRICTL_TIMEOUT_MS: '60000',
+    KUBELET_HEALTHZ_TIMEOUT_MS: '10000',
     ...env,
   })
   const app = await buildApp(config, { logger: false })
