@@ -7,7 +7,7 @@
 import type { DirEntry, Finding, FindingCode, FoundPod } from './types.ts'
 import { findApiReferences } from './api-references.ts'
 import { sha256Hex } from './hash.ts'
-import { describeValue, isMapping, MAX_MANIFEST_BYTES, readLikeKubelet } from './parse.ts'
+import { describeValue, isMapping, MAX_MANIFEST_BYTES, readLikeKubelet, type KubeletRead } from './parse.ts'
 import { podIdentityOf } from './pod-fields.ts'
 import { isStrayFileName } from './stray.ts'
 import { podKindProblems, podProblems } from './validate.ts'
@@ -75,7 +75,8 @@ function readPodFile(entry: DirEntry, nodeName: string, note: Note): FoundPod | 
     const limit = entry.size > MAX_MANIFEST_BYTES ? ` (the kubelet refuses files over ${MAX_MANIFEST_BYTES} bytes)` : ''
     return unparseable(`It is ${entry.size} bytes, too big to read${limit}.`)
   }
-  const read = readLikeKubelet(entry.bytes)
+  const hash = sha256Hex(entry.bytes)
+  const read = readOnce(hash, entry.bytes)
   if (!read.ok) return unparseable(read.reason)
   if (!isMapping(read.value)) return unparseable(`Its top level is ${describeValue(read.value)}, not a Pod.`)
   const object = read.value
@@ -112,7 +113,41 @@ function readPodFile(entry: DirEntry, nodeName: string, note: Note): FoundPod | 
       `The Pod ${qualified} in ${name} refers to API objects (${paths}). ${references[0]!.message} The kubelet may start it, but it cannot fetch those objects and the API server will show no mirror pod.`,
     )
   }
-  return { fileName: name, namespace: identity.namespace, name: identity.name, text: read.text, hash: sha256Hex(entry.bytes) }
+  return { fileName: name, namespace: identity.namespace, name: identity.name, text: read.text, hash }
+}
+
+/**
+ * The same bytes are linted again and again: a rollout writes one manifest to
+ * hundreds of nodes and each node's directory is linted before and after, and
+ * every live read lints files that rarely change. Parsing YAML is the costly
+ * part, and its result depends on the bytes alone (the node name and file name
+ * only enter the checks after it), so recent parses are kept by content hash.
+ * The kept values are frozen: nothing downstream may change a shared parse.
+ */
+const PARSES_KEPT = 256
+const PARSE_KEPT_MAX_BYTES = 256 * 1024
+const recentParses = new Map<string, KubeletRead>()
+
+function readOnce(hash: string, bytes: Uint8Array): KubeletRead {
+  const kept = recentParses.get(hash)
+  if (kept) {
+    // Map order is insertion order: re-inserting makes it the most recent.
+    recentParses.delete(hash)
+    recentParses.set(hash, kept)
+    return kept
+  }
+  const read = readLikeKubelet(bytes)
+  if (bytes.byteLength > PARSE_KEPT_MAX_BYTES) return read
+  if (read.ok) deepFreeze(read.value)
+  recentParses.set(hash, Object.freeze(read))
+  if (recentParses.size > PARSES_KEPT) recentParses.delete(recentParses.keys().next().value!)
+  return read
+}
+
+function deepFreeze(value: unknown): void {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return
+  Object.freeze(value)
+  for (const child of Object.values(value)) deepFreeze(child)
 }
 
 /** The last file of each namespace/name wins, as in the kubelet's store; losers are reported. */

@@ -177,3 +177,27 @@ describe('lintManifestDir: findings', () => {
     assert.deepEqual(podFiles([]), [])
   })
 })
+
+describe('lintManifestDir: the same bytes on many nodes (parses are shared by content hash)', () => {
+  it('still judges each node and file on its own: a name that fits one node name is too long for another', () => {
+    // The mirror pod's name is <pod name>-<node name>, at most 253 characters.
+    const longName = 'p'.repeat(230)
+    const bytes = validPodYaml(longName)
+    const shortNode = lintManifestDir([file('a.yaml', bytes)], 'cp-1')
+    const longNode = lintManifestDir([file('b.yaml', bytes)], 'n'.repeat(40))
+    assert.deepEqual(shortNode.findings, [])
+    assert.deepEqual(shortNode.pods.map((p) => p.fileName), ['a.yaml'])
+    assert.deepEqual(codes(longNode.findings), ['UNPARSEABLE_FILE b.yaml'])
+    assert.deepEqual(longNode.pods, [])
+  })
+
+  it('gives every caller the same answer, per file name', () => {
+    const first = lintManifestDir([file('etcd.yaml', etcdYaml)], 'cp-1')
+    const second = lintManifestDir([file('etcd.yaml', etcdYaml)], 'cp-2')
+    assert.deepEqual(second, first)
+    const again = lintManifestDir([file('etcd.yaml', etcdYaml), file('etcd-copy.yaml', etcdYaml)], 'cp-1')
+    // etcd-copy.yaml sorts first ('-' < '.'), so etcd.yaml is the one the kubelet runs.
+    assert.deepEqual(codes(again.findings), ['DUPLICATE_POD etcd-copy.yaml'])
+    assert.deepEqual(again.pods.map((p) => p.fileName), ['etcd.yaml'])
+  })
+})
