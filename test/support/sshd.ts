@@ -228,7 +228,12 @@ async function prepareNode(sshd: string, root: string, user: string, name: strin
   const fingerprint = openSshFingerprintOfPubFile(`${hostKey}.pub`)
 
   const crictl = options.crictl ?? 'from-manifests'
-  const sessionEnv = [`PATH=${bin}:/usr/local/bin:/usr/bin:/bin`]
+  // sshd runs a command through the user's shell, and Debian's bash reads
+  // ~/.bashrc when started by sshd even without a terminal. Root's may be slow
+  // (this machine's runs `pyenv init`, whose rehash takes a lock: under a
+  // parallel test run, seconds per command, past the crictl timeout in CI).
+  // A real node's login scripts are its own; a test node gets an empty HOME.
+  const sessionEnv = [`PATH=${bin}:/usr/local/bin:/usr/bin:/bin`, `HOME=${dir}`]
   if (crictl !== 'none') {
     await writeFile(join(bin, 'crictl'), `#!/bin/sh\nexec ${process.execPath} ${fakeCrictl} "$@"\n`, { mode: 0o755 })
     if (crictl === 'from-manifests') {
