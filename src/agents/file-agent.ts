@@ -30,6 +30,8 @@ export const TEMP_FILE_SUFFIX = '.staticpod-api.tmp'
 export const LOCK_FILE_NAME = 'lock'
 /** Backups kept per manifest file name; older ones are removed. */
 export const BACKUPS_KEPT = 20
+/** Pruning waits until this many more have piled up, so it lists the directory once every few writes. */
+export const BACKUPS_PRUNE_SLACK = 5
 
 const DEFAULT_LOCK_TTL_MS = 30_000
 const DEFAULT_LOCK_WAIT_MS = 10_000
@@ -188,6 +190,8 @@ interface QueueEntry {
 interface HeldLock {
   record: LockRecord
   bytes: Buffer
+  /** Temp files in staticPodPath seen by a listing made under this lock (undefined: not listed yet). */
+  leftoverTemps?: string[]
   renewTimer: NodeJS.Timeout | undefined
   renewing: Promise<void> | undefined
   stopped: boolean
@@ -229,6 +233,12 @@ export class FileAgent implements NodeAgent {
   /** Temp files this agent is writing right now: never swept as leftovers. */
   readonly #tempsInFlight = new Set<string>()
   #stateDirReady = false
+  /**
+   * Backup directories this agent has made sure of, with how many backups each
+   * holds as far as it knows: pruning lists a directory only when that count
+   * says it is due, not at every write.
+   */
+  readonly #backupDirs = new Map<string, { count: number }>()
 
   constructor(fs: NodeFileSystem, options: FileAgentOptions) {
     this.#fs = fs
@@ -257,7 +267,10 @@ export class FileAgent implements NodeAgent {
   // ---- reading -------------------------------------------------------------
 
   async listManifestDir(): Promise<DirEntry[]> {
-    const visible = (await this.#fs.readDir(this.staticPodPath))
+    const all = await this.#fs.readDir(this.staticPodPath)
+    // Under the lock, the leftovers seen here are the ones the next write removes, without listing again.
+    if (this.#heldLock) this.#heldLock.leftoverTemps = all.filter((entry) => isTempFileName(entry.name)).map((entry) => entry.name)
+    const visible = all
       .filter((entry) => !entry.name.startsWith('.'))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     const listed: Array<DirEntry | null> = []
@@ -316,14 +329,25 @@ export class FileAgent implements NodeAgent {
     const dir = posix.join(this.stateDir, 'backups', fileName)
     const hashPrefix = createHash('sha256').update(bytes).digest('hex').slice(0, 12)
     const backupName = `${compactUtcTimestamp(this.#clock())}-${hashPrefix}.yaml`
-    try {
-      await this.#fs.mkdirp(dir)
-    } catch (err) {
-      throw this.#writeFailed(`backing up ${fileName}`, err)
+    let known = this.#backupDirs.get(dir)
+    if (known === undefined) {
+      try {
+        await this.#fs.mkdirp(dir)
+      } catch (err) {
+        throw this.#writeFailed(`backing up ${fileName}`, err)
+      }
+      await this.#removeLeftoverTempFiles(dir)
+      known = { count: await this.#countBackups(dir) }
+      this.#backupDirs.set(dir, known)
     }
-    await this.#removeLeftoverTempFiles(dir)
-    await this.#replaceAtomically(dir, backupName, bytes, `backing up ${fileName}`)
-    await this.#pruneBackups(dir)
+    try {
+      await this.#replaceAtomically(dir, backupName, bytes, `backing up ${fileName}`)
+    } catch (err) {
+      this.#backupDirs.delete(dir) // removed under us, perhaps: look again next time
+      throw err
+    }
+    known.count++
+    if (known.count >= BACKUPS_KEPT + BACKUPS_PRUNE_SLACK) known.count = await this.#pruneBackups(dir)
     return { path: posix.join(dir, backupName) }
   }
 
@@ -360,11 +384,14 @@ export class FileAgent implements NodeAgent {
    * the node lock: otherwise one could be another process's write in flight.
    */
   async #removeLeftoverTempFiles(dir: string): Promise<void> {
-    if (!this.#heldLock) return
+    const held = this.#heldLock
+    if (!held) return
     try {
-      for (const entry of await this.#fs.readDir(dir)) {
-        if (!entry.name.startsWith('.') || !entry.name.endsWith(TEMP_FILE_SUFFIX)) continue
-        const path = posix.join(dir, entry.name)
+      const seen = dir === this.staticPodPath ? held.leftoverTemps : undefined
+      const names = seen ?? (await this.#fs.readDir(dir)).map((entry) => entry.name).filter(isTempFileName)
+      if (seen) held.leftoverTemps = []
+      for (const name of names) {
+        const path = posix.join(dir, name)
         if (!this.#tempsInFlight.has(path)) await this.#fs.unlink(path)
       }
     } catch {
@@ -372,18 +399,32 @@ export class FileAgent implements NodeAgent {
     }
   }
 
-  async #pruneBackups(dir: string): Promise<void> {
+  async #countBackups(dir: string): Promise<number> {
     try {
-      const backups = (await this.#fs.readDir(dir))
-        .filter((entry) => entry.kind === 'file' && BACKUP_NAME.test(entry.name))
-        .map((entry) => entry.name)
-        .sort()
-      for (const name of backups.slice(0, Math.max(0, backups.length - BACKUPS_KEPT))) {
-        await this.#fs.unlink(posix.join(dir, name))
-      }
+      return (await this.#backupNames(dir)).length
+    } catch {
+      return 0
+    }
+  }
+
+  /** Removes all but the newest BACKUPS_KEPT; returns how many are left. */
+  async #pruneBackups(dir: string): Promise<number> {
+    try {
+      const backups = await this.#backupNames(dir)
+      const excess = backups.slice(0, Math.max(0, backups.length - BACKUPS_KEPT))
+      for (const name of excess) await this.#fs.unlink(posix.join(dir, name))
+      return backups.length - excess.length
     } catch {
       // A backup that was kept is worth more than one too many on disk.
+      return BACKUPS_KEPT
     }
+  }
+
+  async #backupNames(dir: string): Promise<string[]> {
+    return (await this.#fs.readDir(dir))
+      .filter((entry) => entry.kind === 'file' && BACKUP_NAME.test(entry.name))
+      .map((entry) => entry.name)
+      .sort()
   }
 
   #writeFailed(what: string, err: unknown): ServiceError {
@@ -490,7 +531,8 @@ export class FileAgent implements NodeAgent {
       }
       const bytes = lockFileBytes(record)
       try {
-        await this.#fs.writeNewFile(this.#lockPath, bytes, { exclusive: true })
+        // Not flushed: a lock only means something while its holder's connection lives, and a power cut ends both.
+        await this.#fs.writeNewFile(this.#lockPath, bytes, { exclusive: true, durable: false })
         return { acquired: true, held: { record, bytes, renewTimer: undefined, renewing: undefined, stopped: false } }
       } catch (err) {
         if (!isFileExistsError(err)) {
@@ -527,13 +569,17 @@ export class FileAgent implements NodeAgent {
    * aside to a unique name first (one atomic step, so two processes judging
    * the same stale lock cannot both remove it), then checked. If what was moved
    * turns out to be someone's newer lock (it changed hands between our read
-   * and the rename), it is put back with an exclusive create, unless a new lock
+   * and the rename, or it was not ours to begin with), it is put back with an exclusive create, unless a new lock
    * was created in the meantime. The exclusive create of the lock file then
    * decides who holds it: only one can win.
    */
-  async #removeLockFileIf(expected: Buffer): Promise<void> {
-    const current = await this.#fs.readFile(this.#lockPath)
-    if (current === null || !current.equals(expected)) return
+  async #removeLockFileIf(expected: Buffer, options: { likelyOurs?: boolean } = {}): Promise<void> {
+    // Releasing our own lock, it is almost always still ours: the move aside
+    // below checks that anyway, so the read before it would only cost a round trip.
+    if (!options.likelyOurs) {
+      const current = await this.#fs.readFile(this.#lockPath)
+      if (current === null || !current.equals(expected)) return
+    }
     const aside = posix.join(this.stateDir, `.${LOCK_FILE_NAME}.${randomHex()}.removed`)
     try {
       await this.#fs.rename(this.#lockPath, aside)
@@ -589,7 +635,7 @@ export class FileAgent implements NodeAgent {
       }
       const record = { ...held.record, expiresAt: new Date(this.#clock().getTime() + this.#lockTtlMs).toISOString() }
       const bytes = lockFileBytes(record)
-      await this.#fs.writeNewFile(renewedPath, bytes, { exclusive: true })
+      await this.#fs.writeNewFile(renewedPath, bytes, { exclusive: true, durable: false })
       // Replace in one step: the lock file never disappears while we hold it.
       await this.#fs.rename(renewedPath, this.#lockPath)
       held.record = record
@@ -604,7 +650,7 @@ export class FileAgent implements NodeAgent {
     clearTimeout(held.renewTimer)
     await held.renewing
     // Only our own lock: if it expired and someone else took it, theirs stays.
-    await this.#removeLockFileIf(held.bytes).catch(() => {
+    await this.#removeLockFileIf(held.bytes, { likelyOurs: true }).catch(() => {
       this.#unreleased.push(held.bytes)
       if (this.#unreleased.length > UNRELEASED_KEPT) this.#unreleased.shift()
     })
@@ -646,6 +692,10 @@ export class FileAgent implements NodeAgent {
 }
 
 const BACKUP_NAME = /^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{12}\.yaml$/
+
+function isTempFileName(name: string): boolean {
+  return name.startsWith('.') && name.endsWith(TEMP_FILE_SUFFIX)
+}
 
 /** 20240102T030405.678Z: sorts by time as text, and has no ':' (awkward in file names). */
 function compactUtcTimestamp(at: Date): string {

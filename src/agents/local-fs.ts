@@ -60,7 +60,7 @@ export class LocalFileSystem implements NodeFileSystem {
     }
     try {
       await handle.writeFile(bytes)
-      await handle.sync()
+      if (options.durable !== false) await handle.sync()
     } finally {
       await handle.close()
     }

@@ -38,6 +38,12 @@ export function isFileExistsError(err: unknown): err is FileExistsError {
 export interface WriteNewFileOptions {
   /** Create with O_CREAT|O_EXCL: fail with FileExistsError if the path exists. */
   exclusive: boolean
+  /**
+   * Flush the bytes to stable storage before resolving (default true). Only
+   * for files worthless after a power cut anyway, such as the node lock (its
+   * holder's connection does not survive the node's reboot either).
+   */
+  durable?: boolean
 }
 
 export interface NodeFileSystem {
@@ -47,7 +53,7 @@ export interface NodeFileSystem {
   readFile(path: string): Promise<Buffer | null>
   /**
    * Creates (or truncates, when not exclusive) path, writes bytes, flushes them
-   * to stable storage and closes the file before resolving.
+   * to stable storage (unless durable is false) and closes the file.
    */
   writeNewFile(path: string, bytes: Uint8Array, options: WriteNewFileOptions): Promise<void>
   /** Atomically replaces `to` (if it exists) with `from`. Same filesystem only. */

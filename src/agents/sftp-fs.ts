@@ -14,6 +14,7 @@ import { FileExistsError, type NodeDirEntry, type NodeEntryKind, type NodeFileSy
 export type SftpRunner = <T>(what: string, fn: (sftp: SFTPWrapper) => Promise<T>) => Promise<T>
 
 /** SFTP status codes (draft-ietf-secsh-filexfer-02), as ssh2 sets them on err.code. */
+const END_OF_FILE = 1
 const NO_SUCH_FILE = 2
 const FAILURE = 4
 
@@ -21,6 +22,8 @@ const FAILURE = 4
 const FILE_MODE = 0o600
 const EXCLUSIVE_CREATE_ATTEMPTS = 3
 const DIR_MODE = 0o755
+/** Below OpenSSH's and ssh2's read limits (256 KiB less headers), above any sane manifest. */
+const READ_CHUNK_BYTES = 128 * 1024
 
 /** An SFTP failure, naming the operation and the path. */
 export class SftpError extends Error {
@@ -61,7 +64,7 @@ export class SftpFileSystem implements NodeFileSystem {
 
   readDir(dir: string): Promise<NodeDirEntry[]> {
     return this.run(`listing ${dir}`, async (sftp) => {
-      const listed = await call<Array<{ filename: string; attrs: Stats }>>('readdir', dir, (done) => sftp.readdir(dir, done))
+      const listed = await readWholeDir(sftp, dir)
       const entries: NodeDirEntry[] = []
       for (const { filename, attrs } of listed) {
         if (filename === '.' || filename === '..') continue
@@ -83,11 +86,17 @@ export class SftpFileSystem implements NodeFileSystem {
 
   readFile(path: string): Promise<Buffer | null> {
     return this.run(`reading ${path}`, async (sftp) => {
+      let handle: Buffer
       try {
-        return await call<Buffer>('read', path, (done) => sftp.readFile(path, done))
+        handle = await call<Buffer>('open', path, (done) => sftp.open(path, 'r', done))
       } catch (err) {
         if (isNoSuchFile(err)) return null
         throw err
+      }
+      try {
+        return await readWholeFile(sftp, handle, path)
+      } finally {
+        closeUnawaited(sftp, handle)
       }
     })
   }
@@ -109,11 +118,13 @@ export class SftpFileSystem implements NodeFileSystem {
         }
       }
       try {
+        // Sent together, answered in order: one round trip for the bytes and their flush.
         const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-        await call<number>('write', path, (done) => sftp.write(handle, data, 0, data.length, 0, done))
-        await flush(sftp, handle, path)
+        const written = call<number>('write', path, (done) => sftp.write(handle, data, 0, data.length, 0, done))
+        const flushed = options.durable === false ? Promise.resolve() : flush(sftp, handle, path)
+        await Promise.all([written, flushed])
       } finally {
-        await call<void>('close', path, (done) => sftp.close(handle, done)).catch(() => undefined)
+        closeUnawaited(sftp, handle)
       }
     })
   }
@@ -159,12 +170,70 @@ export class SftpFileSystem implements NodeFileSystem {
         try {
           await flush(sftp, handle, dir)
         } finally {
-          await call<void>('close', dir, (done) => sftp.close(handle, done)).catch(() => undefined)
+          closeUnawaited(sftp, handle)
         }
       })
     } catch {
       // Best effort by contract: a server without the trick still renamed atomically.
     }
+  }
+}
+
+/**
+ * Closing a handle cannot fail in a way that matters once its data is flushed
+ * (or, for reads, once it is read), and the server answers requests in order:
+ * whatever is sent next on this channel runs after the close. So the close is
+ * sent and not waited for, which saves a round trip per file.
+ */
+function closeUnawaited(sftp: SFTPWrapper, handle: Buffer): void {
+  try {
+    sftp.close(handle, () => undefined)
+  } catch {
+    // The channel is gone: the server closed the handle with it.
+  }
+}
+
+/**
+ * One READ of a chunk bigger than any sane manifest: for a regular file,
+ * OpenSSH's server (which this agent needs anyway, for posix-rename) returns
+ * short reads only at the end, so a manifest costs one round trip after the
+ * open. A full chunk means there may be more.
+ */
+async function readWholeFile(sftp: SFTPWrapper, handle: Buffer, path: string): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let total = 0
+  for (;;) {
+    const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES)
+    const bytesRead = await call<number>('read', path, (done) => sftp.read(handle, buffer, 0, READ_CHUNK_BYTES, total, done))
+    if (bytesRead === 0) break
+    chunks.push(buffer.subarray(0, bytesRead))
+    total += bytesRead
+    if (bytesRead < READ_CHUNK_BYTES) break
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total)
+}
+
+/**
+ * opendir, then two READDIRs sent at once: a directory that fits one answer
+ * (OpenSSH sends up to 100 names) is listed in two round trips, the second
+ * READDIR coming back as end of file.
+ */
+async function readWholeDir(sftp: SFTPWrapper, dir: string): Promise<Array<{ filename: string; attrs: Stats }>> {
+  const handle = await call<Buffer>('opendir', dir, (done) => sftp.opendir(dir, done))
+  const next = (): Promise<Array<{ filename: string; attrs: Stats }> | null> =>
+    call<Array<{ filename: string; attrs: Stats }>>('readdir', dir, (done) => sftp.readdir(handle, done)).catch((err) => {
+      if (statusOf(err) === END_OF_FILE) return null
+      throw err
+    })
+  try {
+    const entries: Array<{ filename: string; attrs: Stats }> = []
+    for (;;) {
+      const batches = await Promise.all([next(), next()])
+      for (const batch of batches) if (batch) entries.push(...batch)
+      if (batches.includes(null)) return entries
+    }
+  } finally {
+    closeUnawaited(sftp, handle)
   }
 }
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { isServiceError } from '../../src/errors.ts'
-import { BACKUPS_KEPT, FileAgent, MAX_FILE_NAME_BYTES, TEMP_FILE_SUFFIX, type FileAgentOptions } from '../../src/agents/file-agent.ts'
+import { BACKUPS_KEPT, BACKUPS_PRUNE_SLACK, FileAgent, MAX_FILE_NAME_BYTES, TEMP_FILE_SUFFIX, type FileAgentOptions } from '../../src/agents/file-agent.ts'
 import { LocalFileSystem } from '../../src/agents/local-fs.ts'
 import type { NodeFileSystem } from '../../src/agents/node-fs.ts'
 
@@ -225,7 +225,8 @@ test('backups land outside staticPodPath, byte for byte, and only the newest 20 
   assert.deepEqual(await readFile(first.path), manifest(0))
 
   const paths = [first.path]
-  for (let i = 1; i < BACKUPS_KEPT + 5; i++) {
+  // Pruning runs when BACKUPS_KEPT + BACKUPS_PRUNE_SLACK have piled up; this many backups make it run once.
+  for (let i = 1; i < BACKUPS_KEPT + BACKUPS_PRUNE_SLACK; i++) {
     now += 1_000
     paths.push((await agent.withLock(owner, () => agent.backup('web.yaml', manifest(i)))).path)
   }
@@ -234,7 +235,7 @@ test('backups land outside staticPodPath, byte for byte, and only the newest 20 
   const kept = (await readdir(join(dirs.state, 'backups', 'web.yaml'))).sort()
   assert.equal(kept.length, BACKUPS_KEPT)
   assert.deepEqual(kept.map((name) => join(dirs.state, 'backups', 'web.yaml', name)), paths.slice(-BACKUPS_KEPT))
-  assert.deepEqual(await readFile(paths.at(-1) ?? ''), manifest(BACKUPS_KEPT + 4))
+  assert.deepEqual(await readFile(paths.at(-1) ?? ''), manifest(BACKUPS_KEPT + BACKUPS_PRUNE_SLACK - 1))
   assert.equal((await readdir(join(dirs.state, 'backups', 'etcd.yaml'))).length, 1)
   assert.deepEqual(await readdir(dirs.manifests), [], 'nothing in staticPodPath')
 })

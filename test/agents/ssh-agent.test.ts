@@ -130,6 +130,29 @@ describe('SSH agent', () => {
     assert.equal(await readFile(path, 'utf8'), 'c')
   })
 
+
+  it('reads files bigger than one READ and lists directories bigger than one READDIR, exactly', async (t) => {
+    // The SFTP file system reads a manifest in one READ and lists a directory with two READDIRs at once;
+    // files and directories past those sizes must still come back whole.
+    const pool = poolFor()
+    t.after(() => pool.close())
+    const node = fleet.nodes[0]!
+    const fs = new SftpFileSystem((what, fn) => pool.run(endpointOf(node), what, async (s) => fn(await s.sftp())))
+    const dir = join(node.dir, 'big')
+    await mkdir(dir, { recursive: true })
+    const sizes = [0, 1, 128 * 1024 - 1, 128 * 1024, 128 * 1024 + 1, 700_001]
+    for (const size of sizes) {
+      const bytes = Buffer.alloc(size, 0)
+      for (let i = 0; i + 4 <= size; i += 4096) bytes.writeUInt32BE(i, i) // not one repeated byte: offsets must be right
+      await writeFile(join(dir, `f${size}`), bytes)
+      assert.deepEqual(await fs.readFile(join(dir, `f${size}`)), bytes, `${size} bytes`)
+    }
+    const names = Array.from({ length: 333 }, (_, i) => `entry-${String(i).padStart(3, '0')}`)
+    await Promise.all(names.map((name) => writeFile(join(dir, name), name)))
+    const listed = (await fs.readDir(dir)).map((e) => e.name).sort()
+    assert.deepEqual(listed, [...names, ...sizes.map((s) => `f${s}`)].sort())
+    assert.equal(await fs.readFile(join(dir, 'missing')), null)
+  })
   it('runtime state from crictl over SSH: derived from the manifests present, and a real-shaped fixture', async (t) => {
     const pool = poolFor()
     t.after(() => pool.close())
