@@ -1,18 +1,31 @@
 // The embedded Store: one SQLite file, safe to share between processes on one
-// host. better-sqlite3 is synchronous; each method does its work in one go and
-// returns a settled promise, which keeps the Store interface the same as the
-// DynamoDB one's.
+// host. better-sqlite3 is synchronous: reads run at once and return a settled
+// promise, which keeps the Store interface the same as the DynamoDB one's.
 //
 // Durability: WAL with synchronous = FULL. Every commit is fsynced before the
-// method resolves. In WAL mode synchronous = NORMAL already survives a crash
-// of this process (kill -9: the committed WAL frames are in the OS page
-// cache), but not a power cut, kernel panic or VM reset, which can roll back
-// the last commits. This store holds the only copy of the bytes a manifest
-// had before it was changed and the audit trail of who changed it, recorded
-// right before or after touching a control-plane node, exactly when a node
-// crash is likely; losing them would make rollback impossible. Writes here are
-// a few per operator action, so the extra fsync (well under a millisecond on
-// local SSD) costs nothing that matters.
+// write that made it resolves. In WAL mode synchronous = NORMAL already
+// survives a crash of this process (kill -9: the committed WAL frames are in
+// the OS page cache), but not a power cut, kernel panic or VM reset, which can
+// roll back the last commits. This store holds the only copy of the bytes a
+// manifest had before it was changed and the audit trail of who changed it,
+// recorded right before or after touching a control-plane node, exactly when a
+// node crash is likely; losing them would make rollback impossible.
+//
+// Group commit: one operator action can fan out to many nodes at once (a
+// manifest written to 50 nodes in parallel makes a revision, an observation
+// and an audit event per node). One transaction each would be 150 fsyncs, and
+// since better-sqlite3 is synchronous each one blocks the event loop. So the
+// write methods queue their work instead, and everything queued in one turn
+// of the event loop commits together: one BEGIN IMMEDIATE transaction, one
+// fsync, each write inside its own savepoint so that a failing write undoes
+// only itself and rejects only its own promise. A write still resolves only
+// once its commit is on disk.
+//
+// Reads run at once, except while writes are queued: then they wait for that
+// commit (no extra one), so that a read sees every write issued before it, by
+// any caller, as when each write committed on the spot. Callers rely on it:
+// a query's fields read node state that another field of the same query has
+// just recorded (a node found unreachable must not be reported reachable).
 
 import { mkdirSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
@@ -43,6 +56,17 @@ export interface SqliteStoreOptions {
 
 /** How long a connection waits for another one's write lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5000
+
+/** Most writes one commit takes, so that a flush holds the write lock briefly; the rest go in the next. */
+const MAX_WRITES_PER_COMMIT = 500
+
+interface QueuedWrite {
+  run: () => unknown
+  resolve: (value: unknown) => void
+  reject: (err: unknown) => void
+}
+
+type WriteOutcome = { ok: true; value: unknown } | { ok: false; error: unknown }
 
 interface NodeRow {
   name: string
@@ -178,8 +202,13 @@ export class SqliteStore implements Store {
     nodeBefore: Statement<[string, string, number], AuditRow>
   }
 
-  private readonly appendRevisionTransaction: (rev: NewRevision, expectedLatest: number | undefined) => RevisionRecord
-  private readonly deleteNodeTransaction: (name: string) => boolean
+  /** Writes waiting for the next commit, in the order they were made. */
+  private readonly queuedWrites: QueuedWrite[] = []
+  /** Settles (never rejects) when the newest queued write has; reads wait for it. */
+  private newestQueuedWrite: Promise<unknown> = Promise.resolve()
+  private flushScheduled = false
+  /** Runs a batch of writes in one IMMEDIATE transaction, each in its own savepoint. */
+  private readonly commitWrites: (batch: QueuedWrite[]) => WriteOutcome[]
 
   /** Opens (creating if needed) the store at `path`, or an in-memory one for ':memory:', and migrates it. */
   static open(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
@@ -276,82 +305,138 @@ export class SqliteStore implements Store {
       nodeBefore: db.prepare(`${AUDIT_SELECT} WHERE node = ? AND id < ? ORDER BY id DESC LIMIT ?`),
     }
 
-    // IMMEDIATE: take the write lock before reading the newest number, so no
-    // other connection can append between our read and our insert.
-    const appendRevision = db.transaction((rev: NewRevision, expectedLatest: number | undefined): RevisionRecord => {
-      const { latest } = this.latestRevisionNumberStatement.get(rev.node, rev.namespace, rev.name) ?? { latest: 0 }
-      if (expectedLatest !== undefined && latest !== expectedLatest) {
-        throw new ServiceError(
-          'CONFLICT',
-          `${podKeyString(rev)}: newest revision is ${latest === 0 ? 'none' : latest}, expected ${expectedLatest === 0 ? 'none' : expectedLatest}`,
-        )
-      }
-      const record: RevisionRecord = {
-        node: rev.node,
-        namespace: rev.namespace,
-        name: rev.name,
-        revision: latest + 1,
-        hash: rev.hash,
-        manifest: rev.manifest,
-        fileName: rev.fileName,
-        action: rev.action,
-        actor: rev.actor,
-        recordedAt: rev.recordedAt,
-      }
-      this.insertRevisionStatement.run(record)
-      return record
-    })
-    this.appendRevisionTransaction = (rev, expectedLatest) => appendRevision.immediate(rev, expectedLatest)
+    // Inside a transaction, a better-sqlite3 transaction function is a savepoint.
+    const inSavepoint = db.transaction((run: () => unknown): unknown => run())
+    const commitWrites = db.transaction((batch: QueuedWrite[]): WriteOutcome[] =>
+      batch.map((write): WriteOutcome => {
+        try {
+          return { ok: true, value: inSavepoint(write.run) }
+        } catch (error) {
+          // Some errors (SQLITE_FULL, SQLITE_IOERR ...) roll back the whole
+          // transaction: then no write of the batch can commit.
+          if (!db.inTransaction) throw error
+          return { ok: false, error }
+        }
+      }),
+    )
+    // IMMEDIATE: take the write lock before the first read, so no other
+    // connection can append between our read of the newest number and our insert.
+    this.commitWrites = (batch) => commitWrites.immediate(batch)
+  }
 
-    const deleteNode = db.transaction((name: string): boolean => {
-      this.deleteNodeRevisionsStatement.run(name)
-      this.deleteNodeObservationStatement.run(name)
-      return this.deleteNodeStatement.run(name).changes > 0
+  /** Queues `run` for the next commit; resolves with its result once that commit is on disk. */
+  private enqueueWrite<T>(run: () => T): Promise<T> {
+    const write = new Promise<T>((resolve, reject) => {
+      this.queuedWrites.push({ run, resolve: resolve as (value: unknown) => void, reject })
+      this.scheduleFlush()
     })
-    this.deleteNodeTransaction = (name) => deleteNode.immediate(name)
+    this.newestQueuedWrite = write.catch(() => undefined)
+    return write
+  }
+
+  /** Waits, if writes are queued, until they are committed (commits are in queue order). */
+  private async queuedWritesSettled(): Promise<void> {
+    if (this.queuedWrites.length > 0) await this.newestQueuedWrite
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    // setImmediate, not a microtask: writes issued by many callbacks of one
+    // event-loop turn (50 node writes finishing together) share the commit.
+    setImmediate(() => {
+      this.flushScheduled = false
+      this.flushWrites()
+      if (this.queuedWrites.length > 0) this.scheduleFlush()
+    })
+  }
+
+  /** Commits the oldest queued writes (at most MAX_WRITES_PER_COMMIT) and settles their promises. */
+  private flushWrites(): void {
+    const batch = this.queuedWrites.splice(0, MAX_WRITES_PER_COMMIT)
+    if (batch.length === 0) return
+    let outcomes: WriteOutcome[]
+    try {
+      outcomes = this.commitWrites(batch)
+    } catch (err) {
+      // Nothing of the batch committed (busy past the timeout, disk full, closed).
+      for (const write of batch) write.reject(err)
+      return
+    }
+    for (const [i, outcome] of outcomes.entries()) {
+      if (outcome.ok) batch[i]!.resolve(outcome.value)
+      else batch[i]!.reject(outcome.error)
+    }
   }
 
   async ping(): Promise<void> {
     this.pingStatement.get()
   }
 
-  /** Idempotent: closing twice is harmless. */
+  /** Commits the queued writes first. Idempotent: closing twice is harmless. */
   async close(): Promise<void> {
+    while (this.queuedWrites.length > 0) this.flushWrites()
     if (this.db.open) this.db.close()
   }
 
   async listNodes(): Promise<NodeRecord[]> {
+    await this.queuedWritesSettled()
     return this.listNodesStatement.all().map(nodeFromRow)
   }
 
   async getNode(name: string): Promise<NodeRecord | null> {
+    await this.queuedWritesSettled()
     const row = this.getNodeStatement.get(name)
     return row ? nodeFromRow(row) : null
   }
 
   async createNode(node: NodeRecord): Promise<void> {
-    if (this.insertNodeStatement.run(nodeParams(node)).changes === 0) {
-      throw new ServiceError('ALREADY_EXISTS', `node ${node.name} already exists`, ['name'])
-    }
+    const row = nodeParams(node)
+    return this.enqueueWrite(() => {
+      if (this.insertNodeStatement.run(row).changes === 0) {
+        throw new ServiceError('ALREADY_EXISTS', `node ${node.name} already exists`, ['name'])
+      }
+    })
   }
 
   async updateNode(node: NodeRecord): Promise<void> {
-    if (this.updateNodeStatement.run(nodeParams(node)).changes === 0) {
-      throw new ServiceError('NOT_FOUND', `node ${node.name} not found`, ['name'])
-    }
+    const row = nodeParams(node)
+    return this.enqueueWrite(() => {
+      if (this.updateNodeStatement.run(row).changes === 0) {
+        throw new ServiceError('NOT_FOUND', `node ${node.name} not found`, ['name'])
+      }
+    })
   }
 
   async deleteNode(name: string): Promise<boolean> {
-    return this.deleteNodeTransaction(name)
+    return this.enqueueWrite(() => {
+      this.deleteNodeRevisionsStatement.run(name)
+      this.deleteNodeObservationStatement.run(name)
+      return this.deleteNodeStatement.run(name).changes > 0
+    })
   }
 
   async appendRevision(rev: NewRevision, expectedLatest?: number): Promise<RevisionRecord> {
     if (expectedLatest !== undefined) requireCount(expectedLatest, 'expectedLatest')
+    // Copied now: the caller may reuse its object before the write runs.
+    const { node, namespace, name, hash, manifest, fileName, action, actor, recordedAt } = rev
     try {
-      return this.appendRevisionTransaction(rev, expectedLatest)
+      return await this.enqueueWrite((): RevisionRecord => {
+        const { latest } = this.latestRevisionNumberStatement.get(node, namespace, name) ?? { latest: 0 }
+        if (expectedLatest !== undefined && latest !== expectedLatest) {
+          throw new ServiceError(
+            'CONFLICT',
+            `${podKeyString({ node, namespace, name })}: newest revision is ${latest === 0 ? 'none' : latest}, expected ${expectedLatest === 0 ? 'none' : expectedLatest}`,
+          )
+        }
+        const record: RevisionRecord = { node, namespace, name, revision: latest + 1, hash, manifest, fileName, action, actor, recordedAt }
+        this.insertRevisionStatement.run(record)
+        return record
+      })
     } catch (err) {
-      // Unreachable while every writer goes through the IMMEDIATE transaction
-      // above; kept so that a writer that does not still gets CONFLICT, not a crash.
+      // Unreachable while every writer reads the newest number under the
+      // write lock, as the commit above does; kept so that a writer that does
+      // not still gets CONFLICT, not a crash.
       if (isPrimaryKeyViolation(err)) {
         throw new ServiceError('CONFLICT', `${podKeyString(rev)}: another writer appended the same revision number`)
       }
@@ -360,6 +445,7 @@ export class SqliteStore implements Store {
   }
 
   async listRevisions(keys: PodKey[], limit: number): Promise<Map<string, RevisionRecord[]>> {
+    await this.queuedWritesSettled()
     requireCount(limit, 'limit')
     const byKey = new Map<string, RevisionRecord[]>()
     if (keys.length === 0 || limit === 0) return byKey
@@ -373,11 +459,13 @@ export class SqliteStore implements Store {
   }
 
   async getRevision(key: PodKey, revision: number): Promise<RevisionRecord | null> {
+    await this.queuedWritesSettled()
     const row = this.getRevisionStatement.get(key.node, key.namespace, key.name, revision)
     return row ? row : null
   }
 
   async latestRevisions(keys: PodKey[]): Promise<Map<string, RevisionRecord>> {
+    await this.queuedWritesSettled()
     const byKey = new Map<string, RevisionRecord>()
     if (keys.length === 0) return byKey
     for (const row of this.latestRevisionsStatement.all(keysParam(keys))) byKey.set(podKeyString(row), row)
@@ -385,15 +473,19 @@ export class SqliteStore implements Store {
   }
 
   async putObservation(obs: NodeObservation): Promise<void> {
-    this.putObservationStatement.run({
+    const row = {
       node: obs.node,
       observed_at: obs.observedAt,
       stored_at: this.clock().toISOString(),
       observation: JSON.stringify(obs),
+    }
+    return this.enqueueWrite(() => {
+      this.putObservationStatement.run(row)
     })
   }
 
   async getObservations(nodes: string[]): Promise<Map<string, NodeObservation>> {
+    await this.queuedWritesSettled()
     const byNode = new Map<string, NodeObservation>()
     if (nodes.length === 0) return byNode
     for (const row of this.getObservationsStatement.all(JSON.stringify(nodes))) {
@@ -404,20 +496,24 @@ export class SqliteStore implements Store {
   }
 
   async appendAudit(event: NewAuditEvent): Promise<AuditEvent> {
-    // A repeated id would need the same millisecond, counter and 40 random
-    // bits; retry rather than fail if it ever happens.
-    for (let attempt = 1; ; attempt++) {
-      const stored: AuditEvent = { ...pickAuditFields(event), id: newAuditId(event.at) }
-      try {
-        this.insertAuditStatement.run(auditParams(stored))
-        return stored
-      } catch (err) {
-        if (!isPrimaryKeyViolation(err) || attempt >= 3) throw err
+    const fields = pickAuditFields(event)
+    return this.enqueueWrite(() => {
+      // A repeated id would need the same millisecond, counter and 40 random
+      // bits; retry rather than fail if it ever happens.
+      for (let attempt = 1; ; attempt++) {
+        const stored: AuditEvent = { ...fields, id: newAuditId(fields.at) }
+        try {
+          this.insertAuditStatement.run(auditParams(stored))
+          return stored
+        } catch (err) {
+          if (!isPrimaryKeyViolation(err) || attempt >= 3) throw err
+        }
       }
-    }
+    })
   }
 
   async listAudit(query: AuditQuery): Promise<AuditEvent[]> {
+    await this.queuedWritesSettled()
     requireCount(query.limit, 'limit')
     if (query.limit === 0) return []
     const bound = query.before === undefined ? undefined : auditCursorBound(query.before)

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,7 +13,7 @@ import { MIGRATIONS, StoreSchemaTooNewError, migrate, schemaVersion } from '../.
 import { SqliteStore } from '../../src/store/sqlite.ts'
 import { podKeyString } from '../../src/store/store.ts'
 import type { PodKey, Store } from '../../src/store/store.ts'
-import { auditEvent, newRevision, nodeRecord, storeContract } from './contract.ts'
+import { auditEvent, newRevision, nodeObservation, nodeRecord, storeContract } from './contract.ts'
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url))
 const appendChild = fileURLToPath(new URL('./fixtures/append-revisions.ts', import.meta.url))
@@ -47,6 +47,33 @@ function connectionOf(store: SqliteStore): SqliteDatabase {
 }
 
 const apiserver: PodKey = { node: 'cp-1', namespace: 'kube-system', name: 'kube-apiserver' }
+
+/**
+ * How many commits the WAL of the file at `path` holds, read from the file
+ * itself: the last frame of a commit records the database size in pages,
+ * every other frame 0. Counts the frames of the log's current generation (the
+ * salts in the header); call it only while no checkpoint can restart the log
+ * (wal_autocheckpoint = 0).
+ */
+function walCommits(path: string): number {
+  const wal = readFileSync(`${path}-wal`)
+  if (wal.length < 32) return 0
+  const pageSize = wal.readUInt32BE(8)
+  const salts = [wal.readUInt32BE(16), wal.readUInt32BE(20)]
+  let commits = 0
+  for (let frame = 32; frame + 24 + pageSize <= wal.length; frame += 24 + pageSize) {
+    if (wal.readUInt32BE(frame + 8) !== salts[0] || wal.readUInt32BE(frame + 12) !== salts[1]) break
+    if (wal.readUInt32BE(frame + 4) !== 0) commits++
+  }
+  return commits
+}
+
+/** A store at `path` whose WAL is never checkpointed, so walCommits can count its commits. */
+function openCounted(path: string): SqliteStore {
+  const store = SqliteStore.open(path)
+  connectionOf(store).pragma('wal_autocheckpoint = 0')
+  return store
+}
 
 interface ChildRun {
   revisions: number[]
@@ -293,6 +320,166 @@ describe('SqliteStore', () => {
         }
       } finally {
         await store.close()
+      }
+    })
+  })
+
+  describe('group commit', () => {
+    it('writes issued in one turn of the event loop share one commit', async () => {
+      const path = join(dir, 'group-commit.db')
+      const store = openCounted(path)
+      try {
+        // Awaited one at a time: one commit each (this also proves the count).
+        let before = walCommits(path)
+        for (let i = 0; i < 3; i++) await store.appendAudit(auditEvent(new Date(i).toISOString()))
+        assert.equal(walCommits(path) - before, 3)
+
+        // A fan-out write: 50 nodes, each a revision, an observation and an
+        // audit event in turn. Each step of all nodes commits together.
+        const nodes = Array.from({ length: 50 }, (_, i) => `cp-${i}`)
+        before = walCommits(path)
+        const revisions = await Promise.all(
+          nodes.map(async (node) => {
+            const revision = await store.appendRevision(newRevision({ ...apiserver, node }))
+            await store.putObservation(nodeObservation(node))
+            await store.appendAudit(auditEvent(revision.recordedAt, { node }))
+            return revision
+          }),
+        )
+        assert.equal(walCommits(path) - before, 3, '3 commits, not 150')
+        assert.ok(revisions.every((r) => r.revision === 1))
+        assert.equal((await store.latestRevisions(nodes.map((node) => ({ ...apiserver, node })))).size, 50)
+        assert.equal((await store.getObservations(nodes)).size, 50)
+        assert.equal((await store.listAudit({ limit: 100 })).length, 53)
+      } finally {
+        await store.close()
+      }
+    })
+
+    it('a read issued after a write, by any caller, sees it, without a commit of its own', async () => {
+      const path = join(dir, 'group-commit-read.db')
+      const store = openCounted(path)
+      try {
+        await store.putObservation(nodeObservation('cp-1'))
+        const before = walCommits(path)
+        // One caller records a failure and does not wait; another reads right after.
+        const unreachable = nodeObservation('cp-1', { agent: { reachable: false, lastContactAt: null, lastError: 'NODE_UNREACHABLE: x', latencyMs: null } })
+        const recorded = store.putObservation(unreachable)
+        const observations = await store.getObservations(['cp-1'])
+        assert.equal(observations.get('cp-1')?.agent.reachable, false)
+        await recorded
+        assert.equal(walCommits(path) - before, 1)
+      } finally {
+        await store.close()
+      }
+    })
+
+    it('commits at most 500 writes at a time, in the order they were made', async () => {
+      const path = join(dir, 'group-commit-cap.db')
+      const store = openCounted(path)
+      try {
+        const before = walCommits(path)
+        const appended = await Promise.all(
+          Array.from({ length: 1200 }, (_, i) => store.appendRevision(newRevision(apiserver, { manifest: `n: ${i}\n` }))),
+        )
+        assert.equal(walCommits(path) - before, 3)
+        assert.deepEqual(
+          appended.map((r) => r.revision),
+          Array.from({ length: 1200 }, (_, i) => i + 1),
+        )
+        assert.equal((await store.getRevision(apiserver, 1200))?.manifest, 'n: 1199\n')
+      } finally {
+        await store.close()
+      }
+    })
+
+    it('a failing write undoes only itself and rejects only its own promise; the rest of its commit stands', async () => {
+      const path = join(dir, 'group-commit-failure.db')
+      const store = openCounted(path)
+      const doomed: PodKey = { ...apiserver, node: 'doomed' }
+      try {
+        await store.createNode(nodeRecord('doomed'))
+        await store.appendRevision(newRevision(doomed))
+        await store.putObservation(nodeObservation('doomed'))
+        // deleteNode removes the node's revisions and observation, then the
+        // node; this makes the last step fail after the first two ran.
+        connectionOf(store).exec(`CREATE TEMP TRIGGER keep_doomed BEFORE DELETE ON main.nodes WHEN old.name = 'doomed'
+          BEGIN SELECT RAISE(ABORT, 'doomed stays'); END`)
+
+        const before = walCommits(path)
+        const outcomes = await Promise.allSettled([
+          store.appendAudit(auditEvent(new Date(0).toISOString(), { message: 'first' })),
+          store.appendRevision(newRevision(apiserver, { hash: null as unknown as string })),
+          store.deleteNode('doomed'),
+          store.appendRevision(newRevision(apiserver)),
+          store.putObservation(nodeObservation('cp-1')),
+        ])
+        assert.deepEqual(
+          outcomes.map((o) => o.status),
+          ['fulfilled', 'rejected', 'rejected', 'fulfilled', 'fulfilled'],
+        )
+        const reasons = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as { code?: string; message: string }] : []))
+        assert.equal(reasons[0]?.code, 'SQLITE_CONSTRAINT_NOTNULL')
+        assert.match(reasons[1]?.message ?? '', /doomed stays/)
+        assert.equal(walCommits(path) - before, 1)
+
+        // The failed append took no number; the failed delete removed nothing.
+        assert.equal((await store.latestRevisions([apiserver])).get(podKeyString(apiserver))?.revision, 1)
+        assert.ok(await store.getNode('doomed'))
+        assert.ok(await store.getRevision(doomed, 1))
+        assert.deepEqual([...(await store.getObservations(['doomed', 'cp-1'])).keys()].sort(), ['cp-1', 'doomed'])
+        assert.deepEqual((await store.listAudit({ limit: 10 })).map((e) => e.message), ['first'])
+      } finally {
+        await store.close()
+      }
+    })
+
+    it('when the commit itself fails, every write of it rejects with that error and none is kept', async () => {
+      const path = join(dir, 'group-commit-busy.db')
+      const store = SqliteStore.open(path)
+      const blocker = new Database(path)
+      try {
+        connectionOf(store).pragma('busy_timeout = 20')
+        blocker.exec('BEGIN IMMEDIATE')
+        const outcomes = await Promise.allSettled([
+          store.createNode(nodeRecord('cp-1')),
+          store.appendRevision(newRevision(apiserver)),
+          store.appendAudit(auditEvent(new Date(0).toISOString())),
+        ])
+        const reasons = outcomes.map((o) => (o.status === 'rejected' ? (o.reason as { code?: string }) : undefined))
+        assert.equal(reasons[0]?.code, 'SQLITE_BUSY')
+        assert.ok(reasons.every((r) => r === reasons[0]), 'one error for all')
+        blocker.exec('ROLLBACK')
+
+        assert.deepEqual(await store.listNodes(), [])
+        assert.equal((await store.appendRevision(newRevision(apiserver))).revision, 1)
+      } finally {
+        blocker.close()
+        await store.close()
+      }
+    })
+
+    it('close commits the writes still queued before it closes the file', async () => {
+      const path = join(dir, 'group-commit-close.db')
+      const store = SqliteStore.open(path)
+      const queued = [
+        store.createNode(nodeRecord('cp-1')),
+        store.appendRevision(newRevision(apiserver)),
+        store.appendAudit(auditEvent(new Date(0).toISOString())),
+      ]
+      await store.close()
+      const [, revision] = await Promise.all(queued)
+      assert.equal((revision as { revision: number }).revision, 1)
+      await assert.rejects(store.putObservation(nodeObservation('cp-1')), 'writes after close fail')
+
+      const reopened = SqliteStore.open(path)
+      try {
+        assert.deepEqual((await reopened.listNodes()).map((n) => n.name), ['cp-1'])
+        assert.ok(await reopened.getRevision(apiserver, 1))
+        assert.equal((await reopened.listAudit({ limit: 10 })).length, 1)
+        assert.equal((await reopened.getObservations(['cp-1'])).size, 0)
+      } finally {
+        await reopened.close()
       }
     })
   })
