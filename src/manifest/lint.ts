@@ -9,6 +9,7 @@ import { findApiReferences } from './api-references.ts'
 import { sha256Hex } from './hash.ts'
 import { describeValue, isMapping, MAX_MANIFEST_BYTES, readLikeKubelet, type KubeletRead } from './parse.ts'
 import { podIdentityOf } from './pod-fields.ts'
+import { deepFreeze, RecentValues, REMEMBERED_INPUT_MAX_BYTES } from './recent.ts'
 import { isStrayFileName } from './stray.ts'
 import { podKindProblems, podProblems } from './validate.ts'
 
@@ -117,37 +118,18 @@ function readPodFile(entry: DirEntry, nodeName: string, note: Note): FoundPod | 
 }
 
 /**
- * The same bytes are linted again and again: a rollout writes one manifest to
- * hundreds of nodes and each node's directory is linted before and after, and
- * every live read lints files that rarely change. Parsing YAML is the costly
- * part, and its result depends on the bytes alone (the node name and file name
- * only enter the checks after it), so recent parses are kept by content hash.
- * The kept values are frozen: nothing downstream may change a shared parse.
+ * Parses of files seen recently, by content hash: the result of a parse
+ * depends on the bytes alone (node and file name only enter the checks after
+ * it), and the same bytes are linted on every node of a rollout.
  */
-const PARSES_KEPT = 256
-const PARSE_KEPT_MAX_BYTES = 256 * 1024
-const recentParses = new Map<string, KubeletRead>()
+const recentReads = new RecentValues<string, KubeletRead>(256)
 
 function readOnce(hash: string, bytes: Uint8Array): KubeletRead {
-  const kept = recentParses.get(hash)
-  if (kept) {
-    // Map order is insertion order: re-inserting makes it the most recent.
-    recentParses.delete(hash)
-    recentParses.set(hash, kept)
-    return kept
-  }
+  const kept = recentReads.get(hash)
+  if (kept) return kept
   const read = readLikeKubelet(bytes)
-  if (bytes.byteLength > PARSE_KEPT_MAX_BYTES) return read
-  if (read.ok) deepFreeze(read.value)
-  recentParses.set(hash, Object.freeze(read))
-  if (recentParses.size > PARSES_KEPT) recentParses.delete(recentParses.keys().next().value!)
+  if (bytes.byteLength <= REMEMBERED_INPUT_MAX_BYTES) recentReads.set(hash, deepFreeze(read))
   return read
-}
-
-function deepFreeze(value: unknown): void {
-  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return
-  Object.freeze(value)
-  for (const child of Object.values(value)) deepFreeze(child)
 }
 
 /** The last file of each namespace/name wins, as in the kubelet's store; losers are reported. */

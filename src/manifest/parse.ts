@@ -7,6 +7,7 @@
 import { parseAllDocuments, type Document, type DocumentOptions, type ParseOptions, type SchemaOptions, type ToJSOptions } from 'yaml'
 import { ServiceError, ValidationErrors } from '../errors.ts'
 import { decodeUtf8, hasLoneSurrogate } from './text.ts'
+import { deepFreeze, RecentValues, REMEMBERED_INPUT_MAX_BYTES } from './recent.ts'
 
 /** The kubelet refuses manifest files larger than this (10 MiB). */
 export const MAX_MANIFEST_BYTES = 10 * 1024 * 1024
@@ -64,6 +65,8 @@ export function parseManifest(input: string | Uint8Array, opts: ParseManifestOpt
   const decoded = decodeInput(input, opts.maxBytes ?? MAX_MANIFEST_BYTES)
   if (!decoded.ok) return fail(decoded.reason)
   const { text, bytes } = decoded
+  const kept = recentManifests.get(text)
+  if (kept) return { text, bytes, ...kept }
 
   const docs = parseAllDocuments(text, yamlOptions(true))
   const count = documentCount(docs)
@@ -77,8 +80,17 @@ export function parseManifest(input: string | Uint8Array, opts: ParseManifestOpt
   const format = detectFormat(text)
   const notJson = format === 'json' ? jsonSyntaxProblem(text) : null
   if (notJson) return fail(notJson)
-  return { text, bytes, format, object: value.value }
+  const parsed = { format, object: value.value }
+  if (bytes.byteLength <= REMEMBERED_INPUT_MAX_BYTES) recentManifests.set(text, deepFreeze(parsed))
+  return { text, bytes, ...parsed }
 }
+
+/**
+ * Manifests parsed recently, by their text: a rollout validates one manifest
+ * for every node. Only successes are kept (a failure's message names the
+ * caller's field), frozen, since every caller gets the same object.
+ */
+const recentManifests = new RecentValues<string, Pick<ParsedManifest, 'format' | 'object'>>(64)
 
 /** What the kubelet would read from a file; see readLikeKubelet. */
 export type KubeletRead =

@@ -164,3 +164,27 @@ describe('parseManifest: refusals', () => {
     assert.deepEqual(problem('').field, ['manifest'])
   })
 })
+
+describe('parseManifest: one manifest for many nodes (parses are remembered by text)', () => {
+  it('gives the same object again, frozen, so no caller can change what the next one gets', () => {
+    const text = validPodYaml('remembered')
+    const first = parseManifest(text)
+    const second = parseManifest(text)
+    assert.equal(second.object, first.object)
+    assert.deepEqual(second.bytes, Buffer.from(text, 'utf8'))
+    assert.throws(() => {
+      ;(first.object['metadata'] as Record<string, unknown>)['name'] = 'changed'
+    }, TypeError)
+    assert.equal((parseManifest(text).object['metadata'] as Record<string, unknown>)['name'], 'remembered')
+  })
+
+  it('does not remember failures: each caller gets its own field in the error', () => {
+    const bad = 'apiVersion: v1\nkind: Pod\nkind: Pod\n'
+    for (const field of [['manifest'], ['input', 'manifest']]) {
+      assert.throws(
+        () => parseManifest(bad, { field }),
+        (err: unknown) => err instanceof ValidationErrors && JSON.stringify(err.field) === JSON.stringify(field),
+      )
+    }
+  })
+})
