@@ -14,6 +14,7 @@ import type { DirEntry, FoundPod } from '../manifest/types.ts'
 import type { NodeObservation, NodeRecord, ObservedPod, RevisionRecord, Store } from '../store/store.ts'
 import { podKeyString } from '../store/store.ts'
 import { KeyedMutex, mapWithConcurrency } from './keyed-mutex.ts'
+import { ObservationCache } from './observation-cache.ts'
 
 /** A node's state as a query sees it. */
 export interface NodeState {
@@ -60,8 +61,12 @@ export class NodeStateService {
   readonly nodeMutex = new KeyedMutex()
   /** Live reads in flight, by node name. */
   private readonly reading = new Map<string, Promise<NodeObservation>>()
+  /** Parsed stored observations, re-read only when the store's version of one changes. */
+  private readonly storedObservations: ObservationCache
 
-  constructor(private readonly options: NodeStateOptions) {}
+  constructor(private readonly options: NodeStateOptions) {
+    this.storedObservations = new ObservationCache(options.store)
+  }
 
   /**
    * The state of each node, from the store where it is at most maxAgeSeconds
@@ -69,7 +74,7 @@ export class NodeStateService {
    * one node: failures are returned beside the states.
    */
   async statesOf(nodes: NodeRecord[], maxAgeSeconds: number): Promise<{ states: NodeState[]; failures: NodeFailure[] }> {
-    const { store, clock, fanOut, maxNodesPerRequest } = this.options
+    const { clock, fanOut, maxNodesPerRequest } = this.options
     if (nodes.length > maxNodesPerRequest) {
       throw new ServiceError(
         'VALIDATION_FAILED',
@@ -77,7 +82,7 @@ export class NodeStateService {
         ['node'],
       )
     }
-    const stored = await store.getObservations(nodes.map((n) => n.name))
+    const stored = await this.storedObservations.read(nodes.map((n) => n.name))
     const now = clock().getTime()
     const failures: NodeFailure[] = []
     const states = await mapWithConcurrency(nodes, fanOut, async (node): Promise<NodeState> => {

@@ -17,6 +17,7 @@
 // Values larger than an item (manifests up to the kubelet's 10 MB,
 // observations) are split into chunk items (dynamodb-chunks.ts).
 
+import { randomUUID } from 'node:crypto'
 import { ConditionalCheckFailedException, DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb'
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { ServiceError } from '../errors.ts'
@@ -38,6 +39,7 @@ import type {
   RevisionAction,
   RevisionRecord,
   Store,
+  StoredObservation,
 } from './store.ts'
 
 export interface DynamoStoreOptions {
@@ -373,6 +375,7 @@ export class DynamoStore implements Store {
       node: obs.node,
       observedAt: obs.observedAt,
       storedAt: this.clock().toISOString(),
+      version: randomUUID(),
       ...('inline' in body ? { body: body.inline } : { bodyBlob: body.blob }),
     }
     const { Attributes: previous } = await this.doc.send(new PutCommand({ TableName: this.table, Item: item, ReturnValues: 'ALL_OLD' }))
@@ -383,20 +386,34 @@ export class DynamoStore implements Store {
 
   async getObservations(nodes: string[]): Promise<Map<string, NodeObservation>> {
     const byNode = new Map<string, NodeObservation>()
+    for (const [node, { observation }] of await this.getObservationsIfChanged(nodes, new Map())) {
+      if (observation) byNode.set(node, observation)
+    }
+    return byNode
+  }
+
+  async getObservationsIfChanged(nodes: string[], known: ReadonlyMap<string, string>): Promise<Map<string, StoredObservation>> {
+    const byNode = new Map<string, StoredObservation>()
     let pending = [...new Set(nodes)]
     for (let attempt = 1; pending.length > 0; attempt++) {
       const found = await this.io.batchGet(pending.map((n) => keys.observation(n)))
-      const items = [...found.values()]
-      const chunked = items.filter((item) => isBlobRef(item.bodyBlob))
+      const changed: Item[] = []
+      for (const item of found.values()) {
+        const version = nullableString(item.version)
+        // The caller's copy is current: neither its chunks nor its text need reading.
+        if (version !== null && version === known.get(String(item.node))) byNode.set(String(item.node), { version, observation: null })
+        else changed.push(item)
+      }
+      const chunked = changed.filter((item) => isBlobRef(item.bodyBlob))
       const texts = await readBlobs(
         this.io,
         chunked.map((item) => ({ partition: String(item.pk), blob: item.bodyBlob as BlobRef })),
       )
       const blobText = new Map(chunked.map((item, i) => [item, texts[i]]))
       const replacedMeanwhile: string[] = []
-      for (const item of items) {
+      for (const item of changed) {
         const text = blobText.has(item) ? blobText.get(item) : item.body
-        if (typeof text === 'string') byNode.set(String(item.node), JSON.parse(text) as NodeObservation)
+        if (typeof text === 'string') byNode.set(String(item.node), { version: nullableString(item.version), observation: JSON.parse(text) as NodeObservation })
         else replacedMeanwhile.push(String(item.node))
       }
       if (replacedMeanwhile.length > 0 && attempt >= BLOB_READ_ATTEMPTS) {

@@ -67,6 +67,10 @@ export const MIGRATIONS: readonly string[] = [
 
   CREATE INDEX audit_events_by_node ON audit_events (node, id);
   `,
+  // 2: a token each putObservation replaces, so that a reader holding a
+  // parsed observation can tell it is still current without reading it again
+  // (getObservationsIfChanged). NULL on rows stored before: read in full.
+  `ALTER TABLE observations ADD COLUMN version TEXT;`,
 ]
 
 /** The file was written by a newer release: reading it could lose what that release stores. */

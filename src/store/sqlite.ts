@@ -47,6 +47,7 @@ import type {
   PodKey,
   RevisionRecord,
   Store,
+  StoredObservation,
 } from './store.ts'
 
 export interface SqliteStoreOptions {
@@ -193,6 +194,7 @@ export class SqliteStore implements Store {
   private readonly latestRevisionsStatement: Statement<[string], RevisionRecord>
   private readonly putObservationStatement: Statement<[{ node: string; observed_at: string | null; stored_at: string; observation: string }], unknown>
   private readonly getObservationsStatement: Statement<[string], { observation: string }>
+  private readonly getObservationsIfChangedStatement: Statement<[string], { node: string; version: string | null; observation: string | null }>
   private readonly insertAuditStatement: Statement<[AuditRow], unknown>
   /** listAudit has four shapes (node filter or not, cursor or not); each gets its own statement so each uses its index. */
   private readonly listAuditStatements: {
@@ -287,12 +289,17 @@ export class SqliteStore implements Store {
                          WHERE m.node = w.node AND m.namespace = w.namespace AND m.name = w.name)`)
 
     this.putObservationStatement = db.prepare(`
-      INSERT INTO observations (node, observed_at, stored_at, observation)
-      VALUES (@node, @observed_at, @stored_at, @observation)
+      INSERT INTO observations (node, observed_at, stored_at, observation, version)
+      VALUES (@node, @observed_at, @stored_at, @observation, lower(hex(randomblob(16))))
       ON CONFLICT (node) DO UPDATE SET
-        observed_at = excluded.observed_at, stored_at = excluded.stored_at, observation = excluded.observation`)
+        observed_at = excluded.observed_at, stored_at = excluded.stored_at, observation = excluded.observation, version = excluded.version`)
     this.getObservationsStatement = db.prepare(`
       SELECT o.observation FROM (SELECT DISTINCT value AS node FROM json_each(?)) w
+      JOIN observations o ON o.node = w.node`)
+    // The text only where the version is not the caller's (a NULL version never matches).
+    this.getObservationsIfChangedStatement = db.prepare(`
+      SELECT o.node, o.version, CASE WHEN o.version = w.known THEN NULL ELSE o.observation END AS observation
+      FROM (SELECT value ->> 0 AS node, value ->> 1 AS known FROM json_each(?)) w
       JOIN observations o ON o.node = w.node`)
 
     this.insertAuditStatement = db.prepare(`
@@ -491,6 +498,16 @@ export class SqliteStore implements Store {
     for (const row of this.getObservationsStatement.all(JSON.stringify(nodes))) {
       const obs = JSON.parse(row.observation) as NodeObservation
       byNode.set(obs.node, obs)
+    }
+    return byNode
+  }
+
+  async getObservationsIfChanged(nodes: string[], known: ReadonlyMap<string, string>): Promise<Map<string, StoredObservation>> {
+    const byNode = new Map<string, StoredObservation>()
+    if (nodes.length === 0) return byNode
+    const wanted = [...new Set(nodes)].map((node) => [node, known.get(node) ?? null])
+    for (const row of this.getObservationsIfChangedStatement.all(JSON.stringify(wanted))) {
+      byNode.set(row.node, { version: row.version, observation: row.observation === null ? null : (JSON.parse(row.observation) as NodeObservation) })
     }
     return byNode
   }

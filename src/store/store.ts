@@ -120,6 +120,18 @@ export interface NodeObservation {
   runtimeUnavailableReason: string | null
 }
 
+/** A node's observation as stored, with the version of the write that stored it. */
+export interface StoredObservation {
+  /**
+   * Replaced by every putObservation of the node, in any process sharing the
+   * store (a random token, compared for equality only). null for an
+   * observation stored before versions existed: it cannot be told unchanged.
+   */
+  version: string | null
+  /** null when the caller already holds this version (getObservationsIfChanged). */
+  observation: NodeObservation | null
+}
+
 export interface AuditEvent {
   id: string
   at: string
@@ -174,6 +186,13 @@ export interface Store {
   putObservation(obs: NodeObservation): Promise<void>
   /** The observation of each node asked; nodes never observed are not in the map. */
   getObservations(nodes: string[]): Promise<Map<string, NodeObservation>>
+  /**
+   * The version of each node's stored observation, with the observation only
+   * where that version is not the one in `known` (the caller's copy is
+   * current): a reader holding parsed observations learns which changed
+   * without reading or parsing the others. Nodes never observed are not in the map.
+   */
+  getObservationsIfChanged(nodes: string[], known: ReadonlyMap<string, string>): Promise<Map<string, StoredObservation>>
 
   appendAudit(event: NewAuditEvent): Promise<AuditEvent>
   /** Newest first. */

@@ -490,6 +490,39 @@ export function storeContract(name: string, makeStore: () => Promise<StoreUnderT
         assert.equal(got.has('never-0'), false)
         assert.equal((await store.getObservations([])).size, 0)
       })
+
+      it('getObservationsIfChanged: a new version with every put, and the observation only where the caller does not hold that version', async () => {
+        // Larger than a DynamoDB item: the chunked path must compare versions too.
+        const large = nodeObservation('cp-2', { findings: [{ code: 'STRAY_FILE', fileName: 'x.bak', message: 'ü'.repeat(200_000) }] })
+        await store.putObservation(nodeObservation('cp-1'))
+        await store.putObservation(large)
+        const first = await store.getObservationsIfChanged(['cp-1', 'cp-2', 'never', 'cp-1'], new Map())
+        assert.deepEqual([...first.keys()].sort(), ['cp-1', 'cp-2'])
+        assert.deepEqual(first.get('cp-1')?.observation, nodeObservation('cp-1'))
+        assert.deepEqual(first.get('cp-2')?.observation, large)
+        const v1 = first.get('cp-1')?.version
+        const v2 = first.get('cp-2')?.version
+        assert.ok(typeof v1 === 'string' && typeof v2 === 'string' && v1 !== v2)
+
+        const held = new Map([['cp-1', v1], ['cp-2', v2]])
+        assert.deepEqual(await store.getObservationsIfChanged(['cp-1', 'cp-2'], held), new Map([['cp-1', { version: v1, observation: null }], ['cp-2', { version: v2, observation: null }]]))
+        const other = await store.getObservationsIfChanged(['cp-1'], new Map([['cp-1', 'a version never stored']]))
+        assert.deepEqual(other.get('cp-1'), { version: v1, observation: nodeObservation('cp-1') })
+
+        // The same content stored again (same clock) is still a new version: versions do not come from time or content.
+        await store.putObservation(nodeObservation('cp-1'))
+        await store.putObservation(large)
+        const again = await store.getObservationsIfChanged(['cp-1', 'cp-2'], held)
+        assert.notEqual(again.get('cp-1')?.version, v1)
+        assert.notEqual(again.get('cp-2')?.version, v2)
+        assert.deepEqual(again.get('cp-1')?.observation, nodeObservation('cp-1'))
+        assert.deepEqual(again.get('cp-2')?.observation, large)
+
+        await store.createNode(nodeRecord('cp-1'))
+        await store.deleteNode('cp-1')
+        assert.deepEqual([...(await store.getObservationsIfChanged(['cp-1', 'cp-2'], held)).keys()], ['cp-2'])
+        assert.equal((await store.getObservationsIfChanged([], held)).size, 0)
+      })
     })
 
     describe('audit', () => {
