@@ -503,6 +503,7 @@ export class SqliteStore implements Store {
   }
 
   async getObservationsIfChanged(nodes: string[], known: ReadonlyMap<string, string>): Promise<Map<string, StoredObservation>> {
+    await this.queuedWritesSettled()
     const byNode = new Map<string, StoredObservation>()
     if (nodes.length === 0) return byNode
     const wanted = [...new Set(nodes)].map((node) => [node, known.get(node) ?? null])

@@ -369,6 +369,12 @@ describe('SqliteStore', () => {
         assert.equal(observations.get('cp-1')?.agent.reachable, false)
         await recorded
         assert.equal(walCommits(path) - before, 1)
+        // The same for the versioned read behind the observation cache.
+        const held = (await store.getObservationsIfChanged(['cp-1'], new Map())).get('cp-1')
+        const reachableAgain = store.putObservation(nodeObservation('cp-1'))
+        const changed = (await store.getObservationsIfChanged(['cp-1'], new Map([['cp-1', held?.version ?? '']]))).get('cp-1')
+        assert.equal(changed?.observation?.agent.reachable, true)
+        await reachableAgain
       } finally {
         await store.close()
       }
