@@ -142,7 +142,7 @@ test('an expired lock from another host is taken over; an unexpired one is not',
   const started = performance.now()
   const holder = await agent.withLock({ actor: 'erin', instance: 'x' }, async () => JSON.parse(await readFile(dirs.lock, 'utf8')).actor)
   assert.equal(holder, 'erin')
-  assert.ok(performance.now() - started < 100, 'taken over at once')
+  assert.ok(performance.now() - started < 2_000, 'taken over at once, not polled for')
   assert.deepEqual(await readdir(dirs.state), [], 'the stale lock is gone, and so is ours')
 })
 

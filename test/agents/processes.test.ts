@@ -73,6 +73,7 @@ test('the node lock between two processes: LOCKED while the other holds it, take
   const holder = await agent.withLock(owner, async () => JSON.parse(await readFile(join(dirs.state, LOCK_FILE_NAME), 'utf8')))
   assert.equal(holder.actor, 'parent')
   assert.equal(holder.pid, process.pid)
-  assert.ok(performance.now() - started < 250, 'taken over at once, without waiting for expiry')
+  // Far below the 30 s TTL (the bound allows for a loaded CI machine).
+  assert.ok(performance.now() - started < 10_000, 'taken over at once, without waiting for expiry')
   assert.deepEqual(await readdir(dirs.state), [])
 })
