@@ -3,7 +3,8 @@
 // them from a public CDN and stays blank on a network without internet, which
 // is exactly where a break-glass tool is needed.
 
-import { readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -83,7 +84,10 @@ function page(base: string): string {
 }
 
 export async function playgroundRoutes(app: FastifyInstance): Promise<void> {
-  const assets = new Map(Object.entries(ASSETS).map(([name, a]) => [name, { body: readFileSync(packageFile(a.pkg, a.file)), type: a.type }]))
+  // Read from disk at each request, not kept: 3.8 MB the process would hold for a page few ever open.
+  // Found at start, so that a missing file stops the start rather than the playground.
+  const assets = new Map(Object.entries(ASSETS).map(([name, a]) => [name, { path: packageFile(a.pkg, a.file), type: a.type }]))
+  for (const { path } of assets.values()) if (!existsSync(path)) throw new Error(`playground asset missing: ${path}`)
   const html = page('/graphiql/assets')
   const headers = {
     'cache-control': 'no-cache',
@@ -94,6 +98,6 @@ export async function playgroundRoutes(app: FastifyInstance): Promise<void> {
   app.get<{ Params: { asset: string } }>('/graphiql/assets/:asset', { schema: { hide: true } }, async (request, reply) => {
     const asset = assets.get(request.params.asset)
     if (!asset) return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'no such asset' } })
-    return reply.header('cache-control', 'public, max-age=3600').type(asset.type).send(asset.body)
+    return reply.header('cache-control', 'public, max-age=3600').type(asset.type).send(await readFile(asset.path))
   })
 }
