@@ -1,7 +1,9 @@
 // npm run bench:graphql: GraphQL throughput and p99 latency of `staticPods`
 // over 1,000 nodes × 8 pods served from the store, next to a bare Fastify +
 // Mercurius server returning the same shape from memory, in the same run; then
-// the service's RSS after that load. Loopback only; every load run is bounded.
+// the service's RSS after that load. The service is started with the node flags
+// of `npm start` (its heap sizes among them), the baseline with Node's defaults.
+// Loopback only; every load run is bounded.
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -19,9 +21,21 @@ const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8)
 const QUERY = '{ staticPods(maxAgeSeconds: 3600) { id nodeName namespace name mirrorPodName fileName hash revision managed stale observedAt } }'
 
-async function startServer(script: string, env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
-  // node itself (not the tsx wrapper, which would be a second process): its pid is the server's, for RSS.
-  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env, ...env, NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'inherit'] })
+/**
+ * The node arguments of `npm start` (package.json), so that the service is
+ * measured as it is run, heap settings included. node itself, not a wrapper
+ * process: its pid is the server's, for RSS.
+ */
+function npmStartArgs(): string[] {
+  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+  const [command, ...args] = start.trim().split(/\s+/)
+  if (command !== 'node' || args.at(-1) !== 'src/server.ts') throw new Error(`npm start is "${start}": expected node <flags> src/server.ts`)
+  return args
+}
+
+async function startServer(args: string[], env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
+  const script = args.at(-1)
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env, NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'inherit'] })
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${script} did not start in 60 s`)), 60_000)
     let out = ''
@@ -63,14 +77,16 @@ async function main(): Promise<void> {
   await seed(db, NODES, PODS)
   const children: ChildProcess[] = []
   try {
-    const bare = await startServer('bench/graphql/bare-server.ts', { BENCH_NODES: String(NODES), BENCH_PODS: String(PODS) })
+    // The baseline as one would run it: Node's default heap settings.
+    const bare = await startServer(['--import', 'tsx', 'bench/graphql/bare-server.ts'], { BENCH_NODES: String(NODES), BENCH_PODS: String(PODS) })
     children.push(bare.child)
     // A short warm-up on each so that JIT and caches are in the same state.
     await autocannon({ url: `http://127.0.0.1:${bare.port}/graphql`, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: QUERY }), connections: 2, amount: 20 })
     const baseline = await load(bare.port)
     bare.child.kill('SIGTERM')
 
-    const service = await startServer('src/server.ts', {
+    const serviceArgs = npmStartArgs()
+    const service = await startServer(serviceArgs, {
       PORT: '0',
       STORE_URL: `sqlite:${db}`,
       LOCAL_NODE_PATH: 'off',
@@ -91,6 +107,7 @@ async function main(): Promise<void> {
       [
         '',
         `staticPods over ${NODES} nodes × ${PODS} pods (${NODES * PODS} pods per response), ${CONNECTIONS} connections, ${DURATION} s each, loopback`,
+        `service started as npm start runs it: node ${serviceArgs.join(' ')}`,
         '',
         '| server | req/s | p50 ms | p99 ms | MB/s | errors |',
         '| --- | ---: | ---: | ---: | ---: | ---: |',
