@@ -1,4 +1,4 @@
-// The real process, as `npm start` runs it (tsx src/server.ts), on its
+// The real process, as `npm start` runs it (node --import tsx src/server.ts), on its
 // embedded defaults in a fresh directory: real HTTP on 127.0.0.1.
 
 import assert from 'node:assert/strict'

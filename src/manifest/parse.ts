@@ -7,7 +7,8 @@
 import { parseAllDocuments, type Document, type DocumentOptions, type ParseOptions, type SchemaOptions, type ToJSOptions } from 'yaml'
 import { ServiceError, ValidationErrors } from '../errors.ts'
 import { decodeUtf8, hasLoneSurrogate } from './text.ts'
-import { deepFreeze, RecentValues, REMEMBERED_INPUT_MAX_BYTES } from './recent.ts'
+import { deepFreeze } from '../deep-freeze.ts'
+import { RecentValues, REMEMBERED_INPUT_MAX_BYTES } from './recent.ts'
 
 /** The kubelet refuses manifest files larger than this (10 MiB). */
 export const MAX_MANIFEST_BYTES = 10 * 1024 * 1024

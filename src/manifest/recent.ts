@@ -26,14 +26,5 @@ export class RecentValues<K, V> {
   }
 }
 
-/** Values handed to many callers are frozen all the way down: none of them can change what the others see. */
-export function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const child of Object.values(value)) deepFreeze(child)
-  }
-  return value
-}
-
 /** Inputs bigger than this are parsed every time: one huge file must not pin megabytes of parse trees. */
 export const REMEMBERED_INPUT_MAX_BYTES = 256 * 1024

@@ -11,6 +11,7 @@
 // Every request shares the cached objects, so they are frozen: code that
 // tried to change one fails at once instead of changing what the next request sees.
 
+import { deepFreeze } from '../deep-freeze.ts'
 import type { NodeObservation, Store } from '../store/store.ts'
 
 interface Held {
@@ -70,12 +71,4 @@ export class ObservationCache {
   get size(): number {
     return this.byNode.size
   }
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const inner of Object.values(value)) deepFreeze(inner)
-  }
-  return value
 }
