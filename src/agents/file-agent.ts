@@ -195,6 +195,8 @@ interface HeldLock {
   renewTimer: NodeJS.Timeout | undefined
   renewing: Promise<void> | undefined
   stopped: boolean
+  /** A renewal found the lock file changed: it is someone else's now. */
+  lost?: boolean
 }
 
 type CreateOutcome = { acquired: true; held: HeldLock } | { acquired: false; holder: LockRecord | null }
@@ -631,6 +633,7 @@ export class FileAgent implements NodeAgent {
       const current = await this.#fs.readFile(this.#lockPath)
       if (current === null || !current.equals(held.bytes)) {
         held.stopped = true // lost (taken over after expiry): nothing of ours left to renew
+        held.lost = true
         return
       }
       const record = { ...held.record, expiresAt: new Date(this.#clock().getTime() + this.#lockTtlMs).toISOString() }
@@ -649,11 +652,20 @@ export class FileAgent implements NodeAgent {
     held.stopped = true
     clearTimeout(held.renewTimer)
     await held.renewing
-    // Only our own lock: if it expired and someone else took it, theirs stays.
-    await this.#removeLockFileIf(held.bytes, { likelyOurs: true }).catch(() => {
+    const keepUnreleased = (): void => {
       this.#unreleased.push(held.bytes)
       if (this.#unreleased.length > UNRELEASED_KEPT) this.#unreleased.shift()
-    })
+    }
+    // Well before its expiry the lock file can only be ours (no one takes over
+    // a lock that has not expired and whose holder is alive), so it is removed
+    // in one step. Nearer its expiry (renewals failing, a long hold) it may
+    // have changed hands: then it is removed only if it still holds our bytes.
+    const msLeft = Date.parse(held.record.expiresAt) - this.#clock().getTime()
+    if (!held.lost && msLeft > this.#lockTtlMs / 2) {
+      await this.#fs.unlink(this.#lockPath).catch(keepUnreleased)
+      return
+    }
+    await this.#removeLockFileIf(held.bytes, { likelyOurs: true }).catch(keepUnreleased)
   }
 
   #lockedError(holder: LockRecord | null): ServiceError {

@@ -29,12 +29,12 @@ export const resolvers: IResolvers = {
     nodes: (_: unknown, args: { labelSelector?: string | null }, { scope }: Ctx) => scope.services.nodes.list(scope.actor, args.labelSelector),
     node: (_: unknown, args: { name: string }, { scope }: Ctx) => scope.services.nodes.get(args.name, scope.actor),
     staticPods: async (_: unknown, args: { node?: string | null; namespace?: string | null; maxAgeSeconds?: number | null }, { scope }: Ctx) => {
-      const { pods, failures } = await scope.services.staticPods.list(args, scope.actor)
+      const { pods, failures } = await scope.services.staticPods.list(args, scope.actor, (nodes, maxAge) => scope.statesOf(nodes, maxAge))
       scope.reportFailures(failures)
       return pods
     },
     staticPod: async (_: unknown, args: { node: string; namespace?: string | null; name: string }, { scope }: Ctx) => {
-      const { pod, failures } = await scope.services.staticPods.get(args, scope.actor)
+      const { pod, failures } = await scope.services.staticPods.get(args, scope.actor, (nodes, maxAge) => scope.statesOf(nodes, maxAge))
       scope.reportFailures(failures)
       return pod
     },

@@ -3,6 +3,10 @@
 // ...) ask for their node's state one by one; the scope gathers every ask of
 // the same tick into one statesOf call, so a query over 1,000 nodes makes a
 // constant number of store calls, and each node is read at most once.
+// A query shows one state per node: a field content with an older state
+// (the default maxAgeSeconds) gets the fresher one another field of the same
+// query asked for (staticPods(maxAgeSeconds: 0) beside nodes { agent }),
+// never an older one that contradicts it.
 //
 // The API server is asked the same way: every StaticPod.mirrorPod,
 // StaticPod.sync and Node.mirrorPods field of a step is answered from ONE pod
@@ -29,7 +33,8 @@ interface Pending {
 }
 
 export class RequestScope {
-  private readonly states = new Map<string, Promise<NodeState>>()
+  /** Per node, the states this query asked for, by the maxAge they were asked with. */
+  private readonly states = new Map<string, Array<{ maxAge: number; state: Promise<NodeState> }>>()
   private readonly pending = new Map<number, Pending[]>()
   private flushScheduled = false
   private readonly reported = new Set<string>()
@@ -55,18 +60,23 @@ export class RequestScope {
   /** The node's state at most maxAgeSeconds old (default: the server setting). */
   nodeState(node: NodeRecord, maxAgeSeconds?: number | null): Promise<NodeState> {
     const maxAge = maxAgeSeconds ?? this.services.settings.defaultMaxAgeSeconds
-    const key = `${maxAge}|${node.name}`
-    let state = this.states.get(key)
-    if (!state) {
-      state = new Promise<NodeState>((resolve, reject) => {
-        const group = this.pending.get(maxAge) ?? []
-        group.push({ node, resolve, reject })
-        this.pending.set(maxAge, group)
-      })
-      this.states.set(key, state)
-      this.scheduleFlush()
-    }
+    const asked = this.states.get(node.name) ?? []
+    // Any state this query asked for at least as fresh will do.
+    const fresh = asked.find((a) => a.maxAge <= maxAge)
+    if (fresh) return fresh.state
+    const state = new Promise<NodeState>((resolve, reject) => {
+      const group = this.pending.get(maxAge) ?? []
+      group.push({ node, resolve, reject })
+      this.pending.set(maxAge, group)
+    })
+    this.states.set(node.name, [...asked, { maxAge, state }])
+    this.scheduleFlush()
     return state
+  }
+
+  /** Several nodes' states, shared like nodeState's (failures are reported to the response by the loads themselves). */
+  async statesOf(nodes: NodeRecord[], maxAgeSeconds: number): Promise<{ states: NodeState[]; failures: NodeFailure[] }> {
+    return { states: await Promise.all(nodes.map((node) => this.nodeState(node, maxAgeSeconds))), failures: [] }
   }
 
   /** Registered nodes by name, read once per request. */

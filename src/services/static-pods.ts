@@ -129,17 +129,29 @@ interface WritePlan {
   content(current: ObservedPod | null): { text: string; fileName: string }
 }
 
+/** Reads nodes' states at most maxAgeSeconds old (NodeStateService.statesOf, or a GraphQL query's shared reads). */
+export type NodeStatesLoader = (nodes: NodeRecord[], maxAgeSeconds: number) => Promise<{ states: NodeState[]; failures: NodeFailure[] }>
+
 export class StaticPodService {
   constructor(private readonly o: StaticPodServiceOptions) {}
 
   // ------------------------------------------------------------------ reads
 
-  async list(query: { node?: string | null; namespace?: string | null; maxAgeSeconds?: number | null }, actor: Actor): Promise<{
+  /**
+   * The static pods of the nodes the actor may see. `load` reads the nodes'
+   * states; a GraphQL query passes its own, which shares them with the
+   * query's other fields.
+   */
+  async list(
+    query: { node?: string | null; namespace?: string | null; maxAgeSeconds?: number | null },
+    actor: Actor,
+    load: NodeStatesLoader = (nodes, maxAge) => this.o.nodeState.statesOf(nodes, maxAge),
+  ): Promise<{
     pods: StaticPodView[]
     failures: NodeFailure[]
   }> {
     const nodes = query.node ? [await this.o.nodes.require(query.node, actor)] : await this.o.nodes.list(actor)
-    const { states, failures } = await this.o.nodeState.statesOf(nodes, query.maxAgeSeconds ?? this.o.defaultMaxAgeSeconds)
+    const { states, failures } = await load(nodes, query.maxAgeSeconds ?? this.o.defaultMaxAgeSeconds)
     return { pods: states.flatMap((s) => this.viewsOf(s, query.namespace)), failures }
   }
 
@@ -149,12 +161,16 @@ export class StaticPodService {
   }
 
   /** One pod; null when the node has none of that name. NOT_FOUND with a hint for a mirror pod's name. */
-  async get(query: { node: string; namespace?: string | null; name: string; maxAgeSeconds?: number | null }, actor: Actor): Promise<{
+  async get(
+    query: { node: string; namespace?: string | null; name: string; maxAgeSeconds?: number | null },
+    actor: Actor,
+    load: NodeStatesLoader = (nodes, maxAge) => this.o.nodeState.statesOf(nodes, maxAge),
+  ): Promise<{
     pod: StaticPodView | null
     failures: NodeFailure[]
   }> {
     const node = await this.o.nodes.require(query.node, actor)
-    const { states, failures } = await this.o.nodeState.statesOf([node], query.maxAgeSeconds ?? this.o.defaultMaxAgeSeconds)
+    const { states, failures } = await load([node], query.maxAgeSeconds ?? this.o.defaultMaxAgeSeconds)
     const state = states[0]
     if (!state) return { pod: null, failures }
     const pod = findPod(state.observation, node, query.name, query.namespace ?? undefined, { missing: 'null' })

@@ -84,6 +84,19 @@ describe('nodes', () => {
     assert.deepEqual(direct.data.createStaticPod.userErrors, [{ code: 'NODE_UNVERIFIED' }])
   })
 
+  it('one query shows one state per node: a field content with stored state gets the live read another field asked for', async (t) => {
+    const app = await build(t, { env: { STATIC_PODS_MAX_AGE_SECONDS: '600' } })
+    await writeFile(join(app.manifests, 'web.yaml'), podYaml('web'))
+    assert.deepEqual((await app.gql('{ staticPods(maxAgeSeconds: 0) { name } }')).data.staticPods, [{ name: 'web' }])
+    // Changed behind the service's back: the stored state (10 minutes fresh by the setting) no longer matches the node.
+    await writeFile(join(app.manifests, 'db.yaml'), podYaml('db'))
+    const stored = await app.gql('{ nodes { staticPods { name } } }')
+    assert.deepEqual(stored.data.nodes[0].staticPods, [{ name: 'web' }], 'the stored state, as the setting allows')
+    const both = await app.gql('{ staticPods(maxAgeSeconds: 0) { name } nodes { staticPods { name } } }')
+    assert.deepEqual(both.data.staticPods.map((p: { name: string }) => p.name).sort(), ['db', 'web'])
+    assert.deepEqual(both.data.nodes[0].staticPods.map((p: { name: string }) => p.name).sort(), ['db', 'web'], 'the same state as the live field')
+  })
+
   it('the directory lint is served as findings', async (t) => {
     const app = await build(t)
     await writeFile(join(app.manifests, 'web.yaml.bak'), podYaml('web'))
