@@ -3,9 +3,12 @@
 // from known_hosts, the manifest, and a second content so that every warm
 // write really writes.
 
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { buildApp } from '../src/app.ts'
 import { openSshFingerprint } from '../src/agents/host-key.ts'
+import { loadConfig } from '../src/config.ts'
 import type { Store } from '../src/store/store.ts'
 
 export interface BenchNode {
@@ -61,4 +64,36 @@ export async function registerBenchNodes(store: Store, fleet: BenchFleet): Promi
       updatedAt: now,
     })
   }
+}
+
+/**
+ * The service as the benchmarks run it: in this process, SQLite in a temp
+ * directory, no local node, the harness's key, its nodes registered and
+ * pinned. close() stops it and removes the temp directory.
+ */
+export async function benchServiceApp(fleet: BenchFleet, env: Record<string, string> = {}): Promise<{ app: Awaited<ReturnType<typeof buildApp>>; close(): Promise<void> }> {
+  const work = await mkdtemp(join(tmpdir(), 'staticpod-bench-'))
+  const app = await buildApp(
+    loadConfig({
+      STORE_URL: `sqlite:${join(work, 'store.db')}`,
+      LOCAL_NODE_PATH: 'off',
+      LOG_LEVEL: 'silent',
+      SSH_PRIVATE_KEY_FILE: join(fleet.dir, 'id_ed25519'),
+      SSH_STATE_DIR: join(fleet.dir, 'service-state'),
+      MAX_NODES_PER_REQUEST: '5000',
+      ...env,
+    }),
+    { logger: false },
+  )
+  const close = async (): Promise<void> => {
+    await app.close()
+    await rm(work, { recursive: true, force: true })
+  }
+  try {
+    await registerBenchNodes(app.services.store, fleet)
+  } catch (err) {
+    await close()
+    throw err
+  }
+  return { app, close }
 }

@@ -11,32 +11,15 @@
 //
 // Prints one JSON line: {"nodes","apply_cold_ms","apply_warm_ms":{min,median,max,runs},"read_warm_ms":{...},"connections_opened"}.
 // Run by bench/fanout.ts after the harness for each N (benchmarks are never assertions).
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { buildApp } from '../src/app.ts'
-import { readBenchFleet, registerBenchNodes } from './harness-fleet.ts'
-import { loadConfig } from '../src/config.ts'
+import { benchServiceApp, readBenchFleet } from './harness-fleet.ts'
 
 const fleet = await readBenchFleet(process.argv.slice(2), 1)
-const { dir: BENCH_DIR, nodes, manifest, variant, iters } = fleet
+const { nodes, manifest, variant, iters } = fleet
 
 const APPLY = `mutation($input: ApplyToNodesInput!) { applyStaticPodToNodes(input: $input) { results { node status error { code message } } userErrors { code message } } }`
 const READ = `{ staticPods(maxAgeSeconds: 0) { nodeName name hash } }`
 
-const work = await mkdtemp(join(tmpdir(), 'staticpod-bench-rollout-'))
-const app = await buildApp(
-  loadConfig({
-    STORE_URL: `sqlite:${join(work, 'store.db')}`,
-    LOCAL_NODE_PATH: 'off',
-    LOG_LEVEL: 'silent',
-    SSH_PRIVATE_KEY_FILE: join(BENCH_DIR, 'id_ed25519'),
-    SSH_STATE_DIR: join(BENCH_DIR, 'service-state'),
-    MAX_NODES_PER_REQUEST: '5000',
-    RATE_LIMIT_PER_MINUTE: '100000',
-  }),
-  { logger: false },
-)
+const { app, close } = await benchServiceApp(fleet, { RATE_LIMIT_PER_MINUTE: '100000' })
 
 async function gql(query: string, variables?: Record<string, unknown>): Promise<{ data: Record<string, any>; errors?: unknown[] }> {
   const res = await app.inject({ method: 'POST', url: '/graphql', payload: { query, variables } })
@@ -69,7 +52,6 @@ function stats(xs: number[]): { min: number; median: number; max: number; runs: 
 }
 
 try {
-  await registerBenchNodes(app.services.store, fleet)
   const applyColdMs = await apply(variant)
   const applyWarm: number[] = []
   for (let i = 0; i < iters; i++) applyWarm.push(await apply((iters - i) % 2 === 0 ? variant : manifest))
@@ -85,6 +67,5 @@ try {
     })}\n`,
   )
 } finally {
-  await app.close()
-  await rm(work, { recursive: true, force: true })
+  await close()
 }

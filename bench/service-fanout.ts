@@ -12,33 +12,15 @@
 //
 // Prints one JSON line: {"nodes","cold_total_ms","warm_write_ms":{min,median,max,runs},"connections_opened"}.
 // Run by bench/fanout.ts as the harness's EXTRA_CMD, so hyperfine also times the whole process.
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { buildApp } from '../src/app.ts'
-import { readBenchFleet, registerBenchNodes } from './harness-fleet.ts'
-import { loadConfig } from '../src/config.ts'
+import { benchServiceApp, readBenchFleet } from './harness-fleet.ts'
 import { ANONYMOUS_ADMIN } from '../src/services/actor.ts'
 
 const fleet = await readBenchFleet(process.argv.slice(2), 0)
-const { dir: BENCH_DIR, nodes, manifest, variant, iters } = fleet
+const { nodes, manifest, variant, iters } = fleet
 
-const work = await mkdtemp(join(tmpdir(), 'staticpod-bench-'))
-const app = await buildApp(
-  loadConfig({
-    STORE_URL: `sqlite:${join(work, 'store.db')}`,
-    LOCAL_NODE_PATH: 'off',
-    LOG_LEVEL: 'silent',
-    SSH_PRIVATE_KEY_FILE: join(BENCH_DIR, 'id_ed25519'),
-    SSH_STATE_DIR: join(BENCH_DIR, 'service-state'),
-    MAX_NODES_PER_REQUEST: '5000',
-  }),
-  { logger: false },
-)
+const { app, close } = await benchServiceApp(fleet)
 const { services } = app
 try {
-  await registerBenchNodes(services.store, fleet)
-
   const failures = (results: Array<{ userErrors: Array<{ code: string; message: string }> }>) =>
     results.flatMap((r) => r.userErrors.map((e) => `${e.code}: ${e.message}`))
 
@@ -70,6 +52,5 @@ try {
     })}\n`,
   )
 } finally {
-  await app.close()
-  await rm(work, { recursive: true, force: true })
+  await close()
 }
