@@ -195,8 +195,6 @@ interface HeldLock {
   renewTimer: NodeJS.Timeout | undefined
   renewing: Promise<void> | undefined
   stopped: boolean
-  /** A renewal found the lock file changed: it is someone else's now. */
-  lost?: boolean
 }
 
 type CreateOutcome = { acquired: true; held: HeldLock } | { acquired: false; holder: LockRecord | null }
@@ -571,17 +569,16 @@ export class FileAgent implements NodeAgent {
    * aside to a unique name first (one atomic step, so two processes judging
    * the same stale lock cannot both remove it), then checked. If what was moved
    * turns out to be someone's newer lock (it changed hands between our read
-   * and the rename, or it was not ours to begin with), it is put back with an exclusive create, unless a new lock
+   * and the rename), it is put back with an exclusive create, unless a new lock
    * was created in the meantime. The exclusive create of the lock file then
    * decides who holds it: only one can win.
    */
-  async #removeLockFileIf(expected: Buffer, options: { likelyOurs?: boolean } = {}): Promise<void> {
-    // Releasing our own lock, it is almost always still ours: the move aside
-    // below checks that anyway, so the read before it would only cost a round trip.
-    if (!options.likelyOurs) {
-      const current = await this.#fs.readFile(this.#lockPath)
-      if (current === null || !current.equals(expected)) return
-    }
+  async #removeLockFileIf(expected: Buffer): Promise<void> {
+    // Read first, also when releasing our own: while another process takes
+    // over a stale lock, the lock path briefly holds a newer holder's file,
+    // and moving that aside (even to put it back) opens a window for a third.
+    const current = await this.#fs.readFile(this.#lockPath)
+    if (current === null || !current.equals(expected)) return
     const aside = posix.join(this.stateDir, `.${LOCK_FILE_NAME}.${randomHex()}.removed`)
     try {
       await this.#fs.rename(this.#lockPath, aside)
@@ -633,7 +630,6 @@ export class FileAgent implements NodeAgent {
       const current = await this.#fs.readFile(this.#lockPath)
       if (current === null || !current.equals(held.bytes)) {
         held.stopped = true // lost (taken over after expiry): nothing of ours left to renew
-        held.lost = true
         return
       }
       const record = { ...held.record, expiresAt: new Date(this.#clock().getTime() + this.#lockTtlMs).toISOString() }
@@ -652,20 +648,12 @@ export class FileAgent implements NodeAgent {
     held.stopped = true
     clearTimeout(held.renewTimer)
     await held.renewing
-    const keepUnreleased = (): void => {
+    // Only our own lock: if it expired and someone else took it, theirs stays.
+    // Never a plain unlink, even well before expiry: see #removeLockFileIf.
+    await this.#removeLockFileIf(held.bytes).catch(() => {
       this.#unreleased.push(held.bytes)
       if (this.#unreleased.length > UNRELEASED_KEPT) this.#unreleased.shift()
-    }
-    // Well before its expiry the lock file can only be ours (no one takes over
-    // a lock that has not expired and whose holder is alive), so it is removed
-    // in one step. Nearer its expiry (renewals failing, a long hold) it may
-    // have changed hands: then it is removed only if it still holds our bytes.
-    const msLeft = Date.parse(held.record.expiresAt) - this.#clock().getTime()
-    if (!held.lost && msLeft > this.#lockTtlMs / 2) {
-      await this.#fs.unlink(this.#lockPath).catch(keepUnreleased)
-      return
-    }
-    await this.#removeLockFileIf(held.bytes, { likelyOurs: true }).catch(keepUnreleased)
+    })
   }
 
   #lockedError(holder: LockRecord | null): ServiceError {
