@@ -7,10 +7,10 @@
 import type { DirEntry, Finding, FindingCode, FoundPod } from './types.ts'
 import { findApiReferences } from './api-references.ts'
 import { sha256Hex } from './hash.ts'
-import { describeValue, isMapping, MAX_MANIFEST_BYTES, readLikeKubelet, type KubeletRead } from './parse.ts'
+import { describeValue, isMapping, MAX_MANIFEST_BYTES, readLikeKubelet, REMEMBERED_INPUT_MAX_BYTES, type KubeletRead } from './parse.ts'
 import { podIdentityOf } from './pod-fields.ts'
 import { deepFreeze } from '../deep-freeze.ts'
-import { RecentValues, REMEMBERED_INPUT_MAX_BYTES } from './recent.ts'
+import { RecentValues } from '../recent-values.ts'
 import { isStrayFileName } from './stray.ts'
 import { podKindProblems, podProblems } from './validate.ts'
 

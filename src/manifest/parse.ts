@@ -8,7 +8,7 @@ import { parseAllDocuments, type Document, type DocumentOptions, type ParseOptio
 import { ServiceError, ValidationErrors } from '../errors.ts'
 import { decodeUtf8, hasLoneSurrogate } from './text.ts'
 import { deepFreeze } from '../deep-freeze.ts'
-import { RecentValues, REMEMBERED_INPUT_MAX_BYTES } from './recent.ts'
+import { RecentValues } from '../recent-values.ts'
 
 /** The kubelet refuses manifest files larger than this (10 MiB). */
 export const MAX_MANIFEST_BYTES = 10 * 1024 * 1024
@@ -85,6 +85,9 @@ export function parseManifest(input: string | Uint8Array, opts: ParseManifestOpt
   if (bytes.byteLength <= REMEMBERED_INPUT_MAX_BYTES) recentManifests.set(text, deepFreeze(parsed))
   return { text, bytes, ...parsed }
 }
+
+/** Inputs bigger than this are parsed every time: one huge file must not pin megabytes of parse trees. */
+export const REMEMBERED_INPUT_MAX_BYTES = 256 * 1024
 
 /**
  * Manifests parsed recently, by their text: a rollout validates one manifest

@@ -12,6 +12,7 @@
 // tried to change one fails at once instead of changing what the next request sees.
 
 import { deepFreeze } from '../deep-freeze.ts'
+import { RecentValues } from '../recent-values.ts'
 import type { NodeObservation, Store } from '../store/store.ts'
 
 interface Held {
@@ -23,13 +24,14 @@ interface Held {
 const DEFAULT_MAX_NODES = 10_000
 
 export class ObservationCache {
-  /** Least recently read first. */
-  private readonly byNode = new Map<string, Held>()
+  private readonly byNode: RecentValues<string, Held>
 
   constructor(
     private readonly store: Store,
-    private readonly maxNodes: number = DEFAULT_MAX_NODES,
-  ) {}
+    maxNodes: number = DEFAULT_MAX_NODES,
+  ) {
+    this.byNode = new RecentValues(maxNodes)
+  }
 
   /** The stored observation of each node, as Store.getObservations (frozen); one store call. */
   async read(nodes: string[]): Promise<Map<string, NodeObservation>> {
@@ -59,10 +61,6 @@ export class ObservationCache {
         // Without a version (stored by an older release) it cannot be told unchanged next time.
         if (current.version !== null) this.byNode.set(node, { version: current.version, observation })
       }
-    }
-    for (const node of this.byNode.keys()) {
-      if (this.byNode.size <= this.maxNodes) break
-      this.byNode.delete(node)
     }
     return observations
   }

@@ -1,7 +1,5 @@
-// A small bounded memo for the manifest functions: the same bytes are parsed
-// again and again (a rollout hands one manifest to hundreds of nodes, and each
-// node's directory is linted before and after every write), and parsing YAML
-// is by far the costliest step of the write path outside the network.
+// A bounded memo: the manifest parses a rollout repeats on every node, and the
+// parsed node observations a query over the fleet would otherwise re-read.
 
 /** Remembers the most recently used `capacity` values; the least recently used one goes first. */
 export class RecentValues<K, V> {
@@ -24,7 +22,12 @@ export class RecentValues<K, V> {
     this.#values.set(key, value)
     if (this.#values.size > this.capacity) this.#values.delete(this.#values.keys().next().value as K)
   }
-}
 
-/** Inputs bigger than this are parsed every time: one huge file must not pin megabytes of parse trees. */
-export const REMEMBERED_INPUT_MAX_BYTES = 256 * 1024
+  delete(key: K): void {
+    this.#values.delete(key)
+  }
+
+  get size(): number {
+    return this.#values.size
+  }
+}
