@@ -130,7 +130,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     graphiql: false,
     path: '/graphql',
     errorFormatter,
-    validationRules: [queryLimits({ maxDepth: config.graphqlMaxDepth, maxFields: config.graphqlMaxFields })],
+    validationRules: [queryLimits(config.graphql)],
     context: (request: FastifyRequest) => {
       const context: { scope?: RequestScope; errors?: Error[] | null } = {}
       context.scope = new RequestScope(services, request.actor ?? ANONYMOUS_ADMIN, (error) => {

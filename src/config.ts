@@ -6,12 +6,14 @@ import { isIPv4 } from 'node:net'
 import { resolve } from 'node:path'
 import { z } from 'zod'
 import { parseTokensDocument, type TokenEntry } from './services/tokens.ts'
+import { parseAddressAllowList, type AddressAllowList } from './net/address-allow.ts'
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
 const port = z.coerce.number().int().min(0).max(65535)
 const positiveInt = z.coerce.number().int().min(1)
 const nonNegativeInt = z.coerce.number().int().min(0)
+const boolean = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes')
 const optionalText = z
   .string()
   .optional()
@@ -82,11 +84,37 @@ const envSchema = z.object({
   LOCK_TTL_MS: positiveInt.default(30_000),
   // Large enough for a 10 MB manifest (the kubelet's limit) in a JSON body.
   BODY_LIMIT_BYTES: positiveInt.default(24 * 1024 * 1024),
-  // Requests per minute and token (per client address for unauthenticated ones).
+  // Requests per minute and token, after authentication; every mutation field of a GraphQL request counts.
   RATE_LIMIT_PER_MINUTE: positiveInt.default(600),
-  // GraphQL limits; introspection (__schema, __type) is not counted, so GraphiQL always works.
+  // Requests per minute and client address that present no valid token (missing or wrong), checked
+  // BEFORE authentication: past it even a right guess is answered 429, so tokens cannot be guessed.
+  AUTH_FAILURES_PER_MINUTE: positiveInt.default(20),
+  // GraphQL cost limits, every field counted (introspection included); a query over one is refused before it runs.
   GRAPHQL_MAX_DEPTH: positiveInt.default(12),
   GRAPHQL_MAX_FIELDS: positiveInt.default(1000),
+  GRAPHQL_MAX_ALIASES: nonNegativeInt.default(100),
+  // __schema / __type selections per request, and how deep inside them (GraphiQL's own query: 1 and 13).
+  GRAPHQL_MAX_INTROSPECTION: nonNegativeInt.default(2),
+  GRAPHQL_MAX_INTROSPECTION_DEPTH: positiveInt.default(16),
+  // A response larger than this is replaced by a RESPONSE_TOO_LARGE error.
+  GRAPHQL_MAX_RESPONSE_BYTES: positiveInt.default(64 * 1024 * 1024),
+  // /metrics without a token (Prometheus scrapers); false: it needs a viewer token like the API.
+  METRICS_PUBLIC: boolean.default(true),
+  // HTTP timeouts. The whole request (headers and body) must arrive within REQUEST_TIMEOUT_MS and its
+  // headers within HEADERS_TIMEOUT_MS; an idle keep-alive connection is closed after KEEP_ALIVE_TIMEOUT_MS;
+  // a socket with no traffic either way for CONNECTION_TIMEOUT_MS is closed (longer than any single
+  // readiness wait, so a waiting mutation is not cut).
+  REQUEST_TIMEOUT_MS: positiveInt.default(60_000),
+  HEADERS_TIMEOUT_MS: positiveInt.default(20_000),
+  KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(72_000),
+  CONNECTION_TIMEOUT_MS: positiveInt.default(3_900_000),
+  // Where SSH nodes may be registered and reached: CIDRs with optional ports (10.0.0.0/8:22, [fd00::/8]:22).
+  // Unset: anywhere.
+  NODE_ADDRESS_ALLOW: optionalText,
+  // Bytes of manifests that requests may hold in memory at once (a parse costs ~30x its size in heap);
+  // a request over it waits up to MANIFEST_BUDGET_WAIT_MS, then gets 503 with Retry-After.
+  MANIFEST_BUDGET_BYTES: positiveInt.default(24 * 1024 * 1024),
+  MANIFEST_BUDGET_WAIT_MS: nonNegativeInt.default(5_000),
   // The most nodes one request may read or change.
   MAX_NODES_PER_REQUEST: positiveInt.default(5000),
 })
@@ -117,9 +145,30 @@ export type Config = {
   lockTtlMs: number
   bodyLimitBytes: number
   rateLimitPerMinute: number
-  graphqlMaxDepth: number
-  graphqlMaxFields: number
+  authFailuresPerMinute: number
+  graphql: GraphqlLimits
+  metricsPublic: boolean
+  http: HttpTimeouts
+  /** Where nodes may be; null: anywhere. */
+  nodeAddressAllow: AddressAllowList | null
+  manifestBudget: { bytes: number; waitMs: number }
   maxNodesPerRequest: number
+}
+
+export interface GraphqlLimits {
+  maxDepth: number
+  maxFields: number
+  maxAliases: number
+  maxIntrospection: number
+  maxIntrospectionDepth: number
+  maxResponseBytes: number
+}
+
+export interface HttpTimeouts {
+  requestTimeoutMs: number
+  headersTimeoutMs: number
+  keepAliveTimeoutMs: number
+  connectionTimeoutMs: number
 }
 
 /** How long a node's container runtime (crictl) and kubelet healthz are waited for. */
@@ -195,8 +244,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     lockTtlMs: e.LOCK_TTL_MS,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
-    graphqlMaxDepth: e.GRAPHQL_MAX_DEPTH,
-    graphqlMaxFields: e.GRAPHQL_MAX_FIELDS,
+    authFailuresPerMinute: e.AUTH_FAILURES_PER_MINUTE,
+    graphql: {
+      maxDepth: e.GRAPHQL_MAX_DEPTH,
+      maxFields: e.GRAPHQL_MAX_FIELDS,
+      maxAliases: e.GRAPHQL_MAX_ALIASES,
+      maxIntrospection: e.GRAPHQL_MAX_INTROSPECTION,
+      maxIntrospectionDepth: e.GRAPHQL_MAX_INTROSPECTION_DEPTH,
+      maxResponseBytes: e.GRAPHQL_MAX_RESPONSE_BYTES,
+    },
+    metricsPublic: e.METRICS_PUBLIC,
+    http: {
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      // Node requires headersTimeout <= requestTimeout.
+      headersTimeoutMs: Math.min(e.HEADERS_TIMEOUT_MS, e.REQUEST_TIMEOUT_MS),
+      keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
+      connectionTimeoutMs: e.CONNECTION_TIMEOUT_MS,
+    },
+    nodeAddressAllow: loadAddressAllow(e.NODE_ADDRESS_ALLOW),
+    manifestBudget: { bytes: e.MANIFEST_BUDGET_BYTES, waitMs: e.MANIFEST_BUDGET_WAIT_MS },
     maxNodesPerRequest: e.MAX_NODES_PER_REQUEST,
   }
 }
@@ -223,6 +289,15 @@ function loadTokens(file: string | undefined, text: string | undefined): TokenEn
     return parseTokensDocument(document)
   } catch (err) {
     throw new ConfigError(`Invalid ${file !== undefined ? 'AUTH_TOKENS_FILE' : 'AUTH_TOKENS'}: ${(err as Error).message}`)
+  }
+}
+
+function loadAddressAllow(text: string | undefined): AddressAllowList | null {
+  if (text === undefined) return null
+  try {
+    return parseAddressAllowList(text)
+  } catch (err) {
+    throw new ConfigError(`Invalid NODE_ADDRESS_ALLOW: ${(err as Error).message}`)
   }
 }
 

@@ -5,7 +5,7 @@
 
 import { GraphQLError, Kind, type ASTVisitor, type FragmentDefinitionNode, type SelectionSetNode, type ValidationContext } from 'graphql'
 
-export function queryLimits(limits: { maxDepth: number; maxFields: number }) {
+export function queryLimits(limits: { maxDepth: number; maxFields: number; maxAliases: number; maxIntrospection: number; maxIntrospectionDepth: number }) {
   return (context: ValidationContext): ASTVisitor => {
     const fragments = new Map<string, FragmentDefinitionNode>()
     for (const definition of context.getDocument().definitions) {
