@@ -2,12 +2,13 @@
 // operational routes. It never listens: src/server.ts does that for a
 // long-running process, and tests drive it through app.inject.
 
-import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type RouteOptions } from 'fastify'
 import mercurius from 'mercurius'
-import { actorOf, authPlugin, isApiRoute } from './http/auth.ts'
+import { authPlugin, requireActor } from './http/auth.ts'
+import { requestLogging } from './http/request-log.ts'
+import { responseSizeLimit, chargeMutationFields } from './graphql/request-limits.ts'
 import { Metrics } from './http/metrics.ts'
 import { playgroundRoutes } from './http/playground.ts'
 import { queryLimits } from './graphql/limits.ts'
@@ -16,7 +17,8 @@ import { restRoutes } from './rest/routes.ts'
 import { TokenAuthenticator } from './services/tokens.ts'
 import { createLocalAgent } from './agents/local.ts'
 import { AgentRegistry, sshAgentSettings, storeNodeFacts } from './agents/registry.ts'
-import type { Config } from './config.ts'
+import type { Config, HttpTimeouts } from './config.ts'
+import { randomUUID } from 'node:crypto'
 import { ServiceError } from './errors.ts'
 import { decodeUtf8 } from './manifest/text.ts'
 import { errorFormatter } from './graphql/error-formatter.ts'
@@ -39,6 +41,8 @@ export interface AppOptions {
   store?: Store
   clock?: () => Date
   logger?: FastifyServerOptions['logger']
+  /** Told of every route as it is registered (tests enumerate them). */
+  onRoute?: (route: RouteOptions) => void
 }
 
 /** How many nodes one request reads at once. */
@@ -51,8 +55,20 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     bodyLimit: config.bodyLimitBytes,
     // On close, drop idle keep-alive connections but let requests in flight finish.
     forceCloseConnections: 'idle',
-    requestIdHeader: 'x-request-id',
+    // One log line per request, written by requestLogging with the matched route and the actor.
+    logController: new LogController({ disableRequestLogging: true }),
+    requestIdHeader: false,
+    genReqId: requestId,
+    ...httpTimeouts(config.http),
+    // Errors of the router itself (a bad percent-encoding, a 414) in the contract's shape, without echoing the URL.
+    frameworkErrors: (error, _request, reply) => {
+      const status = (error as { statusCode?: number }).statusCode === 414 ? 414 : 400
+      const message = status === 414 ? 'the URL is too long' : 'the URL is not valid (bad percent-encoding)'
+      void (reply as FastifyReply).code(status).type('application/json; charset=utf-8').send({ error: { code: 'BAD_REQUEST', message } })
+    },
   })
+  if (options.onRoute) app.addHook('onRoute', options.onRoute)
+  requestLogging(app)
 
   strictUtf8JsonBodies(app)
 
@@ -92,6 +108,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         requestTimeoutMs: config.kubeRequestTimeoutMs,
         retryAfterMs: config.kubeRetryAfterMs,
       },
+      nodeAddressAllow: config.nodeAddressAllow,
     },
   })
   // Made at start so that its directories exist before the first request
@@ -104,17 +121,12 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   if (!authenticator) {
     app.log.warn('no AUTH_TOKENS_FILE or AUTH_TOKENS: every caller is the anonymous admin (served on a loopback address only)')
   }
-  await app.register(rateLimit, {
-    global: true,
-    max: config.rateLimitPerMinute,
-    timeWindow: '1 minute',
-    // Per token; per client address for requests without a valid one.
-    keyGenerator: (request) => actorOf(request, authenticator)?.name ?? `ip:${request.ip}`,
-    allowList: (request) => !isApiRoute(request.url),
-    errorResponseBuilder: (_request, context) =>
-      new ServiceError('RATE_LIMITED', `rate limit exceeded: at most ${context.max} requests per ${context.after}; retry later`),
+  await app.register(authPlugin, {
+    authenticator,
+    metricsPublic: config.metricsPublic,
+    perTokenPerMinute: config.rateLimitPerMinute,
+    failuresPerAddressPerMinute: config.authFailuresPerMinute,
   })
-  await app.register(authPlugin, { authenticator })
   await app.register(metrics.plugin)
   await app.register(swagger, openApiOptions)
   // The OpenAPI document is the REST surface; GraphQL documents itself (GraphiQL's docs explorer).
@@ -133,13 +145,15 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     validationRules: [queryLimits(config.graphql)],
     context: (request: FastifyRequest) => {
       const context: { scope?: RequestScope; errors?: Error[] | null } = {}
-      context.scope = new RequestScope(services, request.actor ?? ANONYMOUS_ADMIN, (error) => {
+      context.scope = new RequestScope(services, requireActor(request), (error) => {
         context.errors = [...(context.errors ?? []), error]
       })
       return context
     },
   })
   observeGraphqlOperations(app, metrics)
+  chargeMutationFields(app)
+  responseSizeLimit(app, config.graphql.maxResponseBytes)
 
   await app.register(restRoutes, { services })
   await app.register(playgroundRoutes)
@@ -189,19 +203,40 @@ const openApiOptions = {
   },
 }
 
-/** Counts and times GraphQL operations for /metrics. */
+/**
+ * Counts and times GraphQL operations for /metrics, by type and outcome. Not
+ * by operation name: that is the caller's free text, and as a label every new
+ * name would be a new time series held for good.
+ */
 function observeGraphqlOperations(app: FastifyInstance, metrics: Metrics): void {
-  const started = new WeakMap<object, { at: number; type: string; name: string }>()
+  const started = new WeakMap<object, { at: number; type: string }>()
   app.graphql.addHook('preExecution', async (_schema, document, context) => {
     const operation = document.definitions.find((d) => d.kind === 'OperationDefinition')
-    started.set(context, {
-      at: performance.now(),
-      type: operation && 'operation' in operation ? operation.operation : 'unknown',
-      name: (operation && 'name' in operation && operation.name?.value) || 'anonymous',
-    })
+    started.set(context, { at: performance.now(), type: operation && 'operation' in operation ? operation.operation : 'unknown' })
   })
   app.graphql.addHook('onResolution', async (execution, context) => {
     const op = started.get(context)
-    if (op) metrics.graphqlOperation(op.type, op.name, execution.errors?.length ? 'error' : 'ok', (performance.now() - op.at) / 1000)
+    if (op) metrics.graphqlOperation(op.type, execution.errors?.length ? 'error' : 'ok', (performance.now() - op.at) / 1000)
   })
+}
+
+/** The client's X-Request-Id when it is a short token (it is logged and echoed), else a new one. */
+function requestId(request: { headers: Record<string, string | string[] | undefined> }): string {
+  const given = request.headers['x-request-id']
+  return typeof given === 'string' && /^[\w.:-]{1,64}$/.test(given) ? given : randomUUID()
+}
+
+/** Fastify's and Node's HTTP server timeouts (a slow body or slow headers are cut). */
+function httpTimeouts(timeouts: HttpTimeouts): Pick<FastifyServerOptions, 'requestTimeout' | 'keepAliveTimeout' | 'connectionTimeout'> & { http: object } {
+  return {
+    requestTimeout: timeouts.requestTimeoutMs,
+    keepAliveTimeout: timeouts.keepAliveTimeoutMs,
+    connectionTimeout: timeouts.connectionTimeoutMs,
+    http: {
+      headersTimeout: timeouts.headersTimeoutMs,
+      requestTimeout: timeouts.requestTimeoutMs,
+      // Node checks those two timeouts on this interval (default 30 s); a tenth keeps the cut close to the setting.
+      connectionsCheckingInterval: Math.max(250, Math.min(30_000, Math.floor(timeouts.headersTimeoutMs / 10))),
+    },
+  }
 }

@@ -93,7 +93,7 @@ const envSchema = z.object({
   GRAPHQL_MAX_DEPTH: positiveInt.default(12),
   GRAPHQL_MAX_FIELDS: positiveInt.default(1000),
   GRAPHQL_MAX_ALIASES: nonNegativeInt.default(100),
-  // __schema / __type selections per request, and how deep inside them (GraphiQL's own query: 1 and 13).
+  // __schema / __type selections per request, and how deep inside them (GraphiQL's own query: 1 and 15).
   GRAPHQL_MAX_INTROSPECTION: nonNegativeInt.default(2),
   GRAPHQL_MAX_INTROSPECTION_DEPTH: positiveInt.default(16),
   // A response larger than this is replaced by a RESPONSE_TOO_LARGE error.

@@ -92,3 +92,13 @@ export class ValidationErrors extends ServiceError {
 export function userErrorsOf(err: ServiceError): UserError[] {
   return err instanceof ValidationErrors ? err.problems.map(toUserError) : [toUserError(err)]
 }
+
+/**
+ * A piece of the caller's input quoted in a message: JSON-quoted, and cut to
+ * `max` characters with the full length said, so that a 2 MB label selector or
+ * node name is not echoed back, logged or stored whole.
+ */
+export function quoteInput(value: string, max = 64): string {
+  if (value.length <= max) return JSON.stringify(value)
+  return `${JSON.stringify(value.slice(0, max))}…(${value.length} characters)`
+}

@@ -41,12 +41,21 @@ export function scrubSecrets(text: string): string {
   return out
 }
 
+/** Longest string a log line carries: one request must not be able to write megabytes to the log. */
+export const MAX_LOGGED_STRING = 4096
+
 function scrubDeep(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return scrubSecrets(value)
+  if (typeof value === 'string') return scrubSecrets(boundedString(value))
   if (depth > 6 || value === null || typeof value !== 'object') return value
-  if (value instanceof Error) return value
+  // Errors, requests and the like have serializers of their own; only plain data is walked here.
+  const prototype = Object.getPrototypeOf(value) as unknown
+  if (!Array.isArray(value) && prototype !== Object.prototype && prototype !== null) return value
   if (Array.isArray(value)) return value.map((v) => scrubDeep(v, depth + 1))
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, scrubDeep(v, depth + 1)]))
+}
+
+function boundedString(text: string): string {
+  return text.length > MAX_LOGGED_STRING ? `${text.slice(0, MAX_LOGGED_STRING)}…(${text.length} chars)` : text
 }
 
 export function loggerOptions(level: string, destination?: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
@@ -57,11 +66,16 @@ export function loggerOptions(level: string, destination?: FastifyServerOptions[
     formatters: { log: (object) => scrubDeep(object) as Record<string, unknown> },
     hooks: {
       logMethod(args, method) {
-        method.apply(this, args.map((a) => (typeof a === 'string' ? scrubSecrets(a) : a)) as Parameters<typeof method>)
+        method.apply(this, args.map((a) => (typeof a === 'string' ? scrubSecrets(boundedString(a)) : a)) as Parameters<typeof method>)
       },
     },
     serializers: {
-      err: (err: Error & { code?: unknown }) => ({ type: err.name, message: scrubSecrets(err.message), code: err.code, stack: err.stack && scrubSecrets(err.stack) }),
+      err: (err: Error & { code?: unknown }) => ({
+        type: err.name,
+        message: scrubSecrets(boundedString(err.message)),
+        code: err.code,
+        stack: err.stack && scrubSecrets(boundedString(err.stack)),
+      }),
     },
   }
   if (process.stdout.isTTY && process.env.NODE_ENV !== 'production') {

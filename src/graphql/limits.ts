@@ -1,11 +1,36 @@
-// Query limits: depth and the number of fields a query selects (fragments
-// expanded). Introspection (__schema, __type) is not counted, so GraphiQL can
-// always load the schema; a query that goes over either limit is refused
-// before anything runs.
+// Query cost limits, checked while the query is validated, before anything
+// runs: depth, the number of fields selected (fragments expanded), aliases,
+// and introspection. Every field counts, introspection included: a query of
+// 1,000 aliased __schema selections once cost 47 MB of answer. Introspection
+// has a cap of its own (how many __schema/__type selections, how deep inside
+// them), sized so that GraphiQL's own introspection query passes.
 
 import { GraphQLError, Kind, type ASTVisitor, type FragmentDefinitionNode, type SelectionSetNode, type ValidationContext } from 'graphql'
 
-export function queryLimits(limits: { maxDepth: number; maxFields: number; maxAliases: number; maxIntrospection: number; maxIntrospectionDepth: number }) {
+export interface QueryLimits {
+  maxDepth: number
+  maxFields: number
+  maxAliases: number
+  /** __schema and __type selections per operation. */
+  maxIntrospection: number
+  /** Depth of the deepest introspection selection, counted from the operation. */
+  maxIntrospectionDepth: number
+}
+
+/** What an operation selects, fragments expanded. */
+export interface QueryCost {
+  /** Deepest field outside introspection. */
+  depth: number
+  /** Deepest field under __schema / __type. */
+  introspectionDepth: number
+  fields: number
+  aliases: number
+  introspections: number
+}
+
+const INTROSPECTION_ROOTS = new Set(['__schema', '__type'])
+
+export function queryLimits(limits: QueryLimits) {
   return (context: ValidationContext): ASTVisitor => {
     const fragments = new Map<string, FragmentDefinitionNode>()
     for (const definition of context.getDocument().definitions) {
@@ -13,58 +38,72 @@ export function queryLimits(limits: { maxDepth: number; maxFields: number; maxAl
     }
     return {
       OperationDefinition(operation) {
-        const { depth, fields } = measure(operation.selectionSet, fragments)
-        if (depth > limits.maxDepth) {
-          context.reportError(
-            new GraphQLError(`the query is ${depth} levels deep; at most ${limits.maxDepth} are allowed`, {
-              nodes: [operation],
-              extensions: { code: 'QUERY_TOO_DEEP' },
-            }),
-          )
+        const cost = measureSelections(operation.selectionSet, fragments)
+        const refuse = (code: string, message: string) =>
+          context.reportError(new GraphQLError(message, { nodes: [operation], extensions: { code } }))
+        if (cost.depth > limits.maxDepth) refuse('QUERY_TOO_DEEP', `the query is ${cost.depth} levels deep; at most ${limits.maxDepth} are allowed`)
+        if (cost.introspectionDepth > limits.maxIntrospectionDepth) {
+          refuse('QUERY_TOO_DEEP', `the query's introspection is ${cost.introspectionDepth} levels deep; at most ${limits.maxIntrospectionDepth} are allowed`)
         }
-        if (fields > limits.maxFields) {
-          context.reportError(
-            new GraphQLError(`the query selects ${fields} fields; at most ${limits.maxFields} are allowed`, {
-              nodes: [operation],
-              extensions: { code: 'QUERY_TOO_COMPLEX' },
-            }),
-          )
+        if (cost.fields > limits.maxFields) refuse('QUERY_TOO_COMPLEX', `the query selects ${cost.fields} fields; at most ${limits.maxFields} are allowed`)
+        if (cost.aliases > limits.maxAliases) refuse('QUERY_TOO_COMPLEX', `the query uses ${cost.aliases} aliases; at most ${limits.maxAliases} are allowed`)
+        if (cost.introspections > limits.maxIntrospection) {
+          refuse('QUERY_TOO_COMPLEX', `the query selects __schema or __type ${cost.introspections} times; at most ${limits.maxIntrospection} are allowed`)
         }
       },
     }
   }
 }
 
-/** Depth and field count of a selection set; fragments expanded once per path (cycles are graphql's own error). */
-function measure(set: SelectionSetNode, fragments: Map<string, FragmentDefinitionNode>, seen: Set<string> = new Set()): { depth: number; fields: number } {
-  let depth = 0
-  let fields = 0
-  for (const selection of set.selections) {
-    if (selection.kind === Kind.FIELD) {
-      if (selection.name.value.startsWith('__')) continue
-      fields += 1
-      if (selection.selectionSet) {
-        const inner = measure(selection.selectionSet, fragments, seen)
-        depth = Math.max(depth, inner.depth + 1)
-        fields += inner.fields
-      } else depth = Math.max(depth, 1)
-    } else {
-      const inner =
-        selection.kind === Kind.INLINE_FRAGMENT
-          ? measure(selection.selectionSet, fragments, seen)
-          : fragmentMeasure(selection.name.value, fragments, seen)
-      depth = Math.max(depth, inner.depth)
-      fields += inner.fields
+/**
+ * The cost of a selection set. A fragment counts wherever it is spread (that
+ * is what execution does: 10 spreads of a 100-field fragment are 1,000
+ * fields), but is walked once: its cost is remembered, so nested spreads
+ * cannot make this walk exponential. A fragment spread inside itself is
+ * graphql's own validation error and counts once here.
+ */
+export function measureSelections(set: SelectionSetNode, fragments: Map<string, FragmentDefinitionNode>): QueryCost {
+  const memo = new Map<string, QueryCost>()
+  const walk = (selections: SelectionSetNode, inIntrospection: boolean, seen: ReadonlySet<string>): QueryCost => {
+    const cost: QueryCost = { depth: 0, introspectionDepth: 0, fields: 0, aliases: 0, introspections: 0 }
+    const sum = (inner: QueryCost): void => {
+      cost.fields += inner.fields
+      cost.aliases += inner.aliases
+      cost.introspections += inner.introspections
     }
+    for (const selection of selections.selections) {
+      if (selection.kind === Kind.FIELD) {
+        const root = INTROSPECTION_ROOTS.has(selection.name.value)
+        const introspective = inIntrospection || root
+        const inner = selection.selectionSet ? walk(selection.selectionSet, introspective, seen) : ZERO
+        sum(inner)
+        cost.fields += 1
+        if (selection.alias) cost.aliases += 1
+        if (root) cost.introspections += 1
+        if (introspective) cost.introspectionDepth = Math.max(cost.introspectionDepth, 1 + inner.introspectionDepth)
+        else {
+          cost.depth = Math.max(cost.depth, 1 + inner.depth)
+          if (inner.introspectionDepth > 0) cost.introspectionDepth = Math.max(cost.introspectionDepth, 1 + inner.introspectionDepth)
+        }
+        continue
+      }
+      let inner: QueryCost
+      if (selection.kind === Kind.INLINE_FRAGMENT) inner = walk(selection.selectionSet, inIntrospection, seen)
+      else {
+        const name = selection.name.value
+        const fragment = fragments.get(name)
+        if (!fragment || seen.has(name)) continue
+        const key = `${inIntrospection ? 'i' : 'q'}:${name}`
+        inner = memo.get(key) ?? walk(fragment.selectionSet, inIntrospection, new Set([...seen, name]))
+        memo.set(key, inner)
+      }
+      sum(inner)
+      cost.depth = Math.max(cost.depth, inner.depth)
+      cost.introspectionDepth = Math.max(cost.introspectionDepth, inner.introspectionDepth)
+    }
+    return cost
   }
-  return { depth, fields }
+  return walk(set, false, new Set())
 }
 
-function fragmentMeasure(name: string, fragments: Map<string, FragmentDefinitionNode>, seen: Set<string>): { depth: number; fields: number } {
-  const fragment = fragments.get(name)
-  if (!fragment || seen.has(name)) return { depth: 0, fields: 0 }
-  seen.add(name)
-  const result = measure(fragment.selectionSet, fragments, seen)
-  seen.delete(name)
-  return result
-}
+const ZERO: QueryCost = Object.freeze({ depth: 0, introspectionDepth: 0, fields: 0, aliases: 0, introspections: 0 })

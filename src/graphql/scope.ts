@@ -19,7 +19,7 @@ import mercurius from 'mercurius'
 import type { KubernetesNodeView } from '../cluster/mirror-pods.ts'
 import { isServiceError, type ServiceError } from '../errors.ts'
 import type { Services } from '../services/index.ts'
-import type { NodeFailure, NodeState } from '../services/node-state.ts'
+import { maxAgeOf, type NodeFailure, type NodeState } from '../services/node-state.ts'
 import type { NodeRecord } from '../store/store.ts'
 import type { Actor } from '../services/actor.ts'
 import type { MirrorPodView } from '../services/mirror-pods.ts'
@@ -59,7 +59,7 @@ export class RequestScope {
 
   /** The node's state at most maxAgeSeconds old (default: the server setting). */
   nodeState(node: NodeRecord, maxAgeSeconds?: number | null): Promise<NodeState> {
-    const maxAge = maxAgeSeconds ?? this.services.settings.defaultMaxAgeSeconds
+    const maxAge = maxAgeOf(maxAgeSeconds, this.services.settings.defaultMaxAgeSeconds)
     const asked = this.states.get(node.name) ?? []
     // Any state this query asked for at least as fresh will do.
     const fresh = asked.find((a) => a.maxAge <= maxAge)

@@ -1,60 +1,129 @@
-// Authentication of the API routes (/graphql, /api/...). Every request there
-// carries `Authorization: Bearer <token>`; the token's actor (name, role, node
-// globs) is set on the request for the services to authorise against. With no
-// tokens configured (loopback only, checked at start), every caller is the
-// anonymous admin. Health, metrics and the static pages need no token.
+// Authentication: deny by default. Every route needs an authenticated actor
+// except those on PUBLIC_ROUTES, and the decision is made on the route the
+// router matched (Fastify's routeOptions.url, after percent-decoding), never on
+// the raw URL, so no spelling of a path (%61pi, //api, /API, ;x) can reach a
+// handler without a token. A request that matched no route needs an actor too:
+// a 404 would tell an anonymous caller which paths exist.
+//
+// Order of the checks, all in one onRequest hook:
+//   1. public route: served as is;
+//   2. no tokens configured (loopback only, checked at start): the anonymous admin;
+//   3. the client address has failed too often: 429, BEFORE the token is looked
+//      at, so that past the limit a right guess looks like a wrong one;
+//   4. no valid token: 401, and the failure counts against the address;
+//   5. the token's own budget (RATE_LIMIT_PER_MINUTE): 429.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { ServiceError } from '../errors.ts'
 import { ANONYMOUS_ADMIN, type Actor } from '../services/actor.ts'
 import type { TokenAuthenticator } from '../services/tokens.ts'
+import { WindowCounter, type Charge } from './rate-limits.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The authenticated caller of an API route; null elsewhere or when unauthenticated. */
+    /** The authenticated caller; null only on public routes. */
     actor: Actor | null
   }
 }
 
-/** Routes that need a token; everything else is public. */
-export function isApiRoute(url: string): boolean {
-  const path = url.split('?')[0] ?? ''
-  return path === '/graphql' || path.startsWith('/graphql/') || path.startsWith('/api/')
+/**
+ * The one list of routes served without a token (as the router matched them):
+ * health, readiness, and the documentation pages (the playground and the
+ * OpenAPI UI, which hold no data: their queries need a token like any other).
+ */
+const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
+  '/healthz',
+  '/readyz',
+  '/graphiql',
+  '/graphiql/assets/:asset',
+  '/docs',
+  '/docs/',
+  '/docs/*',
+  '/docs/json',
+  '/docs/yaml',
+  '/docs/static/*',
+  '/docs/static/index.html',
+  '/docs/static/swagger-initializer.js',
+])
+
+/** Only reads are public; a POST to /healthz (no such route) is not. */
+const PUBLIC_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD'])
+
+export interface AuthOptions {
+  authenticator: TokenAuthenticator | null
+  /** /metrics without a token (METRICS_PUBLIC). */
+  metricsPublic: boolean
+  /** Requests per minute and token (RATE_LIMIT_PER_MINUTE). */
+  perTokenPerMinute: number
+  /** Failed or missing tokens per minute and client address (AUTH_FAILURES_PER_MINUTE). */
+  failuresPerAddressPerMinute: number
 }
 
-/** The actor a request presents, null when its token is missing or unknown. Computed once per request. */
-export function actorOf(request: FastifyRequest, authenticator: TokenAuthenticator | null): Actor | null {
-  if (authenticator === null) return ANONYMOUS_ADMIN
-  const cached = presented.get(request)
-  if (cached !== undefined) return cached
-  const header = request.headers.authorization
-  const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
-  const actor = match?.[1] ? authenticator.authenticate(match[1]) : null
-  presented.set(request, actor)
-  return actor
+export function isPublicRoute(method: string, route: string | undefined, metricsPublic: boolean): boolean {
+  if (route === undefined || !PUBLIC_METHODS.has(method)) return false
+  return PUBLIC_ROUTES.has(route) || (metricsPublic && route === '/metrics')
 }
 
-const presented = new WeakMap<FastifyRequest, Actor | null>()
+/** The authenticated actor of a request; UNAUTHENTICATED when there is none (never a fallback). */
+export function requireActor(request: FastifyRequest): Actor {
+  if (request.actor === null) throw new ServiceError('UNAUTHENTICATED', 'a valid bearer token is required (Authorization: Bearer <token>)')
+  return request.actor
+}
 
-/** An error body in the shape of the surface the request went to. */
+/** An error body in the shape of the surface the request went to (REST or GraphQL). */
 export function sendApiError(request: FastifyRequest, reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
-  const path = request.url.split('?')[0] ?? ''
-  const body = path.startsWith('/api/') ? { error: { code, message } } : { data: null, errors: [{ message, extensions: { code } }] }
+  const route = request.routeOptions.url ?? ''
+  const body = route === '/graphql' ? { data: null, errors: [{ message, extensions: { code } }] } : { error: { code, message } }
   return reply.code(status).type('application/json; charset=utf-8').send(body)
 }
 
+/** Charges a GraphQL request's extra mutation fields to its actor (the request itself was charged one). */
+export type ChargeActor = (actor: Actor, units: number) => Charge
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    chargeActor: ChargeActor
+  }
+}
+
 export const authPlugin = fp(
-  async (app: FastifyInstance, opts: { authenticator: TokenAuthenticator | null }) => {
+  async (app: FastifyInstance, opts: AuthOptions) => {
+    const perToken = new WindowCounter(opts.perTokenPerMinute)
+    const failuresPerAddress = new WindowCounter(opts.failuresPerAddressPerMinute)
+    const tooMany = (request: FastifyRequest, reply: FastifyReply, charge: Charge, what: string): FastifyReply => {
+      reply.header('retry-after', String(charge.retryAfterSeconds))
+      return sendApiError(request, reply, 429, 'RATE_LIMITED', `rate limit exceeded: at most ${charge.limit} ${what} per minute; retry in ${charge.retryAfterSeconds} s`)
+    }
+
     app.decorateRequest('actor', null)
+    app.decorate('chargeActor', ((actor, units) => perToken.charge(actor.name, units)) satisfies ChargeActor)
     app.addHook('onRequest', async (request, reply) => {
-      if (!isApiRoute(request.url)) return
-      const actor = actorOf(request, opts.authenticator)
-      if (actor === null) {
-        reply.header('www-authenticate', 'Bearer realm="staticpod-api"')
-        return sendApiError(request, reply, 401, 'UNAUTHENTICATED', 'a valid bearer token is required (Authorization: Bearer <token>)')
+      if (isPublicRoute(request.method, request.routeOptions.url, opts.metricsPublic)) return
+      let actor: Actor | null = ANONYMOUS_ADMIN
+      if (opts.authenticator !== null) {
+        const address = `ip:${request.ip}`
+        const blocked = failuresPerAddress.check(address)
+        if (!blocked.allowed) return tooMany(request, reply, blocked, 'requests without a valid token from one address')
+        actor = authenticate(request, opts.authenticator)
+        if (actor === null) {
+          failuresPerAddress.charge(address)
+          reply.header('www-authenticate', 'Bearer realm="staticpod-api"')
+          return sendApiError(request, reply, 401, 'UNAUTHENTICATED', 'a valid bearer token is required (Authorization: Bearer <token>)')
+        }
       }
+      const charge = perToken.charge(actor.name)
+      if (!charge.allowed) return tooMany(request, reply, charge, 'requests')
       request.actor = actor
     })
   },
   { name: 'staticpod-auth' },
 )
+
+function authenticate(request: FastifyRequest, authenticator: TokenAuthenticator): Actor | null {
+  const header = request.headers.authorization
+  // A bearer token is short; a longer header is not hashed (nor anything else).
+  if (typeof header !== 'string' || header.length > 4096) return null
+  const match = /^Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(header)
+  return match?.[1] ? authenticator.authenticate(match[1]) : null
+}

@@ -20,7 +20,7 @@ export class Metrics implements NodeReadObserver {
   readonly registry = new Registry()
   private readonly httpRequests = new Counter({ name: 'staticpod_http_requests_total', help: 'HTTP requests by method, route and status code', labelNames: ['method', 'route', 'status'], registers: [this.registry] })
   private readonly httpDuration = new Histogram({ name: 'staticpod_http_request_duration_seconds', help: 'HTTP request latency', labelNames: ['method', 'route'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] })
-  private readonly graphqlOperations = new Counter({ name: 'staticpod_graphql_operations_total', help: 'GraphQL operations by type, name and outcome', labelNames: ['type', 'name', 'outcome'], registers: [this.registry] })
+  private readonly graphqlOperations = new Counter({ name: 'staticpod_graphql_operations_total', help: 'GraphQL operations by type and outcome', labelNames: ['type', 'outcome'], registers: [this.registry] })
   private readonly graphqlDuration = new Histogram({ name: 'staticpod_graphql_operation_duration_seconds', help: 'GraphQL operation latency', labelNames: ['type'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] })
   private readonly nodeReadDuration = new Histogram({ name: 'staticpod_node_agent_read_duration_seconds', help: 'Live reads of a node through its agent', labelNames: ['node'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] })
   private readonly nodeErrors = new Counter({ name: 'staticpod_node_agent_errors_total', help: 'Failed live reads of a node, by error code', labelNames: ['node', 'code'], registers: [this.registry] })
@@ -51,8 +51,8 @@ export class Metrics implements NodeReadObserver {
     if (errorCode) this.nodeErrors.inc({ node, code: errorCode })
   }
 
-  graphqlOperation(type: string, name: string, outcome: 'ok' | 'error', seconds: number): void {
-    this.graphqlOperations.inc({ type, name, outcome })
+  graphqlOperation(type: string, outcome: 'ok' | 'error', seconds: number): void {
+    this.graphqlOperations.inc({ type, outcome })
     this.graphqlDuration.observe({ type }, seconds)
   }
 

@@ -1,6 +1,6 @@
 // Kubernetes name rules and the file-name rules of a staticPodPath.
 
-import { ServiceError } from '../errors.ts'
+import { ServiceError, quoteInput } from '../errors.ts'
 import { hasLoneSurrogate } from './text.ts'
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
@@ -35,6 +35,10 @@ export function defaultFileName(name: string): string {
 // C0 controls and DEL. C1 controls (U+0080..U+009F) are included too: they are
 // invisible in a terminal listing, so an operator could not see what is there.
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/
+// Unicode format characters (bidi overrides and isolates, zero-width spaces
+// and joiners, BOM) and line separators: `ls` would show "pod‮lmay.exe" as
+// another name than the kubelet reads.
+const INVISIBLE_CHARACTER = /[\p{Cf}\p{Zl}\p{Zp}]/u
 
 /**
  * Throws VALIDATION_FAILED (field ['fileName']) unless fileName is a plain file
@@ -51,16 +55,19 @@ export function checkFileName(fileName: string): void {
 function fileNameProblem(fileName: string): string | null {
   if (fileName.length === 0) return 'fileName must not be empty.'
   if (fileName.includes('/') || fileName.includes('\\')) {
-    return `fileName ${JSON.stringify(fileName)} must be a plain file name, without '/' or '\\': the manifest has to stay inside staticPodPath.`
+    return `fileName ${quoteInput(fileName)} must be a plain file name, without '/' or '\\': the manifest has to stay inside staticPodPath.`
   }
   if (fileName.includes('\u0000')) return 'fileName must not contain a NUL character.'
-  if (fileName === '.' || fileName === '..') return `fileName ${JSON.stringify(fileName)} is not a file name.`
+  if (fileName === '.' || fileName === '..') return `fileName ${quoteInput(fileName)} is not a file name.`
   if (fileName.startsWith('.')) {
-    return `fileName ${JSON.stringify(fileName)} starts with '.': the kubelet ignores dotfiles, so it would never run this pod.`
+    return `fileName ${quoteInput(fileName)} starts with '.': the kubelet ignores dotfiles, so it would never run this pod.`
   }
   const bytes = Buffer.byteLength(fileName, 'utf8')
   if (bytes > FILE_NAME_MAX_BYTES) return `fileName is ${bytes} bytes long; the limit is ${FILE_NAME_MAX_BYTES}.`
-  if (CONTROL_CHARACTER.test(fileName)) return `fileName ${JSON.stringify(fileName)} contains control characters.`
+  if (CONTROL_CHARACTER.test(fileName)) return `fileName ${quoteInput(fileName)} contains control characters.`
+  if (INVISIBLE_CHARACTER.test(fileName)) {
+    return `fileName ${quoteInput(fileName)} contains an invisible formatting character (such as a right-to-left override), which would make a listing show another name than the file has.`
+  }
   if (hasLoneSurrogate(fileName)) return 'fileName contains a lone UTF-16 surrogate: it has no UTF-8 encoding.'
   return null
 }

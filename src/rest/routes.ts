@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { HTTP_STATUS, ServiceError, isServiceError, type ErrorCode, type UserError } from '../errors.ts'
 import { containerSpecs } from '../manifest/pod-fields.ts'
 import { parseManifest } from '../manifest/parse.ts'
-import { ANONYMOUS_ADMIN, type Actor } from '../services/actor.ts'
+import { requireActor } from '../http/auth.ts'
 import type { Services } from '../services/index.ts'
 import type { StaticPodView } from '../services/static-pods.ts'
 import type { NodeRecord } from '../store/store.ts'
@@ -24,7 +24,7 @@ const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text
 
 export async function restRoutes(app: FastifyInstance, opts: { services: Services }): Promise<void> {
   const { services } = opts
-  const actor = (request: FastifyRequest): Actor => request.actor ?? ANONYMOUS_ADMIN
+  const actor = requireActor
 
   // A PUT body is the manifest: keep its exact bytes, whatever its content type.
   app.removeAllContentTypeParsers()
@@ -73,15 +73,13 @@ export async function restRoutes(app: FastifyInstance, opts: { services: Service
       const body = request.body
       if (!Buffer.isBuffer(body) || body.length === 0) throw new ServiceError('VALIDATION_FAILED', 'the request body must be the manifest (YAML or JSON)', ['manifest'])
       const precondition = ifMatch(request)
-      if (precondition === '*' && !(await exists(services, request.params, actor(request)))) {
-        return sendError(reply, 'CONFLICT', 'If-Match: * but the pod does not exist')
-      }
       const result = await services.staticPods.putStaticPod(
         {
           ...request.params,
           manifest: body,
           expectedHash: precondition === '*' ? null : precondition,
           mustNotExist: request.headers['if-none-match'] === '*',
+          mustExist: precondition === '*',
           dryRun: request.query.dryRun ?? false,
         },
         actor(request),
@@ -176,10 +174,6 @@ function ifMatch(request: FastifyRequest): string | null {
 function wantsYaml(request: FastifyRequest): boolean {
   const accept = request.headers.accept ?? ''
   return YAML_TYPES.some((t) => accept.includes(t)) && !accept.includes('application/json')
-}
-
-async function exists(services: Services, params: PodParams, actor: Actor): Promise<boolean> {
-  return (await services.staticPods.get({ ...params, maxAgeSeconds: 0 }, actor)).pod !== null
 }
 
 /** A node that could not be read just now: the data is its last observed state. */

@@ -6,7 +6,7 @@
 // admin: also node mutations. A token may be limited to nodes matching globs;
 // it then never sees other nodes, in lists either.
 
-import { ServiceError } from '../errors.ts'
+import { ServiceError, quoteInput } from '../errors.ts'
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const
 export type Role = (typeof ROLES)[number]
@@ -38,7 +38,7 @@ export function authorize(actor: Actor, needed: Role, node?: string | null): voi
     throw new ServiceError('FORBIDDEN', `${actor.name} has the ${actor.role} role; this needs ${needed}`)
   }
   if (node !== undefined && node !== null && !canSeeNode(actor, node)) {
-    throw new ServiceError('FORBIDDEN', `${actor.name} may not use node ${node}`, ['node'])
+    throw new ServiceError('FORBIDDEN', `${actor.name} may not use node ${quoteInput(node)}`, ['node'])
   }
 }
 

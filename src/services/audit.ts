@@ -37,7 +37,7 @@ export class AuditService {
   ) {}
 
   async record(entry: AuditEntry): Promise<AuditEvent> {
-    const event = await this.store.appendAudit({ ...entry, at: this.clock().toISOString() })
+    const event = await this.store.appendAudit({ ...boundedEntry(entry), at: this.clock().toISOString() })
     this.log.info({ audit: event }, `audit ${event.action} ${event.result}`)
     return event
   }
@@ -84,4 +84,30 @@ export class AuditService {
     await record('OK', null)
     return payload
   }
+}
+
+// ------------------------------------------------------------------ bounds
+
+/** Longest identifier kept as given: namespace (63) / name (253), with room. */
+const MAX_IDENTIFIER = 320
+const IDENTIFIER = /^[A-Za-z0-9][A-Za-z0-9._:@/-]*$/
+const MAX_MESSAGE = 1024
+
+/**
+ * The audit event as stored: a mutation may be refused because its input is
+ * not an identifier at all (a 1 MB node name), and what it named must not be
+ * copied into the store and the log whole. Identifiers keep their value when
+ * they have the shape of one; anything else is a short prefix marked as cut.
+ */
+export function boundedEntry(entry: AuditEntry): AuditEntry {
+  return { ...entry, node: auditIdentifier(entry.node), target: auditIdentifier(entry.target), message: entry.message && bounded(entry.message, MAX_MESSAGE) }
+}
+
+export function auditIdentifier(value: string | null): string | null {
+  if (value === null || (value.length <= MAX_IDENTIFIER && IDENTIFIER.test(value))) return value
+  return `${value.slice(0, 32).replace(/[^A-Za-z0-9._:@/-]/g, '?')}…(invalid, ${value.length} characters)`
+}
+
+function bounded(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…(${text.length} characters)`
 }

@@ -2,7 +2,7 @@
 // (a=b, a==b, a!=b), sets (a in (x,y), a notin (x)), existence (a, !a),
 // requirements joined by commas, all of which must hold.
 
-import { ServiceError } from '../errors.ts'
+import { ServiceError, quoteInput } from '../errors.ts'
 import type { Label } from '../store/store.ts'
 
 type Requirement =
@@ -18,7 +18,13 @@ const SET = new RegExp(`^(${KEY})\\s+(in|notin)\\s*\\(([^)]*)\\)$`)
 const EXISTS = new RegExp(`^(!?)\\s*(${KEY})$`)
 const VALUE_ONLY = new RegExp(`^${VALUE}$`)
 
+/** Longer than any real selector (a key is at most 316 characters, a value 63), short enough to parse in no time. */
+export const MAX_LABEL_SELECTOR_LENGTH = 4096
+
 export function parseLabelSelector(selector: string, field: string[] = ['labelSelector']): LabelSelector {
+  if (selector.length > MAX_LABEL_SELECTOR_LENGTH) {
+    throw new ServiceError('VALIDATION_FAILED', `the label selector is ${selector.length} characters long; at most ${MAX_LABEL_SELECTOR_LENGTH} are allowed`, field)
+  }
   const requirements = splitRequirements(selector).map((text) => parseRequirement(text, field))
   return (labels) => {
     const byKey = new Map(labels.map((l) => [l.key, l.value]))
@@ -81,7 +87,7 @@ function parseRequirement(text: string, field: string[]): Requirement {
 function invalid(text: string, field: string[]): ServiceError {
   return new ServiceError(
     'VALIDATION_FAILED',
-    `cannot parse label selector requirement "${text}": expected key=value, key!=value, key in (a,b), key notin (a), key or !key`,
+    `cannot parse label selector requirement ${quoteInput(text)}: expected key=value, key!=value, key in (a,b), key notin (a), key or !key`,
     field,
   )
 }

@@ -259,6 +259,18 @@ export function emptyObservation(node: string): NodeObservation {
   }
 }
 
+/**
+ * The age a query allows for served state: its maxAgeSeconds, or the server's
+ * default when it gives none. One rule for GraphQL and REST.
+ */
+export function maxAgeOf(maxAgeSeconds: number | null | undefined, fallback: number): number {
+  if (maxAgeSeconds === null || maxAgeSeconds === undefined) return fallback
+  if (!Number.isInteger(maxAgeSeconds) || maxAgeSeconds < 0) {
+    throw new ServiceError('VALIDATION_FAILED', `maxAgeSeconds must be a whole number of seconds, 0 or more (0 reads the node now); got ${maxAgeSeconds}`, ['maxAgeSeconds'])
+  }
+  return maxAgeSeconds
+}
+
 function isFresh(obs: NodeObservation, now: number, maxAgeSeconds: number): boolean {
   if (maxAgeSeconds <= 0 || obs.observedAt === null || !obs.agent.reachable) return false
   return now - Date.parse(obs.observedAt) <= maxAgeSeconds * 1000

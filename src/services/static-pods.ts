@@ -18,7 +18,7 @@ import type { ContainerRuntimeState, NodeObservation, NodeRecord, ObservedPod, P
 import { podKeyString } from '../store/store.ts'
 import type { AuditDraft, AuditService } from './audit.ts'
 import { hasRole, type Actor } from './actor.ts'
-import { observedPod, type NodeFailure, type NodeState, type NodeStateService } from './node-state.ts'
+import { maxAgeOf, observedPod, type NodeFailure, type NodeState, type NodeStateService } from './node-state.ts'
 import type { NodeService } from './nodes.ts'
 import { DEFAULT_READY_TIMEOUT_SECONDS, ReadinessService } from './readiness.ts'
 
@@ -90,6 +90,8 @@ export interface PutInput extends PodRef {
   manifest: string | Uint8Array
   /** Only create: ALREADY_EXISTS when the node has the pod (If-None-Match: *). */
   mustNotExist?: boolean
+  /** Only replace: CONFLICT when the node does not have the pod (If-Match: *). */
+  mustExist?: boolean
   /** The mutation its audit event is recorded under (default putStaticPod): a rollout's per-node writes are applyStaticPodToNodes. */
   auditAction?: string
 }
@@ -124,6 +126,8 @@ interface WritePlan {
   /** undefined: the pod's namespace on the node, where its name is unique there. */
   namespace: string | undefined
   expectedHash: string | null
+  /** CONFLICT when the node does not have the pod (checked under the lock, like expectedHash). */
+  mustExist?: boolean
   dryRun: boolean
   actor: Actor
   content(current: ObservedPod | null): { text: string; fileName: string }
@@ -151,7 +155,7 @@ export class StaticPodService {
     failures: NodeFailure[]
   }> {
     const nodes = query.node ? [await this.o.nodes.require(query.node, actor)] : await this.o.nodes.list(actor)
-    const { states, failures } = await load(nodes, query.maxAgeSeconds ?? this.o.defaultMaxAgeSeconds)
+    const { states, failures } = await load(nodes, maxAgeOf(query.maxAgeSeconds, this.o.defaultMaxAgeSeconds))
     return { pods: states.flatMap((s) => this.viewsOf(s, query.namespace)), failures }
   }
 
@@ -170,7 +174,7 @@ export class StaticPodService {
     failures: NodeFailure[]
   }> {
     const node = await this.o.nodes.require(query.node, actor)
-    const { states, failures } = await load([node], query.maxAgeSeconds ?? this.o.defaultMaxAgeSeconds)
+    const { states, failures } = await load([node], maxAgeOf(query.maxAgeSeconds, this.o.defaultMaxAgeSeconds))
     const state = states[0]
     if (!state) return { pod: null, failures }
     const pod = findPod(state.observation, node, query.name, query.namespace ?? undefined, { missing: 'null' })
@@ -303,6 +307,7 @@ export class StaticPodService {
             name: identity.name,
             namespace: identity.namespace,
             expectedHash: input.expectedHash ?? null,
+            mustExist: input.mustExist ?? false,
             dryRun,
             actor,
             content: (current) => ({ text, fileName: current?.fileName ?? defaultFileName(identity.name) }),
@@ -442,6 +447,9 @@ export class StaticPodService {
         )
       }
       checkExpectedHash(plan.expectedHash, current)
+      if (plan.mustExist && !current) {
+        throw new ServiceError('CONFLICT', `node ${node.name} has no static pod ${key.namespace}/${key.name} (If-Match: * asks for one); nothing was written`, ['expectedHash'])
+      }
       const { text, fileName } = plan.content(current)
       if (!current) checkFileNameFree(reading.entries, fileName, plan.action === 'ROLLBACK' ? ['revision'] : ['fileName'])
 

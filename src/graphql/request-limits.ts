@@ -1,0 +1,66 @@
+// Limits of a GraphQL request beyond its shape (graphql/limits.ts): the rate
+// limit counts every mutation field, not the HTTP request (50 aliased
+// mutations are 50 mutations), and no response grows past a size cap.
+
+import type { FastifyInstance } from 'fastify'
+import { Kind, type DocumentNode, type SelectionSetNode } from 'graphql'
+import { ServiceError } from '../errors.ts'
+import { requireActor } from '../http/auth.ts'
+
+/**
+ * The authentication hook charged the HTTP request one unit; a mutation with
+ * n top-level fields is charged the other n - 1 here, before anything runs.
+ */
+export function chargeMutationFields(app: FastifyInstance): void {
+  app.graphql.addHook('preExecution', async (_schema, document, context) => {
+    const fields = mutationFieldCount(document)
+    if (fields <= 1) return
+    const charge = app.chargeActor(requireActor(context.reply.request), fields - 1)
+    if (!charge.allowed) {
+      context.reply.header('retry-after', String(charge.retryAfterSeconds))
+      throw new ServiceError(
+        'RATE_LIMITED',
+        `rate limit exceeded: this request holds ${fields} mutations, and at most ${charge.limit} requests or mutations per minute are allowed; retry in ${charge.retryAfterSeconds} s`,
+      )
+    }
+  })
+}
+
+/** Top-level fields of the document's largest mutation (fragments spread at the top expanded). */
+export function mutationFieldCount(document: DocumentNode): number {
+  const fragments = new Map<string, SelectionSetNode>()
+  for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d.selectionSet)
+  const count = (set: SelectionSetNode, seen: Set<string>): number =>
+    set.selections.reduce((n, s) => {
+      if (s.kind === Kind.FIELD) return n + (s.name.value.startsWith('__') ? 0 : 1)
+      if (s.kind === Kind.INLINE_FRAGMENT) return n + count(s.selectionSet, seen)
+      const fragment = fragments.get(s.name.value)
+      if (!fragment || seen.has(s.name.value)) return n
+      return n + count(fragment, new Set([...seen, s.name.value]))
+    }, 0)
+  let most = 0
+  for (const d of document.definitions) {
+    if (d.kind === Kind.OPERATION_DEFINITION && d.operation === 'mutation') most = Math.max(most, count(d.selectionSet, new Set()))
+  }
+  return most
+}
+
+/** A GraphQL response larger than maxBytes is replaced by one RESPONSE_TOO_LARGE error. */
+export function responseSizeLimit(app: FastifyInstance, maxBytes: number): void {
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (request.routeOptions.url !== '/graphql' || typeof payload !== 'string') return payload
+    // payload.length (UTF-16 units) is at most the byte length: only a close call needs counting.
+    if (payload.length <= maxBytes / 3 || Buffer.byteLength(payload, 'utf8') <= maxBytes) return payload
+    request.log.warn({ bytes: Buffer.byteLength(payload, 'utf8'), maxBytes }, 'GraphQL response over GRAPHQL_MAX_RESPONSE_BYTES replaced by an error')
+    reply.code(200)
+    return JSON.stringify({
+      data: null,
+      errors: [
+        {
+          message: `the response would be larger than ${maxBytes} bytes (GRAPHQL_MAX_RESPONSE_BYTES); select fewer fields or nodes`,
+          extensions: { code: 'RESPONSE_TOO_LARGE' },
+        },
+      ],
+    })
+  })
+}
