@@ -59,6 +59,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
     genReqId: requestId,
+    // A hop count as the function Fastify documents for it (its types take no number).
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     ...httpTimeouts(config.http),
     // Errors of the router itself (a bad percent-encoding, a 414) in the contract's shape, without echoing the URL.
     frameworkErrors: (error, _request, reply) => {
@@ -218,6 +220,10 @@ function observeGraphqlOperations(app: FastifyInstance, metrics: Metrics): void 
     const op = started.get(context)
     if (op) metrics.graphqlOperation(op.type, execution.errors?.length ? 'error' : 'ok', (performance.now() - op.at) / 1000)
   })
+}
+
+function trustHops(hops: number): (address: string, hop: number) => boolean {
+  return (_address, hop) => hop < hops
 }
 
 /** The client's X-Request-Id when it is a short token (it is logged and echoed), else a new one. */

@@ -2,7 +2,7 @@
 // A bad value stops the start with one line naming the variable.
 
 import { readFileSync } from 'node:fs'
-import { isIPv4 } from 'node:net'
+import { isIP, isIPv4 } from 'node:net'
 import { resolve } from 'node:path'
 import { z } from 'zod'
 import { parseTokensDocument, type TokenEntry } from './services/tokens.ts'
@@ -108,6 +108,9 @@ const envSchema = z.object({
   HEADERS_TIMEOUT_MS: positiveInt.default(20_000),
   KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(72_000),
   CONNECTION_TIMEOUT_MS: positiveInt.default(3_900_000),
+  // Behind a reverse proxy, the client address (rate limits, logs) comes from X-Forwarded-For set by
+  // these proxies: "true" (any), a hop count, or a comma list of proxy addresses/CIDRs. Unset: the socket's peer.
+  TRUST_PROXY: optionalText,
   // Where SSH nodes may be registered and reached: CIDRs with optional ports (10.0.0.0/8:22, [fd00::/8]:22).
   // Unset: anywhere.
   NODE_ADDRESS_ALLOW: optionalText,
@@ -149,6 +152,8 @@ export type Config = {
   graphql: GraphqlLimits
   metricsPublic: boolean
   http: HttpTimeouts
+  /** Fastify's trustProxy: which peers' X-Forwarded-For names the client. */
+  trustProxy: boolean | number | string
   /** Where nodes may be; null: anywhere. */
   nodeAddressAllow: AddressAllowList | null
   manifestBudget: { bytes: number; waitMs: number }
@@ -261,6 +266,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
       connectionTimeoutMs: e.CONNECTION_TIMEOUT_MS,
     },
+    trustProxy: trustProxyOf(e.TRUST_PROXY),
     nodeAddressAllow: loadAddressAllow(e.NODE_ADDRESS_ALLOW),
     manifestBudget: { bytes: e.MANIFEST_BUDGET_BYTES, waitMs: e.MANIFEST_BUDGET_WAIT_MS },
     maxNodesPerRequest: e.MAX_NODES_PER_REQUEST,
@@ -290,6 +296,19 @@ function loadTokens(file: string | undefined, text: string | undefined): TokenEn
   } catch (err) {
     throw new ConfigError(`Invalid ${file !== undefined ? 'AUTH_TOKENS_FILE' : 'AUTH_TOKENS'}: ${(err as Error).message}`)
   }
+}
+
+function trustProxyOf(text: string | undefined): boolean | number | string {
+  if (text === undefined || text === 'false') return false
+  if (text === 'true') return true
+  if (/^\d{1,2}$/.test(text)) return Number(text)
+  for (const item of text.split(',').map((t) => t.trim())) {
+    const [address, length] = item.split('/')
+    if (isIP(address ?? '') === 0 || (length !== undefined && !/^\d{1,3}$/.test(length))) {
+      throw new ConfigError(`Invalid TRUST_PROXY: ${JSON.stringify(item.slice(0, 60))} is not an address or CIDR (expected true, a hop count, or a comma list of proxy addresses)`)
+    }
+  }
+  return text
 }
 
 function loadAddressAllow(text: string | undefined): AddressAllowList | null {

@@ -63,6 +63,16 @@ describe('limits', () => {
     assert.equal((await app.inject('/readyz')).statusCode, 200)
   })
 
+  it('behind a trusted proxy the address limit is per client (X-Forwarded-For), not per proxy', async (t) => {
+    const { app } = await withTokens(t, { TRUST_PROXY: '127.0.0.1', AUTH_FAILURES_PER_MINUTE: '3' })
+    // Documentation addresses (TEST-NET-1): only header text, no traffic goes anywhere.
+    const from = (client: string, token?: string) =>
+      app.inject({ url: '/api/v1/nodes', headers: { 'x-forwarded-for': client, ...(token ? bearer(token) : {}) } }).then((r) => r.statusCode)
+    assert.deepEqual([await from('192.0.2.1'), await from('192.0.2.1'), await from('192.0.2.1'), await from('192.0.2.1')], [401, 401, 401, 429])
+    assert.equal(await from('192.0.2.1', TOKENS.viewer), 429)
+    assert.equal(await from('192.0.2.2', TOKENS.viewer), 200, 'another client behind the same proxy is not locked out')
+  })
+
   it('WindowCounter: a window per key, refusals still count, a new window starts over, keys are bounded', () => {
     let now = 0
     const counter = new WindowCounter(3, 60_000, 2, () => now)
