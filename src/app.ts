@@ -8,7 +8,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import mercurius from 'mercurius'
 import { authPlugin, requireActor } from './http/auth.ts'
 import { requestLogging } from './http/request-log.ts'
-import { responseSizeLimit, chargeMutationFields } from './graphql/request-limits.ts'
+import { chargeMutationFields, queryTextLimit, responseSizeLimit } from './graphql/request-limits.ts'
 import { Metrics } from './http/metrics.ts'
 import { playgroundRoutes } from './http/playground.ts'
 import { queryLimits } from './graphql/limits.ts'
@@ -145,6 +145,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     path: '/graphql',
     errorFormatter,
     validationRules: [queryLimits(config.graphql)],
+    // Parsed queries are remembered by their text; both caches (valid and invalid queries) are bounded by
+    // entries here and by the query's size and tokens (queryTextLimit, maxTokens).
+    cache: config.graphql.queryCacheEntries === 0 ? false : config.graphql.queryCacheEntries,
+    graphql: { parseOptions: { maxTokens: config.graphql.maxTokens } },
     context: (request: FastifyRequest) => {
       const context: { scope?: RequestScope; errors?: Error[] | null } = {}
       context.scope = new RequestScope(services, requireActor(request), (error) => {
@@ -154,6 +158,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     },
   })
   observeGraphqlOperations(app, metrics)
+  queryTextLimit(app, config.graphql.maxQueryBytes)
   chargeMutationFields(app)
   responseSizeLimit(app, config.graphql.maxResponseBytes)
 

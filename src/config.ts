@@ -96,6 +96,13 @@ const envSchema = z.object({
   // __schema / __type selections per request, and how deep inside them (GraphiQL's own query: 1 and 15).
   GRAPHQL_MAX_INTROSPECTION: nonNegativeInt.default(2),
   GRAPHQL_MAX_INTROSPECTION_DEPTH: positiveInt.default(16),
+  // The query text: at most this many bytes and lexical tokens (manifests belong in variables, which
+  // only the body limit bounds). With them, each of the parsed-query caches (at most GRAPHQL_QUERY_CACHE
+  // entries, one for valid and one for invalid queries) holds a bounded amount: a 3,000-token query
+  // parses to about 1 MB.
+  GRAPHQL_MAX_QUERY_BYTES: positiveInt.default(256 * 1024),
+  GRAPHQL_MAX_TOKENS: positiveInt.default(3000),
+  GRAPHQL_QUERY_CACHE: nonNegativeInt.default(64),
   // A response larger than this is replaced by a RESPONSE_TOO_LARGE error.
   GRAPHQL_MAX_RESPONSE_BYTES: positiveInt.default(64 * 1024 * 1024),
   // /metrics without a token (Prometheus scrapers); false: it needs a viewer token like the API.
@@ -167,6 +174,9 @@ export interface GraphqlLimits {
   maxIntrospection: number
   maxIntrospectionDepth: number
   maxResponseBytes: number
+  maxQueryBytes: number
+  maxTokens: number
+  queryCacheEntries: number
 }
 
 export interface HttpTimeouts {
@@ -257,6 +267,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxIntrospection: e.GRAPHQL_MAX_INTROSPECTION,
       maxIntrospectionDepth: e.GRAPHQL_MAX_INTROSPECTION_DEPTH,
       maxResponseBytes: e.GRAPHQL_MAX_RESPONSE_BYTES,
+      maxQueryBytes: e.GRAPHQL_MAX_QUERY_BYTES,
+      maxTokens: e.GRAPHQL_MAX_TOKENS,
+      queryCacheEntries: e.GRAPHQL_QUERY_CACHE,
     },
     metricsPublic: e.METRICS_PUBLIC,
     http: {

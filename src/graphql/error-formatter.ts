@@ -39,6 +39,10 @@ function formatOne(error: GraphQLError, log: FastifyBaseLogger): GraphQLFormatte
   }
   // Errors of the query itself (syntax, validation, variable coercion) happen before execution: no path.
   if (!original || (original instanceof GraphQLError && !error.path)) {
+    // graphql's own message for parseOptions.maxTokens (GRAPHQL_MAX_TOKENS).
+    if (/^Syntax Error: Document contains more (?:that|than) \d+ tokens/.test(error.message)) {
+      return [{ message: `${error.message} (GRAPHQL_MAX_TOKENS)`, ...where, extensions: { code: 'QUERY_TOO_COMPLEX' } }]
+    }
     const code = error.message.startsWith('Syntax Error') ? 'GRAPHQL_PARSE_FAILED' : 'GRAPHQL_VALIDATION_FAILED'
     return [{ message: error.message, ...where, extensions: { code } }]
   }
@@ -57,6 +61,7 @@ const REQUEST_ERROR_STATUS: Record<string, number> = {
   GRAPHQL_VALIDATION_FAILED: 400,
   QUERY_TOO_DEEP: 400,
   QUERY_TOO_COMPLEX: 400,
+  QUERY_TOO_LARGE: 400,
   BAD_REQUEST: 400,
   PAYLOAD_TOO_LARGE: 413,
 }

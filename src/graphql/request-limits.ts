@@ -3,9 +3,32 @@
 // mutations are 50 mutations), and no response grows past a size cap.
 
 import type { FastifyInstance } from 'fastify'
-import { Kind, type DocumentNode, type SelectionSetNode } from 'graphql'
+import { GraphQLError, Kind, Location, type DocumentNode, type SelectionSetNode } from 'graphql'
 import { ServiceError } from '../errors.ts'
 import { requireActor } from '../http/auth.ts'
+
+/**
+ * A query text over maxBytes is refused before it is parsed or cached
+ * (QUERY_TOO_LARGE). Manifests belong in variables: only the body limit
+ * bounds those, and they are never part of the cache key.
+ */
+export function queryTextLimit(app: FastifyInstance, maxBytes: number): void {
+  app.graphql.addHook('preParsing', async (_schema, source) => {
+    // source.length (UTF-16 units) is at most the byte length: only a close call needs counting.
+    if (source.length <= maxBytes / 3 || Buffer.byteLength(source, 'utf8') <= maxBytes) return
+    throw new GraphQLError(
+      `the query text is ${Buffer.byteLength(source, 'utf8')} bytes; at most ${maxBytes} are allowed (GRAPHQL_MAX_QUERY_BYTES): pass manifests and other large values as variables`,
+      { extensions: { code: 'QUERY_TOO_LARGE' } },
+    )
+  })
+  // mercurius takes a query that is not GraphQL but JSON as a ready-made AST, past graphql's token
+  // limit; only documents graphql's parser made (they carry a Location) are accepted.
+  app.graphql.addHook('preValidation', async (_schema, document) => {
+    if (!(document.loc instanceof Location)) {
+      throw new GraphQLError('the query is not GraphQL text', { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })
+    }
+  })
+}
 
 /**
  * The authentication hook charged the HTTP request one unit; a mutation with

@@ -5,7 +5,7 @@
 // the contract's status codes.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { HTTP_STATUS, ServiceError, isServiceError, type ErrorCode, type UserError } from '../errors.ts'
+import { HTTP_STATUS, ServiceError, isServiceError, quoteInput, type ErrorCode, type UserError } from '../errors.ts'
 import { containerSpecs } from '../manifest/pod-fields.ts'
 import { parseManifest } from '../manifest/parse.ts'
 import { requireActor } from '../http/auth.ts'
@@ -39,7 +39,7 @@ export async function restRoutes(app: FastifyInstance, opts: { services: Service
     request.log.error({ err: error }, 'unexpected error in a REST handler')
     return reply.code(500).send({ error: { code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' } })
   })
-  app.setNotFoundHandler((request, reply) => sendError(reply, 'NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`))
+  app.setNotFoundHandler((request, reply) => sendError(reply, 'NOT_FOUND', `no route ${request.method} ${quoteInput(request.url.split('?')[0] ?? '', 200)}`))
 
   app.get('/api/v1/nodes', { schema: schemas.listNodes }, async (request) => (await services.nodes.list(actor(request))).map(nodeJson))
 

@@ -55,6 +55,26 @@ describe('limits', () => {
     assert.equal(res.json.data, null)
   })
 
+  it('the query text is bounded in bytes and tokens before it is parsed or cached; manifests go in variables', async (t) => {
+    const { gqlAs } = await withTokens(t, { GRAPHQL_MAX_QUERY_BYTES: '4096', GRAPHQL_MAX_TOKENS: '200' })
+    const long = await gqlAs(TOKENS.viewer, `{ cluster { nodeCount } } # ${'x'.repeat(5000)}`)
+    assert.equal(long.status, 400)
+    assert.equal(long.json.errors?.[0]?.extensions?.code, 'QUERY_TOO_LARGE')
+    const many = await gqlAs(TOKENS.viewer, `{ ${Array.from({ length: 80 }, (_, i) => `a${i}: __typename`).join(' ')} }`)
+    assert.equal(many.status, 400)
+    assert.equal(many.json.errors?.[0]?.extensions?.code, 'QUERY_TOO_COMPLEX')
+    assert.match(many.json.errors?.[0]?.message ?? '', /200 tokens/)
+    // A large value in a variable is not part of the query text.
+    const big = podYaml('big', 'nginx:1.27', `  annotations:\n    note: "${'z'.repeat(20_000)}"\n`)
+    const created = await gqlAs(TOKENS.operator, 'mutation($m: String!) { createStaticPod(input: {node: "local", manifest: $m}) { userErrors { code } } }', { m: big })
+    assert.deepEqual(created.json.data.createStaticPod.userErrors, [])
+    // A JSON "AST" instead of GraphQL text (mercurius would take it as a parsed document) is refused.
+    const ast = JSON.stringify({ kind: 'Document', definitions: [{ kind: 'OperationDefinition', operation: 'query', selectionSet: { kind: 'SelectionSet', selections: [{ kind: 'Field', name: { kind: 'Name', value: '__typename' } }] } }] })
+    const json = await gqlAs(TOKENS.viewer, ast)
+    assert.equal(json.status, 400)
+    assert.equal(json.json.errors?.[0]?.extensions?.code, 'GRAPHQL_PARSE_FAILED')
+  })
+
   it('METRICS_PUBLIC=false puts /metrics behind a token; health stays public', async (t) => {
     const { app } = await withTokens(t, { METRICS_PUBLIC: 'false' })
     assert.equal((await app.inject('/metrics')).statusCode, 401)
