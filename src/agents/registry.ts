@@ -8,13 +8,15 @@ import { ServiceError } from '../errors.ts'
 import type { NodeRecord, Store } from '../store/store.ts'
 import type { NodeAgent } from './agent.ts'
 import { createSshAgent, discoverStaticPodPath, KUBEADM_STATIC_POD_PATH } from './ssh.ts'
-import { SshPool, type SshEndpoint, type SshPoolStats } from './ssh-pool.ts'
+import { AddressNotAllowedError, SshPool, type SshEndpoint, type SshPoolLog, type SshPoolStats } from './ssh-pool.ts'
 
 export interface AgentProvider {
   /** The node's agent; rejects with a ServiceError saying why the node cannot be contacted. */
   agentFor(node: NodeRecord): Promise<NodeAgent>
   /** The SSH connection counters (for /metrics and tests); null when SSH is not set up. */
   sshPoolStats(): SshPoolStats | null
+  /** Where the raw connection errors behind the API's messages are logged (debug level). */
+  attachLog?(log: SshPoolLog): void
   close(): Promise<void>
 }
 
@@ -73,6 +75,10 @@ export class AgentRegistry implements AgentProvider {
     return this.options.ssh?.pool.stats() ?? null
   }
 
+  attachLog(log: SshPoolLog): void {
+    this.options.ssh?.pool.attachLog(log)
+  }
+
   private async create(node: NodeRecord): Promise<NodeAgent> {
     if (node.kind === 'local') {
       if (node.name !== this.options.localNodeName) {
@@ -114,6 +120,8 @@ export class AgentRegistry implements AgentProvider {
     try {
       presented = await ssh.pool.observeHostKey({ nodeName: node.name, host: node.host, port: node.port, username: node.user })
     } catch (err) {
+      // Outside NODE_ADDRESS_ALLOW: not contacted at all, which is what the caller needs to hear.
+      if (err instanceof AddressNotAllowedError) return err
       return new ServiceError('NODE_UNVERIFIED', `node ${node.name} has no pinned host key: ${notice}; its key could not be seen either (${errorText(err)})`)
     }
     await ssh.facts.recordHostKey(node.name, presented).catch(() => undefined)
@@ -160,6 +168,8 @@ export function sshAgentSettings(config: Config, facts: NodeFactsRecorder): SshA
       maxConnections: ssh.maxConnections,
       maxOperationsPerNode: ssh.maxOperationsPerNode,
       onHostKey: (nodeName, fingerprint) => facts.recordHostKey(nodeName, fingerprint),
+      // Checked again at every connection (a name may resolve elsewhere since it was registered).
+      addressAllow: config.nodeAddressAllow,
     }),
     facts,
     stateDir: ssh.stateDir,

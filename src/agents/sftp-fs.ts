@@ -25,15 +25,46 @@ const DIR_MODE = 0o755
 /** Below OpenSSH's and ssh2's read limits (256 KiB less headers), above any sane manifest. */
 const READ_CHUNK_BYTES = 128 * 1024
 
-/** An SFTP failure, naming the operation and the path. */
+/**
+ * What a status means, in fixed words: the node's own status text (and
+ * anything ssh2 says about a request that got no status) is not passed on.
+ */
+const STATUS_TEXT: Record<number, string> = {
+  1: 'end of file',
+  2: 'no such file or directory',
+  3: 'permission denied',
+  4: 'failure',
+  5: 'bad message',
+  6: 'no connection',
+  7: 'connection lost',
+  8: 'operation unsupported',
+}
+
+/**
+ * An SFTP failure, naming the operation and the path, and the SFTP status in
+ * fixed words; a request that failed without a status (the channel closed,
+ * ssh2 refused it) says so without ssh2's text, which stays on `cause` (the
+ * pool logs it at debug level).
+ */
 export class SftpError extends Error {
   override readonly name = 'SftpError'
   /** The SFTP status code, when the server gave one. */
   readonly status: number | undefined
+  /** The server does not offer the extension the request needs (ssh2 refuses to send it). */
+  readonly unsupported: boolean
 
   constructor(operation: string, path: string, cause: unknown) {
-    super(`${operation} ${path}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
-    this.status = statusOf(cause)
+    const status = statusOf(cause)
+    const unsupported = status === undefined && cause instanceof Error && /does not support/i.test(cause.message)
+    const why =
+      status !== undefined
+        ? (STATUS_TEXT[status] ?? `SFTP status ${status}`)
+        : unsupported
+          ? "the node's SFTP server does not support it"
+          : 'the SFTP request failed'
+    super(`${operation} ${path}: ${why}`, { cause })
+    this.status = status
+    this.unsupported = unsupported
   }
 }
 
@@ -242,7 +273,7 @@ async function flush(sftp: SFTPWrapper, handle: Buffer, path: string): Promise<v
   try {
     await call<unknown>('fsync', path, (done) => sftp.ext_openssh_fsync(handle, done))
   } catch (err) {
-    if (err instanceof SftpError && /does not support/i.test(err.message)) return
+    if (err instanceof SftpError && err.unsupported) return
     throw err
   }
 }

@@ -10,10 +10,19 @@
 // finish), HOST_KEY_MISMATCH (the node presented another key than the pinned
 // one: nothing was sent to it). SFTP status errors (no such file ...) pass
 // through untouched for the file system layer to interpret.
+//
+// What a failure says is one of connect-errors.ts's fixed phrases ("connection
+// refused", "not an SSH server", ...), never ssh2's own text: that goes to the
+// service log at debug level. With NODE_ADDRESS_ALLOW set, a node's host is
+// resolved here, checked against the list, and the connection goes to the
+// address that was checked (a DNS answer that changes later cannot get around
+// the check); a node outside the list is refused before any packet goes to it.
 
 import { connect as tcpConnect, type Socket } from 'node:net'
 import type { Client as SshClient, ConnectConfig, SFTPWrapper } from 'ssh2'
 import { ServiceError, isServiceError } from '../errors.ts'
+import { ADDRESS_LOOKUP_TIMEOUT_MS, allowedAddress, type AddressAllowList } from '../net/address-allow.ts'
+import { channelFailure, CONNECT_FAILURE, connectFailure, connectionLost, loggableError } from './connect-errors.ts'
 import { openSshFingerprint, sameFingerprint } from './host-key.ts'
 
 /**
@@ -33,6 +42,16 @@ function newClient(): SshClient {
 const KEEPALIVE_COUNT_MAX = 3
 /** How long close() waits for connections to say goodbye before dropping them. */
 const CLOSE_GRACE_MS = 1_000
+/**
+ * ssh2's own handshake timer fires this long after the pool's: the pool's
+ * settles first (with its own words), ssh2's is only a backstop.
+ */
+const SSH2_READY_TIMEOUT_SLACK_MS = 1_000
+
+/** Where the pool writes the raw errors it does not show the API (pino's logger fits). */
+export interface SshPoolLog {
+  debug(fields: Record<string, unknown>, message: string): void
+}
 
 export interface SshAddress {
   /** The node this connection is for: errors name it. */
@@ -64,6 +83,10 @@ export interface SshPoolSettings {
   maxOperationsPerNode: number
   /** Told the key a node presented at every handshake of a pinned node, so it can be recorded; awaited. */
   onHostKey?: (nodeName: string, fingerprint: string) => Promise<void> | void
+  /** NODE_ADDRESS_ALLOW: the addresses (and ports) connections may go to; null or absent: anywhere. */
+  addressAllow?: AddressAllowList | null
+  /** Raw connection errors, at debug level (also settable later with attachLog). */
+  log?: SshPoolLog
 }
 
 export const DEFAULT_SSH_POOL_SETTINGS: Omit<SshPoolSettings, 'privateKey'> = {
@@ -103,9 +126,26 @@ export class SshPool {
   #closed = false
   readonly #stats = { connectionsOpened: 0, connectFailures: 0, hostKeyMismatches: 0, idleClosed: 0, operationsInFlight: 0 }
 
+  #log: SshPoolLog | undefined
+
   constructor(settings: SshPoolSettings) {
     this.settings = settings
     this.#connectionSlots = new Semaphore(settings.maxConnections)
+    this.#log = settings.log
+  }
+
+  /** Where the raw errors behind the API's messages are logged (debug level). */
+  attachLog(log: SshPoolLog): void {
+    this.#log = log
+  }
+
+  /** Logs a raw error the API is not shown, bounded, at debug level. */
+  logRawError(address: SshAddress, what: string, err: unknown): void {
+    try {
+      this.#log?.debug({ node: address.nodeName, host: address.host, port: address.port, what, cause: loggableError(err) }, `SSH: ${what} failed`)
+    } catch {
+      // A logger that throws must not turn a failure into another one.
+    }
   }
 
   stats(): SshPoolStats {
@@ -135,10 +175,11 @@ export class SshPool {
         })
       } catch (err) {
         if (isServiceError(err)) throw err
+        this.logRawError(endpoint, what, err)
         if (connection.closed) {
           throw new ServiceError(
             'NODE_UNREACHABLE',
-            `node ${endpoint.nodeName}: the SSH connection was lost during ${what} (${connection.closeReason ?? describe(err)})`,
+            `node ${endpoint.nodeName}: the SSH connection was lost during ${what} (${connection.closeReason ?? connectionLost(err)})`,
           )
         }
         throw err
@@ -158,8 +199,12 @@ export class SshPool {
    * key exchange. For nodes without a pinned key.
    */
   async observeHostKey(address: SshAddress): Promise<string> {
+    if (this.#closed) throw new ServiceError('NODE_UNREACHABLE', `node ${address.nodeName}: the service is shutting down`)
     const { connectTimeoutMs } = this.settings
     await loadSsh2()
+    const startedAt = performance.now()
+    const host = await this.connectTarget(address, connectTimeoutMs)
+    const remainingMs = Math.max(1, connectTimeoutMs - (performance.now() - startedAt))
     return new Promise((resolve, reject) => {
       const client = newClient()
       let presented: string | null = null
@@ -170,26 +215,50 @@ export class SshPool {
         clearTimeout(timer)
         client.destroy()
         if (presented !== null) resolve(presented)
-        else reject(err ?? unreachable(address, 'the connection closed before the node presented a host key'))
+        else reject(err ?? unreachable(address, CONNECT_FAILURE.notSsh))
       }
-      const timer = setTimeout(() => finish(unreachable(address, `no SSH handshake within ${connectTimeoutMs} ms`)), connectTimeoutMs)
-      client.on('error', (err) => finish(unreachable(address, describe(err))))
+      const timer = setTimeout(() => finish(unreachable(address, handshakeTimedOut(connectTimeoutMs))), remainingMs)
+      client.on('error', (err) => {
+        if (presented === null) this.logRawError(address, 'observing the host key', err)
+        finish(unreachable(address, connectFailure(err)))
+      })
       client.on('close', () => finish())
       try {
         client.connect({
-          host: address.host,
+          host,
           port: address.port,
           username: address.username,
-          readyTimeout: connectTimeoutMs,
+          readyTimeout: remainingMs + SSH2_READY_TIMEOUT_SLACK_MS,
           hostVerifier: (key: Buffer) => {
             presented = openSshFingerprint(key)
             return false
           },
         })
       } catch (err) {
-        finish(unreachable(address, describe(err)))
+        this.logRawError(address, 'observing the host key', err)
+        finish(unreachable(address, CONNECT_FAILURE.failed))
       }
     })
+  }
+
+  /**
+   * The host to open the TCP connection to: the node's host as registered,
+   * or, with NODE_ADDRESS_ALLOW, the first of its addresses the list allows
+   * (an IP literal is its own address). NODE_UNREACHABLE when none is, or when
+   * its name does not resolve; nothing has been sent to the node then.
+   */
+  async connectTarget(address: SshAddress, timeoutMs: number): Promise<string> {
+    const allow = this.settings.addressAllow
+    if (!allow) return address.host
+    let allowed: string | null
+    try {
+      allowed = await allowedAddress(allow, address.host, address.port, Math.min(timeoutMs, ADDRESS_LOOKUP_TIMEOUT_MS))
+    } catch (err) {
+      this.logRawError(address, 'resolving the host', err)
+      throw unreachable(address, connectFailure(err))
+    }
+    if (allowed === null) throw new AddressNotAllowedError(address)
+    return allowed
   }
 
   /** Closes every connection; later operations fail. */
@@ -213,6 +282,8 @@ export class SshPool {
     let connection = this.#connections.get(key)
     if (!connection || connection.closed) {
       connection = new PooledConnection(endpoint, this.settings, {
+        target: () => this.connectTarget(endpoint, this.settings.connectTimeoutMs),
+        logRawError: (what, err) => this.logRawError(endpoint, what, err),
         reserveSlot: () => this.#reserveConnectionSlot(endpoint),
         releaseSlot: () => this.#connectionSlots.release(),
         onOpened: () => this.#stats.connectionsOpened++,
@@ -247,6 +318,9 @@ export class SshPool {
 }
 
 interface ConnectionHooks {
+  /** The host to connect to (the checked address with NODE_ADDRESS_ALLOW); rejects with a ServiceError. */
+  target(): Promise<string>
+  logRawError(what: string, err: unknown): void
   reserveSlot(): Promise<void>
   releaseSlot(): void
   onOpened(): void
@@ -323,7 +397,7 @@ class PooledConnection {
     try {
       await this.hooks.reserveSlot()
     } catch (err) {
-      this.#markClosed(describe(err))
+      this.#markClosed(isServiceError(err) ? err.message : 'no connection slot')
       throw err
     }
     this.#holdsSlot = true
@@ -333,7 +407,8 @@ class PooledConnection {
       this.#established = true
       this.hooks.onOpened()
     } catch (err) {
-      const serviceError = isServiceError(err) ? err : unreachable(this.endpoint, describe(err))
+      if (!isServiceError(err)) this.hooks.logRawError('connecting', err)
+      const serviceError = isServiceError(err) ? err : unreachable(this.endpoint, connectFailure(err))
       this.hooks.onFailed(serviceError.code === 'HOST_KEY_MISMATCH')
       this.destroy(serviceError.message)
       throw serviceError
@@ -342,7 +417,8 @@ class PooledConnection {
 
   #handshake(): Promise<void> {
     const { endpoint, settings } = this
-    if (settings.privateKey === undefined) {
+    const privateKey = settings.privateKey
+    if (privateKey === undefined) {
       return Promise.reject(
         unreachable(endpoint, 'no SSH private key is configured (set SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY)'),
       )
@@ -350,23 +426,25 @@ class PooledConnection {
     return new Promise((resolve, reject) => {
       let presented: string | null = null
       let settled = false
+      let failed = false
       const settle = (err?: ServiceError): void => {
         if (settled) return
         settled = true
+        failed = err !== undefined
         clearTimeout(timer)
         this.client.off('ready', onReady)
         if (err) reject(err)
         else resolve()
       }
       const onReady = (): void => settle()
-      const timer = setTimeout(
-        () => settle(unreachable(endpoint, `no SSH handshake within ${settings.connectTimeoutMs} ms`)),
-        settings.connectTimeoutMs,
-      )
+      // Resolving and checking the address counts against the connect timeout too.
+      const timer = setTimeout(() => settle(unreachable(endpoint, handshakeTimedOut(settings.connectTimeoutMs))), settings.connectTimeoutMs)
       this.client.once('ready', onReady)
       this.client.on('error', (err: Error & { level?: string }) => {
+        if (failed) return // the echo of the connection being dropped after it failed
+        this.hooks.logRawError(settled ? 'the connection' : 'connecting', err)
         if (settled) {
-          this.closeReason ??= describe(err)
+          this.closeReason ??= connectionLost(err)
           return
         }
         if (presented !== null && !sameFingerprint(presented, endpoint.hostKeyFingerprint)) {
@@ -376,49 +454,68 @@ class PooledConnection {
               `node ${endpoint.nodeName} (${endpoint.host}:${endpoint.port}) presented host key ${presented}, not the pinned ${endpoint.hostKeyFingerprint}; nothing was sent to it. If the node was reinstalled, check its key on its console (ssh-keygen -lf) and pin the new one with updateNode(hostKeyFingerprint).`,
             ),
           )
-        } else if (err.level === 'client-authentication') {
-          settle(unreachable(endpoint, `the node refused the service's SSH key for user ${endpoint.username}`))
-        } else {
-          settle(unreachable(endpoint, describe(err)))
+          return
         }
+        const why = connectFailure(err)
+        settle(
+          unreachable(endpoint, why === CONNECT_FAILURE.authFailed ? `${why} (the node refused the service's key for user ${endpoint.username})` : why),
+        )
       })
-      this.client.once('close', () => settle(unreachable(endpoint, 'the connection closed during the SSH handshake')))
-      const config: ConnectConfig = {
-        host: endpoint.host,
-        port: endpoint.port,
-        sock: coalescingWritesPerTick(tcpConnect({ host: endpoint.host, port: endpoint.port })),
-        username: endpoint.username,
-        privateKey: settings.privateKey,
-        readyTimeout: settings.connectTimeoutMs,
-        keepaliveInterval: settings.keepaliveIntervalMs,
-        keepaliveCountMax: KEEPALIVE_COUNT_MAX,
-        // Recorded before the handshake goes on, so that a caller who sees the outcome also sees the record.
-        hostVerifier: (key: Buffer, verify: (accepted: boolean) => void) => {
-          const seen = openSshFingerprint(key)
-          presented = seen
-          void Promise.resolve(settings.onHostKey?.(endpoint.nodeName, seen))
-            .catch(() => undefined)
-            .then(() => verify(sameFingerprint(seen, endpoint.hostKeyFingerprint)))
-        },
+      this.client.once('close', () => settle(unreachable(endpoint, `${CONNECT_FAILURE.notSsh} (the connection closed during the SSH handshake)`)))
+      const connect = (host: string): void => {
+        if (settled) return
+        const sock = coalescingWritesPerTick(tcpConnect({ host, port: endpoint.port }))
+        const config: ConnectConfig = {
+          host,
+          port: endpoint.port,
+          sock,
+          username: endpoint.username,
+          privateKey,
+          readyTimeout: settings.connectTimeoutMs + SSH2_READY_TIMEOUT_SLACK_MS,
+          keepaliveInterval: settings.keepaliveIntervalMs,
+          keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+          // Recorded before the handshake goes on, so that a caller who sees the outcome also sees the record.
+          hostVerifier: (key: Buffer, verify: (accepted: boolean) => void) => {
+            const seen = openSshFingerprint(key)
+            presented = seen
+            void Promise.resolve(settings.onHostKey?.(endpoint.nodeName, seen))
+              .catch(() => undefined)
+              .then(() => verify(sameFingerprint(seen, endpoint.hostKeyFingerprint)))
+          },
+        }
+        try {
+          this.client.connect(config)
+        } catch (err) {
+          // ssh2 refused the configuration (a key it cannot use): the socket has no listener yet.
+          sock.on('error', () => undefined)
+          sock.destroy()
+          this.hooks.logRawError('connecting', err)
+          settle(unreachable(endpoint, CONNECT_FAILURE.failed))
+        }
       }
-      try {
-        this.client.connect(config)
-      } catch (err) {
-        settle(unreachable(endpoint, describe(err)))
-      }
+      this.hooks.target().then(connect, (err: unknown) => {
+        settle(isServiceError(err) ? err : unreachable(endpoint, connectFailure(err)))
+      })
     })
   }
 
   #sftpChannel(): Promise<SFTPWrapper> {
     if (!this.#sftp) {
       const channel = new Promise<SFTPWrapper>((resolve, reject) => {
-        this.client.sftp((err, sftp) => {
-          if (err) return reject(err)
+        const opened = (err: Error | undefined, sftp: SFTPWrapper): void => {
+          // The raw error is logged by the pool's run(); the API gets the SSH reason code's words.
+          if (err) return reject(new Error(`the node did not open an SFTP session (${channelFailure(err)})`, { cause: err }))
           sftp.once('close', () => {
             if (this.#sftp === channel) this.#sftp = null
           })
           resolve(sftp)
-        })
+        }
+        try {
+          this.client.sftp(opened)
+        } catch (err) {
+          // ssh2 throws "Not connected" once the connection is gone.
+          reject(new Error('the SSH connection is closed', { cause: err }))
+        }
       })
       this.#sftp = channel
       channel.catch(() => {
@@ -489,12 +586,19 @@ function connectionKey(endpoint: SshEndpoint): string {
   return JSON.stringify([endpoint.nodeName, endpoint.username, endpoint.host, endpoint.port, endpoint.hostKeyFingerprint])
 }
 
+/** NODE_UNREACHABLE for a node whose address NODE_ADDRESS_ALLOW does not allow: nothing was sent to it. */
+export class AddressNotAllowedError extends ServiceError {
+  constructor(address: SshAddress) {
+    super('NODE_UNREACHABLE', unreachable(address, CONNECT_FAILURE.notAllowed).message)
+  }
+}
+
 function unreachable(address: SshAddress, why: string): ServiceError {
   return new ServiceError('NODE_UNREACHABLE', `node ${address.nodeName} (${address.host}:${address.port}) cannot be reached over SSH: ${why}`)
 }
 
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
+function handshakeTimedOut(ms: number): string {
+  return `${CONNECT_FAILURE.timedOut} (no SSH handshake within ${ms} ms, SSH_CONNECT_TIMEOUT_MS)`
 }
 
 /** promise, or the error of onTimeout after ms; a late rejection of promise is swallowed. */

@@ -9,6 +9,7 @@ import { posix } from 'node:path'
 import type { Client as SshClient, ClientChannel } from 'ssh2'
 import { parse as parseYaml } from 'yaml'
 import type { KubeletReport, RuntimeReport } from './agent.ts'
+import { channelFailure } from './connect-errors.ts'
 import { CRICTL_CONTAINERS_ARGS, CRICTL_PODS_ARGS, parseCrictl } from './crictl.ts'
 import { describeError, FileAgent, type FileAgentHooks, type LockHolderLiveness } from './file-agent.ts'
 import { SftpFileSystem, type SftpRunner } from './sftp-fs.ts'
@@ -84,6 +85,7 @@ export function createSshAgent(options: SshAgentOptions): FileAgent {
           options.kubeletHealthzPort ?? DEFAULT_KUBELET_HEALTHZ_PORT,
           options.kubeletTimeoutMs ?? DEFAULT_KUBELET_TIMEOUT_MS,
           clock,
+          (err) => pool.logRawError(endpoint, 'kubelet healthz', err),
         ),
       ),
   })
@@ -154,11 +156,15 @@ interface ExecResult {
   stderr: string
 }
 
-/** Runs one of the constant command lines above; the channel is closed after timeoutMs. */
+/**
+ * Runs one of the constant command lines above; the channel is closed after
+ * timeoutMs. A command the node would not start is an error in fixed words
+ * (ssh2's own is its cause, which the pool logs).
+ */
 function execFixed(client: SshClient, command: string, timeoutMs: number): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    client.exec(command, (err, channel) => {
-      if (err) return reject(err)
+    notConnectedAsError(reject, () => client.exec(command, (err, channel) => {
+      if (err) return reject(new Error(`the node did not start ${command} (${channelFailure(err)})`, { cause: err }))
       const stdout: Buffer[] = []
       const stderr: Buffer[] = []
       let size = 0
@@ -187,18 +193,39 @@ function execFixed(client: SshClient, command: string, timeoutMs: number): Promi
         if (size > CRICTL_MAX_OUTPUT_BYTES) return reject(new Error(`${command} printed more than ${CRICTL_MAX_OUTPUT_BYTES} bytes`))
         resolve({ exitCode, signal, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') })
       })
-    })
+    }))
   })
+}
+
+/** ssh2 throws ("Not connected") when asked for a channel on a connection that is gone: a rejection in fixed words. */
+function notConnectedAsError(reject: (err: Error) => void, open: () => unknown): void {
+  try {
+    open()
+  } catch (err) {
+    reject(new Error('the SSH connection is closed', { cause: err }))
+  }
 }
 
 // ---- kubelet healthz through a forward -------------------------------------------
 
-/** GET /healthz on the node's 127.0.0.1:port, through a direct-tcpip channel. */
-function kubeletHealthOverForward(client: SshClient, port: number, timeoutMs: number, clock: () => Date): Promise<KubeletReport> {
+/**
+ * GET /healthz on the node's 127.0.0.1:port, through a direct-tcpip channel.
+ * Why it failed is said in fixed words; the raw error goes to logRaw.
+ */
+function kubeletHealthOverForward(
+  client: SshClient,
+  port: number,
+  timeoutMs: number,
+  clock: () => Date,
+  logRaw: (err: unknown) => void,
+): Promise<KubeletReport> {
   const where = `127.0.0.1:${port} on the node`
-  return new Promise((resolve) => {
-    client.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, channel: ClientChannel) => {
-      if (err) return resolve({ available: false, reason: `no kubelet answers on ${where} (${describeError(err)})` })
+  return new Promise((resolve, reject) => {
+    notConnectedAsError(reject, () => client.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, channel: ClientChannel) => {
+      if (err) {
+        logRaw(err)
+        return resolve({ available: false, reason: `no kubelet answers on ${where} (${channelFailure(err)})` })
+      }
       const timer = setTimeout(() => {
         channel.close()
         resolve({ available: false, reason: `no kubelet answers on ${where} (no answer within ${timeoutMs / 1000} s)` })
@@ -225,13 +252,15 @@ function kubeletHealthOverForward(client: SshClient, port: number, timeoutMs: nu
           })
         },
       )
-      req.on('error', (requestError) => {
+      req.on('error', (requestError: Error & { code?: unknown }) => {
         clearTimeout(timer)
         channel.close()
-        resolve({ available: false, reason: `no kubelet answers on ${where} (${describeError(requestError)})` })
+        logRaw(requestError)
+        const why = typeof requestError.code === 'string' && requestError.code.startsWith('HPE_') ? 'the answer is not HTTP' : 'the connection closed without an answer'
+        resolve({ available: false, reason: `no kubelet answers on ${where} (${why})` })
       })
       req.end()
-    })
+    }))
   })
 }
 

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import type { AgentProvider } from '../agents/registry.ts'
+import type { AddressAllowList } from '../net/address-allow.ts'
 import type { Store } from '../store/store.ts'
 import { AuditService } from './audit.ts'
 import { ClusterService, type ClusterSettings } from './cluster.ts'
@@ -24,6 +25,8 @@ export interface ServiceSettings {
   localNode: LocalNodeSettings | null
   /** The API server, if any: where it is and how long to wait for it. */
   cluster: ClusterSettings
+  /** NODE_ADDRESS_ALLOW: where SSH nodes may be registered; null: anywhere. */
+  nodeAddressAllow: AddressAllowList | null
 }
 
 export interface Services {
@@ -53,7 +56,9 @@ export async function createServices(deps: {
   const { store, agents, log, settings } = deps
   const clock = deps.clock ?? (() => new Date())
   const audit = new AuditService(store, clock, log)
-  const nodes = new NodeService(store, audit, clock, settings.localNode)
+  const nodes = new NodeService(store, audit, clock, settings.localNode, settings.nodeAddressAllow)
+  // The raw errors behind the agents' messages go to the service log (debug), not to the API.
+  agents.attachLog?.(log)
   const nodeState = new NodeStateService({ store, agents, clock, fanOut: settings.fanOut, maxNodesPerRequest: settings.maxNodesPerRequest, observer: deps.nodeReadObserver })
   const cluster = new ClusterService({ settings: settings.cluster, store, audit, clock })
   const readiness = new ReadinessService({ agents, cluster, audit, log })

@@ -1,11 +1,17 @@
 // The node registry: the built-in local node (from LOCAL_NODE_PATH) and the SSH
 // nodes an admin registers. Registering changes nothing on a node.
+//
+// With NODE_ADDRESS_ALLOW set, a node's host and port must be allowed by it to
+// be registered: an IP literal as it is, a host name by at least one of the
+// addresses it resolves to now. (The SSH pool checks again at every
+// connection, and connects only to an address it checked.)
 
 import { isIP } from 'node:net'
 import { posix } from 'node:path'
 import { z } from 'zod'
-import { ServiceError, ValidationErrors, type UserError } from '../errors.ts'
+import { ServiceError, ValidationErrors, quoteInput, type UserError } from '../errors.ts'
 import { isDns1123Subdomain } from '../manifest/names.ts'
+import { lookupAddresses, type AddressAllowList } from '../net/address-allow.ts'
 import type { Label, NodeRecord, Store } from '../store/store.ts'
 import type { AuditService } from './audit.ts'
 import { parseLabelSelector } from './label-selector.ts'
@@ -115,6 +121,8 @@ export class NodeService {
     private readonly audit: AuditService,
     private readonly clock: () => Date,
     private readonly localNode: LocalNodeSettings | null,
+    /** NODE_ADDRESS_ALLOW; null: nodes may be anywhere. */
+    private readonly addressAllow: AddressAllowList | null,
   ) {}
 
   /** Puts the built-in local node in the store, or brings its record up to date with the configuration. */
@@ -161,7 +169,7 @@ export class NodeService {
   async require(name: string, actor: Actor): Promise<NodeRecord> {
     authorize(actor, 'viewer', name)
     const node = await this.store.getNode(name)
-    if (!node) throw new ServiceError('NOT_FOUND', `no node named ${JSON.stringify(name)} is registered (see the nodes query)`, ['node'])
+    if (!node) throw new ServiceError('NOT_FOUND', `no node named ${quoteInput(name)} is registered (see the nodes query)`, ['node'])
     return node
   }
 
@@ -171,6 +179,7 @@ export class NodeService {
       if (fields.name === this.localNode?.name) {
         throw new ServiceError('ALREADY_EXISTS', `${fields.name} is the built-in local node (LOCAL_NODE_NAME)`, ['name'])
       }
+      await this.checkAddressAllowed(fields.host, fields.port)
       const now = this.clock().toISOString()
       const node: NodeRecord = { ...fields, kind: 'ssh', observedHostKeyFingerprint: null, createdAt: now, updatedAt: now }
       await this.store.createNode(node)
@@ -189,9 +198,37 @@ export class NodeService {
         }
       }
       const node: NodeRecord = { ...existing, ...withoutNulls(fields), updatedAt: this.clock().toISOString() }
+      // Only a new address is checked: labels and keys stay editable on a node registered before the list changed.
+      if (node.kind === 'ssh' && (fields.host !== undefined || fields.port !== undefined)) await this.checkAddressAllowed(node.host, node.port)
       await this.store.updateNode(node)
       return { node, userErrors: [] }
     }, failedNode)
+  }
+
+  /**
+   * VALIDATION_FAILED unless NODE_ADDRESS_ALLOW (when set) allows host:port:
+   * an IP literal itself, a host name one of the addresses it resolves to
+   * (within a few seconds). The field is port when the address is allowed on
+   * other ports, else host. The message names the host and port as given (both
+   * validated already), never what a name resolved to.
+   */
+  private async checkAddressAllowed(host: string, port: number): Promise<void> {
+    const allow = this.addressAllow
+    if (!allow) return
+    let addresses: string[]
+    try {
+      addresses = await lookupAddresses(host)
+    } catch {
+      addresses = [] // a name that does not resolve has no allowed address
+    }
+    if (addresses.some((ip) => allow.allows(ip, port))) return
+    const field = addresses.some((ip) => allow.allowsAddress(ip)) ? 'port' : 'host'
+    const where = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`
+    throw new ServiceError(
+      'VALIDATION_FAILED',
+      `${field}: address not allowed by NODE_ADDRESS_ALLOW (${where}${isIP(host) === 0 ? ': a host name must resolve to an allowed address' : ''})`,
+      [field],
+    )
   }
 
   removeNode(name: string, actor: Actor): Promise<{ removed: boolean; userErrors: UserError[] }> {

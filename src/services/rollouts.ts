@@ -12,7 +12,7 @@
 
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
-import { isServiceError, ServiceError, toUserError, type UserError } from '../errors.ts'
+import { isServiceError, quoteInput, ServiceError, toUserError, type UserError } from '../errors.ts'
 import { sha256Hex } from '../manifest/hash.ts'
 import { parseManifest } from '../manifest/parse.ts'
 import { validateStaticPod, type PodIdentity } from '../manifest/validate.ts'
@@ -330,7 +330,7 @@ export class RolloutService {
     }
     const nodes = byName ? await this.namedNodes(input.nodes as string[], actor) : await this.o.nodes.list(actor, input.labelSelector)
     if (nodes.length === 0) {
-      throw new ServiceError('NOT_FOUND', `labelSelector ${JSON.stringify(input.labelSelector)} matches no registered node you may use; nothing was changed`, ['labelSelector'])
+      throw new ServiceError('NOT_FOUND', `labelSelector ${quoteInput(input.labelSelector ?? '')} matches no registered node you may use; nothing was changed`, ['labelSelector'])
     }
     if (nodes.length > this.o.maxNodesPerRequest) {
       throw new ServiceError(
@@ -353,7 +353,7 @@ export class RolloutService {
     const registered = new Map((await this.o.nodes.list(actor)).map((n) => [n.name, n]))
     const missing = names.findIndex((n) => !registered.has(n))
     if (missing >= 0) {
-      throw new ServiceError('NOT_FOUND', `no node named ${JSON.stringify(names[missing])} is registered; nothing was changed`, ['nodes', String(missing)])
+      throw new ServiceError('NOT_FOUND', `no node named ${quoteInput(names[missing] ?? '')} is registered; nothing was changed`, ['nodes', String(missing)])
     }
     return names.map((n) => registered.get(n) as NodeRecord)
   }
