@@ -22,6 +22,7 @@ export const ERROR_CODES = [
   // Not in the contract's ErrorCode enum: top-level errors only (GraphQL
   // extensions.code, REST error.code), never a UserError.
   'RATE_LIMITED',
+  'BUSY',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]
@@ -43,6 +44,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   WRITE_FAILED: 500,
   TIMEOUT: 504,
   RATE_LIMITED: 429,
+  BUSY: 503,
 }
 
 export class ServiceError extends Error {

@@ -7,7 +7,7 @@
 import type { DirEntry, Finding, FindingCode, FoundPod } from './types.ts'
 import { findApiReferences } from './api-references.ts'
 import { sha256Hex } from './hash.ts'
-import { describeValue, isMapping, MAX_MANIFEST_BYTES, readLikeKubelet, REMEMBERED_INPUT_MAX_BYTES, type KubeletRead } from './parse.ts'
+import { describeValue, isMapping, MAX_MANIFEST_BYTES, PARSE_CACHE_MAX_BYTES, readLikeKubelet, type KubeletRead } from './parse.ts'
 import { podIdentityOf } from './pod-fields.ts'
 import { deepFreeze } from '../deep-freeze.ts'
 import { RecentValues } from '../recent-values.ts'
@@ -121,15 +121,17 @@ function readPodFile(entry: DirEntry, nodeName: string, note: Note): FoundPod | 
 /**
  * Parses of files seen recently, by content hash: the result of a parse
  * depends on the bytes alone (node and file name only enter the checks after
- * it), and the same bytes are linted on every node of a rollout.
+ * it), and the same bytes are linted on every node of a rollout. Bounded by
+ * what the reads hold too (texts and values, as parse.ts's own cache, whose
+ * values these share), so large files are kept as well as small ones.
  */
-const recentReads = new RecentValues<string, KubeletRead>(256)
+const recentReads = new RecentValues<string, KubeletRead>(256, PARSE_CACHE_MAX_BYTES)
 
 function readOnce(hash: string, bytes: Uint8Array): KubeletRead {
   const kept = recentReads.get(hash)
   if (kept) return kept
   const read = readLikeKubelet(bytes)
-  if (bytes.byteLength <= REMEMBERED_INPUT_MAX_BYTES) recentReads.set(hash, deepFreeze(read))
+  recentReads.set(hash, deepFreeze(read), read.ok ? read.heldBytes : read.reason.length)
   return read
 }
 

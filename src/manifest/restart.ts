@@ -34,7 +34,8 @@ export function setRestartAnnotation(text: string, timestamp: string): string {
 }
 
 function planEdit(text: string, timestamp: string): TextEdit {
-  const doc = parseDocument(text, yamlOptions(true))
+  // parseManifest (just before) has found any duplicate key in linear time; the yaml lib's uniqueKeys is quadratic.
+  const doc = parseDocument(text, yamlOptions(false))
   const root = doc.contents
   const metadata = isMap(root) ? pairNamed(root, 'metadata')?.value : undefined
   if (!isMap(metadata)) {
