@@ -7,6 +7,7 @@ import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type RouteOptions } from 'fastify'
 import mercurius from 'mercurius'
 import { authPlugin, requireActor } from './http/auth.ts'
+import { manifestBudget } from './http/manifest-budget.ts'
 import { requestLogging } from './http/request-log.ts'
 import { chargeMutationFields, queryTextLimit, responseSizeLimit } from './graphql/request-limits.ts'
 import { Metrics } from './http/metrics.ts'
@@ -18,6 +19,7 @@ import { TokenAuthenticator } from './services/tokens.ts'
 import { createLocalAgent } from './agents/local.ts'
 import { AgentRegistry, sshAgentSettings, storeNodeFacts } from './agents/registry.ts'
 import type { Config, HttpTimeouts } from './config.ts'
+import type { HostResolver } from './net/address-allow.ts'
 import { randomUUID } from 'node:crypto'
 import { ServiceError } from './errors.ts'
 import { decodeUtf8 } from './manifest/text.ts'
@@ -41,6 +43,8 @@ export interface AppOptions {
   store?: Store
   clock?: () => Date
   logger?: FastifyServerOptions['logger']
+  /** Answers host names instead of the system resolver (tests: no DNS query leaves the machine). */
+  resolveHost?: HostResolver
   /** Told of every route as it is registered (tests enumerate them). */
   onRoute?: (route: RouteOptions) => void
 }
@@ -73,6 +77,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   requestLogging(app)
 
   strictUtf8JsonBodies(app)
+  await app.register(manifestBudget(config.manifestBudget))
 
   const metrics = new Metrics({ sshConnections: (): number => agents.sshPoolStats()?.connectionsOpen ?? 0 })
   const store = metrics.instrumentStore(options.store ?? (await openStore(config.store, { dynamodbEndpoint: config.dynamodbEndpoint })))
@@ -91,7 +96,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         lockWaitMs: config.lockWaitMs,
       })
     },
-    ssh: sshAgentSettings(config, storeNodeFacts(store)),
+    ssh: sshAgentSettings(config, storeNodeFacts(store), options.resolveHost),
   })
   const services = await createServices({
     store,
@@ -111,6 +116,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         retryAfterMs: config.kubeRetryAfterMs,
       },
       nodeAddressAllow: config.nodeAddressAllow,
+      resolveHost: options.resolveHost,
     },
   })
   // Made at start so that its directories exist before the first request

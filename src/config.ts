@@ -124,7 +124,7 @@ const envSchema = z.object({
   // Bytes of manifests that requests may hold in memory at once (a parse costs ~30x its size in heap);
   // a request over it waits up to MANIFEST_BUDGET_WAIT_MS, then gets 503 with Retry-After.
   MANIFEST_BUDGET_BYTES: positiveInt.default(24 * 1024 * 1024),
-  MANIFEST_BUDGET_WAIT_MS: nonNegativeInt.default(5_000),
+  MANIFEST_BUDGET_WAIT_MS: nonNegativeInt.default(15_000),
   // The most nodes one request may read or change.
   MAX_NODES_PER_REQUEST: positiveInt.default(5000),
 })
@@ -219,6 +219,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`Invalid ${variable}: ${issue?.message ?? 'invalid value'}${shown}`)
   }
   const e = parsed.data
+  if (e.MANIFEST_BUDGET_WAIT_MS >= e.REQUEST_TIMEOUT_MS) {
+    // A request waiting for the budget does not read its body, and Node cuts it at REQUEST_TIMEOUT_MS (408).
+    throw new ConfigError(`Invalid MANIFEST_BUDGET_WAIT_MS: ${e.MANIFEST_BUDGET_WAIT_MS} must be less than REQUEST_TIMEOUT_MS (${e.REQUEST_TIMEOUT_MS}), or waiting requests are cut with 408 instead of a 503 to retry`)
+  }
   const localNode = e.LOCAL_NODE_PATH === 'off' ? null : localNodeConfig(e)
   const tokens = loadTokens(e.AUTH_TOKENS_FILE, e.AUTH_TOKENS)
   if (tokens === null && !isLoopback(e.HOST)) {

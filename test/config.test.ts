@@ -44,6 +44,19 @@ describe('config', () => {
     assert.match(configError({ LOCAL_NODE_PATH: '/m', LOCAL_NODE_STATE_DIR: '/m/state' }), /^Invalid LOCAL_NODE_STATE_DIR: .* inside LOCAL_NODE_PATH/)
   })
 
+  it('the security settings: lists, booleans, and limits that must fit each other', () => {
+    assert.match(configError({ MANIFEST_BUDGET_WAIT_MS: '5000', REQUEST_TIMEOUT_MS: '3000' }), /^Invalid MANIFEST_BUDGET_WAIT_MS: 5000 must be less than REQUEST_TIMEOUT_MS/)
+    assert.match(configError({ NODE_ADDRESS_ALLOW: '10.0.0.0/33' }), /^Invalid NODE_ADDRESS_ALLOW: "10.0.0.0\/33": the prefix length/)
+    assert.match(configError({ TRUST_PROXY: 'proxy.example' }), /^Invalid TRUST_PROXY/)
+    assert.match(configError({ METRICS_PUBLIC: 'maybe' }), /^Invalid METRICS_PUBLIC/)
+    const c = loadConfig({ METRICS_PUBLIC: 'false', TRUST_PROXY: '2', HEADERS_TIMEOUT_MS: '90000', REQUEST_TIMEOUT_MS: '30000', NODE_ADDRESS_ALLOW: '10.0.0.0/8:22, [fd00::/8]' })
+    assert.equal(c.metricsPublic, false)
+    assert.equal(c.trustProxy, 2)
+    assert.equal(c.http.headersTimeoutMs, 30000, 'headers cannot take longer than the whole request')
+    assert.equal(c.nodeAddressAllow?.allows('10.1.2.3', 22), true)
+    assert.equal(c.nodeAddressAllow?.allows('10.1.2.3', 2222), false)
+  })
+
   it('refuses a non-loopback HOST without tokens, and bad tokens documents', () => {
     assert.match(configError({ HOST: '0.0.0.0' }), /^Invalid HOST: 0\.0\.0\.0 is not a loopback address/)
     assert.equal(loadConfig({ HOST: '127.0.0.2' }).host, '127.0.0.2')

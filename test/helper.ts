@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.ts'
 import { loadConfig, type Config } from '../src/config.ts'
 import { startSshdFleet, type SshdFleet } from './support/sshd.ts'
+import { testResolver } from './support/resolver.ts'
 
 /** The node kinds every static pod test runs on. */
 export const NODE_KINDS = ['local', 'ssh'] as const
@@ -67,7 +68,7 @@ export async function build(t: TestContext, opts: BuildOptions = {}): Promise<Te
     ...opts.env,
   }
   const config = loadConfig(env)
-  const app = await buildApp(config, { logger: false, clock: opts.clock })
+  const app = await buildApp(config, { logger: false, clock: opts.clock, resolveHost: testResolver })
   t.after(async () => {
     await app.close()
     if (!opts.dir) await rm(dir, { recursive: true, force: true })

@@ -5,6 +5,7 @@
 import { posix } from 'node:path'
 import type { Config, NodeProbeConfig } from '../config.ts'
 import { ServiceError } from '../errors.ts'
+import type { HostResolver } from '../net/address-allow.ts'
 import type { NodeRecord, Store } from '../store/store.ts'
 import type { NodeAgent } from './agent.ts'
 import { createSshAgent, discoverStaticPodPath, KUBEADM_STATIC_POD_PATH } from './ssh.ts'
@@ -156,7 +157,7 @@ export class AgentRegistry implements AgentProvider {
 }
 
 /** The SSH side of the registry as the configuration asks for it: one pool for every SSH node. */
-export function sshAgentSettings(config: Config, facts: NodeFactsRecorder): SshAgentSettings {
+export function sshAgentSettings(config: Config, facts: NodeFactsRecorder, resolveHost?: HostResolver): SshAgentSettings {
   const { ssh } = config
   return {
     pool: new SshPool({
@@ -170,6 +171,7 @@ export function sshAgentSettings(config: Config, facts: NodeFactsRecorder): SshA
       onHostKey: (nodeName, fingerprint) => facts.recordHostKey(nodeName, fingerprint),
       // Checked again at every connection (a name may resolve elsewhere since it was registered).
       addressAllow: config.nodeAddressAllow,
+      resolveHost,
     }),
     facts,
     stateDir: ssh.stateDir,

@@ -21,7 +21,7 @@
 import { connect as tcpConnect, type Socket } from 'node:net'
 import type { Client as SshClient, ConnectConfig, SFTPWrapper } from 'ssh2'
 import { ServiceError, isServiceError } from '../errors.ts'
-import { ADDRESS_LOOKUP_TIMEOUT_MS, allowedAddress, type AddressAllowList } from '../net/address-allow.ts'
+import { ADDRESS_LOOKUP_TIMEOUT_MS, allowedAddress, lookupAddresses, type AddressAllowList, type HostResolver } from '../net/address-allow.ts'
 import { channelFailure, CONNECT_FAILURE, connectFailure, connectionLost, loggableError } from './connect-errors.ts'
 import { openSshFingerprint, sameFingerprint } from './host-key.ts'
 
@@ -85,6 +85,8 @@ export interface SshPoolSettings {
   onHostKey?: (nodeName: string, fingerprint: string) => Promise<void> | void
   /** NODE_ADDRESS_ALLOW: the addresses (and ports) connections may go to; null or absent: anywhere. */
   addressAllow?: AddressAllowList | null
+  /** Answers host names instead of the system resolver (tests: no DNS query leaves the machine). */
+  resolveHost?: HostResolver
   /** Raw connection errors, at debug level (also settable later with attachLog). */
   log?: SshPoolLog
 }
@@ -249,10 +251,13 @@ export class SshPool {
    */
   async connectTarget(address: SshAddress, timeoutMs: number): Promise<string> {
     const allow = this.settings.addressAllow
-    if (!allow) return address.host
+    const resolve = this.settings.resolveHost
+    // Without a list the system resolver is net.connect's own; a resolver given instead (tests) answers every name.
+    if (!allow && !resolve) return address.host
     let allowed: string | null
     try {
-      allowed = await allowedAddress(allow, address.host, address.port, Math.min(timeoutMs, ADDRESS_LOOKUP_TIMEOUT_MS))
+      const wait = Math.min(timeoutMs, ADDRESS_LOOKUP_TIMEOUT_MS)
+      allowed = allow ? await allowedAddress(allow, address.host, address.port, wait, resolve) : ((await lookupAddresses(address.host, wait, resolve))[0] ?? null)
     } catch (err) {
       this.logRawError(address, 'resolving the host', err)
       throw unreachable(address, connectFailure(err))

@@ -135,11 +135,17 @@ export class AddressLookupError extends Error {
   }
 }
 
+/** Answers a host name with its IP addresses (all of them); rejects with the resolver's error. */
+export type HostResolver = (host: string) => Promise<string[]>
+
+/** The system's resolver (getaddrinfo: /etc/hosts, then DNS), as net.connect would use it. */
+export const systemResolver: HostResolver = async (host) => (await lookup(host, { all: true })).map((a) => a.address)
+
 /** The IP addresses host stands for: itself when it is an IP literal, else what the resolver answers (all of them). */
-export async function lookupAddresses(host: string, timeoutMs: number = ADDRESS_LOOKUP_TIMEOUT_MS): Promise<string[]> {
+export async function lookupAddresses(host: string, timeoutMs: number = ADDRESS_LOOKUP_TIMEOUT_MS, resolve: HostResolver = systemResolver): Promise<string[]> {
   if (isIP(host) !== 0) return [host]
   let timer: NodeJS.Timeout | undefined
-  const answer = lookup(host, { all: true })
+  const answer = resolve(host)
   answer.catch(() => undefined)
   try {
     const found = await Promise.race([
@@ -149,7 +155,7 @@ export async function lookupAddresses(host: string, timeoutMs: number = ADDRESS_
       }),
     ])
     if (found.length === 0) throw new AddressLookupError(host, 'ENODATA')
-    return found.map((a) => a.address)
+    return found
   } catch (err) {
     if (err instanceof AddressLookupError) throw err
     const code = typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : 'ENOTFOUND'
@@ -164,7 +170,7 @@ export async function lookupAddresses(host: string, timeoutMs: number = ADDRESS_
  * connect to, so that a later DNS answer cannot get around the check), or null
  * when none is. Rejects with AddressLookupError when a host name does not resolve.
  */
-export async function allowedAddress(list: AddressAllowList, host: string, port: number, timeoutMs?: number): Promise<string | null> {
-  const addresses = await lookupAddresses(host, timeoutMs)
+export async function allowedAddress(list: AddressAllowList, host: string, port: number, timeoutMs?: number, resolve?: HostResolver): Promise<string | null> {
+  const addresses = await lookupAddresses(host, timeoutMs, resolve)
   return addresses.find((ip) => list.allows(ip, port)) ?? null
 }

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import type { AgentProvider } from '../agents/registry.ts'
-import type { AddressAllowList } from '../net/address-allow.ts'
+import type { AddressAllowList, HostResolver } from '../net/address-allow.ts'
 import type { Store } from '../store/store.ts'
 import { AuditService } from './audit.ts'
 import { ClusterService, type ClusterSettings } from './cluster.ts'
@@ -27,6 +27,8 @@ export interface ServiceSettings {
   cluster: ClusterSettings
   /** NODE_ADDRESS_ALLOW: where SSH nodes may be registered; null: anywhere. */
   nodeAddressAllow: AddressAllowList | null
+  /** Answers host names for that check instead of the system resolver (tests). */
+  resolveHost?: HostResolver | undefined
 }
 
 export interface Services {
@@ -56,7 +58,7 @@ export async function createServices(deps: {
   const { store, agents, log, settings } = deps
   const clock = deps.clock ?? (() => new Date())
   const audit = new AuditService(store, clock, log)
-  const nodes = new NodeService(store, audit, clock, settings.localNode, settings.nodeAddressAllow)
+  const nodes = new NodeService(store, audit, clock, settings.localNode, settings.nodeAddressAllow, settings.resolveHost)
   // The raw errors behind the agents' messages go to the service log (debug), not to the API.
   agents.attachLog?.(log)
   const nodeState = new NodeStateService({ store, agents, clock, fanOut: settings.fanOut, maxNodesPerRequest: settings.maxNodesPerRequest, observer: deps.nodeReadObserver })

@@ -11,7 +11,7 @@ import { posix } from 'node:path'
 import { z } from 'zod'
 import { ServiceError, ValidationErrors, quoteInput, type UserError } from '../errors.ts'
 import { isDns1123Subdomain } from '../manifest/names.ts'
-import { lookupAddresses, type AddressAllowList } from '../net/address-allow.ts'
+import { lookupAddresses, type AddressAllowList, type HostResolver } from '../net/address-allow.ts'
 import type { Label, NodeRecord, Store } from '../store/store.ts'
 import type { AuditService } from './audit.ts'
 import { parseLabelSelector } from './label-selector.ts'
@@ -123,6 +123,7 @@ export class NodeService {
     private readonly localNode: LocalNodeSettings | null,
     /** NODE_ADDRESS_ALLOW; null: nodes may be anywhere. */
     private readonly addressAllow: AddressAllowList | null,
+    private readonly resolveHost?: HostResolver,
   ) {}
 
   /** Puts the built-in local node in the store, or brings its record up to date with the configuration. */
@@ -217,7 +218,7 @@ export class NodeService {
     if (!allow) return
     let addresses: string[]
     try {
-      addresses = await lookupAddresses(host)
+      addresses = await lookupAddresses(host, undefined, this.resolveHost)
     } catch {
       addresses = [] // a name that does not resolve has no allowed address
     }

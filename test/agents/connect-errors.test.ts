@@ -21,6 +21,7 @@ import type { NodeRecord } from '../../src/store/store.ts'
 import { makeTempDir } from '../helper.ts'
 import { sshFleetApp } from '../support/ssh-app.ts'
 import { startBlackHole, startSshdFleet, type SshdFleet, type SshdNode } from '../support/sshd.ts'
+import { testResolver } from '../support/resolver.ts'
 
 const CONNECT_TIMEOUT_MS = 1_000
 const UNRESOLVABLE = 'unresolvable-node.test'
@@ -115,7 +116,7 @@ async function loggedApp(t: { after(fn: () => Promise<void>): unknown }, keyFile
     SSH_KUBELET_HEALTHZ_PORT: '9',
   })
   const lines: Array<Record<string, any>> = []
-  const app = await buildApp(config, { logger: streamLogger('debug', { write: (line: string) => void lines.push(JSON.parse(line)) }) })
+  const app = await buildApp(config, { logger: streamLogger('debug', { write: (line: string) => void lines.push(JSON.parse(line)) }), resolveHost: testResolver })
   t.after(async () => {
     await app.close()
     await rm(dir, { recursive: true, force: true })

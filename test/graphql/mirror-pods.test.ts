@@ -225,14 +225,14 @@ describe('a request over 50 nodes', () => {
 describe('importNodesFromCluster', () => {
   it('registers only unknown nodes, unverified, at their InternalIP; idempotent', async (t) => {
     const bed = await clusterTestbed(t, { nodes: ['cp-1'] })
-    bed.api.addNode({ name: 'worker-1', internalIP: '10.0.1.1' })
-    bed.api.addNode({ name: 'worker-2', internalIP: '10.0.1.2', labels: { pool: 'gpu' } })
+    bed.api.addNode({ name: 'worker-1', internalIP: '127.0.1.1' })
+    bed.api.addNode({ name: 'worker-2', internalIP: '127.0.1.2', labels: { pool: 'gpu' } })
     const first = await bed.gql(`mutation { importNodesFromCluster {
       imported { name host port user staticPodPath hostKeyFingerprint kind labels { key value } } skipped userErrors { code } } }`)
     const { imported, skipped, userErrors } = first.data.importNodesFromCluster
     assert.deepEqual(userErrors, [])
     assert.deepEqual(skipped, ['cp-1'])
-    assert.deepEqual(imported.map((n: { name: string; host: string }) => [n.name, n.host]), [['worker-1', '10.0.1.1'], ['worker-2', '10.0.1.2']])
+    assert.deepEqual(imported.map((n: { name: string; host: string }) => [n.name, n.host]), [['worker-1', '127.0.1.1'], ['worker-2', '127.0.1.2']])
     for (const node of imported) {
       assert.deepEqual({ ...node, name: undefined, host: undefined, labels: undefined }, {
         name: undefined, host: undefined, labels: undefined, port: 22, user: 'root', staticPodPath: '/etc/kubernetes/manifests', hostKeyFingerprint: null, kind: 'SSH',
@@ -258,7 +258,7 @@ describe('importNodesFromCluster', () => {
 
   it('an admin limited to some nodes imports only those', async (t) => {
     const bed = await clusterTestbed(t, { nodes: ['cp-1'] })
-    bed.api.addNode({ name: 'cp-2', internalIP: '10.0.1.2' })
+    bed.api.addNode({ name: 'cp-2', internalIP: '127.0.1.2' })
     bed.api.addNode({ name: 'edge-1', internalIP: '10.0.2.1' })
     const result = await bed.app.services.cluster.importNodes(null, { name: 'cp-admin', role: 'admin', nodes: ['cp-*'] })
     assert.deepEqual({ imported: result.imported.map((n) => n.name), skipped: result.skipped }, { imported: ['cp-2'], skipped: ['cp-1'] })

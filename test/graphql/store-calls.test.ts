@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/config.ts'
 import { SqliteStore } from '../../src/store/sqlite.ts'
 import type { Store } from '../../src/store/store.ts'
 import { makeTempDir } from '../helper.ts'
+import { testResolver } from '../support/resolver.ts'
 
 const QUERIES = {
   staticPods: `{ staticPods { id nodeName name hash revision managed stale runtime { state } } }`,
@@ -42,7 +43,7 @@ async function storeCallsFor(t: TestContext, nodes: number, query: string): Prom
   await seed(path, nodes, 8)
   const { store, calls } = counting(SqliteStore.open(path))
   const config = loadConfig({ STORE_URL: `sqlite:${path}`, LOCAL_NODE_PATH: 'off', STATIC_PODS_MAX_AGE_SECONDS: '600', SSH_CONNECT_TIMEOUT_MS: '200' })
-  const app = await buildApp(config, { logger: false, store })
+  const app = await buildApp(config, { logger: false, store, resolveHost: testResolver })
   t.after(() => app.close())
   let agentsAsked = 0
   const agents = app.services.agents

@@ -13,12 +13,12 @@ async function setup(t: TestContext) {
     return { status: res.statusCode, ...(res.json() as { data: any; errors?: Array<{ message: string; extensions: { code: string } }> }) }
   }
   // A second node, never contacted (unverified): enough to see what lists show.
-  await gql(TOKENS.admin, 'mutation { registerNode(input: {name: "edge-1", host: "10.0.0.7"}) { userErrors { code } } }')
+  await gql(TOKENS.admin, 'mutation { registerNode(input: {name: "edge-1", host: "127.0.0.7"}) { userErrors { code } } }')
   return { ...app, gqlAs: gql }
 }
 
 const CREATE = (name: string) => `mutation { createStaticPod(input: {node: "cp-1", manifest: ${JSON.stringify(podYaml(name))}}) { staticPod { name } userErrors { code message } } }`
-const REGISTER = (name: string) => `mutation { registerNode(input: {name: "${name}", host: "10.0.0.9"}) { node { name } userErrors { code } } }`
+const REGISTER = (name: string) => `mutation { registerNode(input: {name: "${name}", host: "127.0.0.9"}) { node { name } userErrors { code } } }`
 
 describe('authorization', () => {
   it('no token and an unknown token are 401 UNAUTHENTICATED on GraphQL and REST', async (t) => {
@@ -72,7 +72,7 @@ describe('authorization', () => {
 
   it('a token limited to cp-* sees only those nodes, in lists too, and is FORBIDDEN elsewhere', async (t) => {
     const { gqlAs, app } = await setup(t)
-    await gqlAs(TOKENS.admin, 'mutation { registerNode(input: {name: "cp-2", host: "10.0.0.8"}) { userErrors { code } } }')
+    await gqlAs(TOKENS.admin, 'mutation { registerNode(input: {name: "cp-2", host: "127.0.0.8"}) { userErrors { code } } }')
     const lists = await gqlAs(TOKENS.cpOperator, '{ nodes { name } cluster { nodeCount } }')
     assert.deepEqual(lists.data.nodes.map((n: { name: string }) => n.name), ['cp-1', 'cp-2'])
     assert.equal(lists.data.cluster.nodeCount, 2)

@@ -13,6 +13,7 @@ import { buildApp } from '../../src/app.ts'
 import { loadConfig } from '../../src/config.ts'
 import { makeTempDir, podYaml } from '../helper.ts'
 import { writeFile } from 'node:fs/promises'
+import { testResolver } from '../support/resolver.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
 
@@ -46,7 +47,7 @@ describe('playground in a browser', () => {
       LOCAL_KUBELET_HEALTHZ_URL: 'http://127.0.0.1:9/healthz',
       LOG_LEVEL: 'warn',
     })
-    app = await buildApp(config, { logger: false })
+    app = await buildApp(config, { logger: false, resolveHost: testResolver })
     await app.listen({ host: '127.0.0.1', port: 0 })
     const address = app.server.address()
     base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`

@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/config.ts'
 import { streamLogger } from '../../src/logging.ts'
 import { makeTempDir, podYaml } from '../helper.ts'
 import { TOKENS, TOKENS_DOCUMENT, bearer } from './tokens.ts'
+import { testResolver } from '../support/resolver.ts'
 
 
 let app: FastifyInstance
@@ -58,7 +59,7 @@ describe('security', () => {
       BODY_LIMIT_BYTES: String(64 * 1024),
       LOG_LEVEL: 'debug',
     })
-    app = await buildApp(config, { logger: streamLogger('debug', { write: (line: string) => void logLines.push(line) }) })
+    app = await buildApp(config, { logger: streamLogger('debug', { write: (line: string) => void logLines.push(line) }), resolveHost: testResolver })
     await app.listen({ host: '127.0.0.1', port: 0 })
     const address = app.server.address()
     base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`

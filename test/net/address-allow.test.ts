@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { AddressLookupError, allowedAddress, lookupAddresses, parseAddressAllowList } from '../../src/net/address-allow.ts'
+import { testResolver } from '../support/resolver.ts'
 
 describe('NODE_ADDRESS_ALLOW', () => {
   it('parses CIDRs, single addresses and port ranges, for both families', () => {
@@ -98,8 +99,8 @@ describe('NODE_ADDRESS_ALLOW', () => {
   it('resolves: an IP literal is itself, a name its addresses, a name that does not resolve an AddressLookupError naming it', async () => {
     assert.deepEqual(await lookupAddresses('10.0.0.1'), ['10.0.0.1'])
     assert.deepEqual(await lookupAddresses('fd00::1'), ['fd00::1'])
-    assert.ok((await lookupAddresses('localhost')).some((ip) => ip === '127.0.0.1' || ip === '::1'))
-    await assert.rejects(lookupAddresses('no-such-node.invalid'), (err) => err instanceof AddressLookupError && err.host === 'no-such-node.invalid' && /^no-such-node\.invalid could not be resolved/.test(err.message))
+    assert.ok((await lookupAddresses('localhost', undefined, testResolver)).some((ip) => ip === '127.0.0.1' || ip === '::1'))
+    await assert.rejects(lookupAddresses('no-such-node.invalid', undefined, testResolver), (err) => err instanceof AddressLookupError && err.host === 'no-such-node.invalid' && /^no-such-node\.invalid could not be resolved/.test(err.message))
   })
 
   it('allowedAddress: the first allowed address of the host (the one to connect to), or null', async () => {
@@ -107,8 +108,8 @@ describe('NODE_ADDRESS_ALLOW', () => {
     assert.equal(await allowedAddress(list, '127.0.0.1', 2222), '127.0.0.1')
     assert.equal(await allowedAddress(list, '127.0.0.1', 22), null)
     assert.equal(await allowedAddress(list, '10.0.0.1', 2222), null)
-    assert.match((await allowedAddress(list, 'localhost', 2222)) ?? '', /^(127\.0\.0\.1|::1)$/)
-    assert.equal(await allowedAddress(list, 'localhost', 22), null)
-    await assert.rejects(allowedAddress(list, 'no-such-node.invalid', 2222), AddressLookupError)
+    assert.match((await allowedAddress(list, 'localhost', 2222, undefined, testResolver)) ?? '', /^(127\.0\.0\.1|::1)$/)
+    assert.equal(await allowedAddress(list, 'localhost', 22, undefined, testResolver), null)
+    await assert.rejects(allowedAddress(list, 'no-such-node.invalid', 2222, undefined, testResolver), AddressLookupError)
   })
 })

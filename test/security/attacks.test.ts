@@ -15,6 +15,8 @@ import { TOKENS, bearer } from '../http/tokens.ts'
 import { startLiveServer, type LiveServer } from './live-server.ts'
 
 const REQUEST_TIMEOUT_MS = 3000
+/** docs/security-limits.md: the worst case under npm start's heap limit. */
+const RSS_BOUND_BYTES = 1400 * 1024 * 1024
 
 /**
  * What the store holds, in bytes: the database file after its write-ahead log
@@ -45,7 +47,7 @@ describe('security findings, against a live server', () => {
   }
 
   before(async () => {
-    server = await startLiveServer({ REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS) })
+    server = await startLiveServer({ REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS), MANIFEST_BUDGET_WAIT_MS: '1000' })
   })
 
   after(async () => {
@@ -74,6 +76,55 @@ describe('security findings, against a live server', () => {
     const res = await gql(TOKENS.viewer, { query: `{ ${Array.from({ length: 101 }, (_, i) => `n${i}: __typename`).join(' ')} }` })
     assert.equal(res.status, 400)
     assert.match(res.json.errors?.[0]?.message ?? '', /101 aliases; at most 100/)
+  })
+
+  it('three concurrent 9.9 MB writes are all answered (2xx or 503 with Retry-After), the process lives and its RSS stays bounded', async () => {
+    const filler = 'a'.repeat(9.9 * 1024 * 1024 - 400)
+    const manifest = (i: number) => podYaml(`big-${i}`, 'nginx:1.27', `  annotations:\n    filler: "${filler}"\n`)
+    let peak = await server.rss()
+    const sampler = setInterval(() => void server.rss().then((r) => (peak = Math.max(peak, r)), () => undefined), 50)
+    const answers = await Promise.all(
+      [0, 1, 2].map((i) =>
+        fetch(`${server.base}/api/v1/nodes/local/staticpods/default/big-${i}`, {
+          method: 'PUT',
+          headers: { ...bearer(TOKENS.operator), 'content-type': 'application/yaml' },
+          body: manifest(i),
+        }),
+      ),
+    )
+    // A live read of the node that now holds them, twice (the second must not parse again).
+    for (let i = 0; i < 2; i++) {
+      const list = await fetch(`${server.base}/api/v1/nodes/local/staticpods?maxAgeSeconds=0`, { headers: bearer(TOKENS.viewer) })
+      assert.equal(list.status, 200)
+      await list.arrayBuffer()
+    }
+    clearInterval(sampler)
+    assert.ok(server.alive(), 'the process ended')
+    for (const res of answers) {
+      await res.arrayBuffer()
+      assert.ok(res.status === 201 || res.status === 200 || res.status === 503, `status ${res.status}`)
+      if (res.status === 503) assert.ok(Number(res.headers.get('retry-after')) >= 1)
+    }
+    assert.ok(answers.some((r) => r.status === 201), 'at least one write went through')
+    assert.ok(peak < RSS_BOUND_BYTES, `peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`)
+  })
+
+  it('a manifest with 100,000 labels (dry run) is handled in linear time while /healthz answers', async () => {
+    const labels = Array.from({ length: 100_000 }, (_, i) => `    l${i}: v`).join('\n')
+    const manifest = `apiVersion: v1\nkind: Pod\nmetadata:\n  name: many-labels\n  labels:\n${labels}\nspec:\n  containers:\n  - name: main\n    image: nginx:1.27\n`
+    const started = performance.now()
+    const big = fetch(`${server.base}/api/v1/nodes/local/staticpods/default/many-labels?dryRun=true`, {
+      method: 'PUT',
+      headers: { ...bearer(TOKENS.operator), 'content-type': 'application/yaml' },
+      body: manifest,
+    }).then(async (r) => ({ status: r.status, body: await r.text(), seconds: (performance.now() - started) / 1000 }))
+    await sleep(50)
+    const health = await fetch(`${server.base}/healthz`).then((r) => ({ status: r.status, seconds: (performance.now() - started) / 1000 }))
+    const answer = await big
+    assert.equal(health.status, 200)
+    assert.ok(answer.status === 200 || answer.status === 400, `status ${answer.status}: ${answer.body.slice(0, 200)}`)
+    // The quadratic check took ~150 s for this input; linear is a second or two. The bound leaves room for a loaded machine.
+    assert.ok(answer.seconds < 30 && health.seconds < 30, `answered after ${answer.seconds.toFixed(1)} s, /healthz after ${health.seconds.toFixed(1)} s`)
   })
 
   it('50 denied aliased mutations with 1 MB names: 50 FORBIDDEN, the store grows by < 100 KB and the log by < 200 KB', async () => {

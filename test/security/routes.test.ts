@@ -15,6 +15,7 @@ import { buildApp } from '../../src/app.ts'
 import { loadConfig } from '../../src/config.ts'
 import { makeTempDir, podYaml } from '../helper.ts'
 import { TOKENS, TOKENS_DOCUMENT } from '../http/tokens.ts'
+import { testResolver } from '../support/resolver.ts'
 
 /** What may answer without a token: health, readiness, documentation pages, and /metrics (METRICS_PUBLIC). */
 const EXPECTED_PUBLIC = [/^\/healthz$/, /^\/readyz$/, /^\/metrics$/, /^\/graphiql(\/assets\/:asset)?$/, /^\/docs(\/.*)?$/]
@@ -92,7 +93,7 @@ describe('deny by default: every route, every spelling', () => {
     const onRoute = (route: RouteOptions): void => {
       for (const method of [route.method].flat()) routes.push({ method, url: route.url })
     }
-    app = await buildApp(config, { logger: false, onRoute })
+    app = await buildApp(config, { logger: false, onRoute, resolveHost: testResolver })
     await app.listen({ host: '127.0.0.1', port: 0 })
     const address = app.server.address()
     base = new URL(`http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`)

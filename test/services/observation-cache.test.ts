@@ -15,6 +15,7 @@ import { SqliteStore } from '../../src/store/sqlite.ts'
 import type { NodeObservation, Store } from '../../src/store/store.ts'
 import { makeTempDir } from '../helper.ts'
 import { nodeObservation } from '../store/contract.ts'
+import { testResolver } from '../support/resolver.ts'
 
 /** Every connection's clock stands still: a version must not come from the time it was stored. */
 const frozenClock = () => new Date('2024-05-01T12:00:00.000Z')
@@ -137,7 +138,7 @@ describe('observation cache', () => {
     const path = await storeFile(t)
     await seed(path, 3, 2)
     const config = loadConfig({ STORE_URL: `sqlite:${path}`, LOCAL_NODE_PATH: 'off', STATIC_PODS_MAX_AGE_SECONDS: '3600' })
-    const app = await buildApp(config, { logger: false })
+    const app = await buildApp(config, { logger: false, resolveHost: testResolver })
     t.after(() => app.close())
     const hashes = async (): Promise<string[]> => {
       const res = await app.inject({ method: 'POST', url: '/graphql', payload: { query: '{ staticPods(node: "cp-0001") { hash } }' } })

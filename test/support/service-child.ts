@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { buildApp } from '../../src/app.ts'
 import { loadConfig } from '../../src/config.ts'
+import { testResolver } from './resolver.ts'
 
 const SELF_DESTRUCT_MS = 60_000
 setTimeout(() => process.exit(3), SELF_DESTRUCT_MS).unref()
@@ -37,7 +38,7 @@ const app = await buildApp(
     SSH_KUBELET_HEALTHZ_PORT: '9',
     LOCK_WAIT_MS: '30000',
   }),
-  { logger: false },
+  { logger: false, resolveHost: testResolver },
 )
 const gql = async (query: string, variables: Record<string, unknown>) =>
   (await app.inject({ method: 'POST', url: '/graphql', payload: { query, variables } })).json()

@@ -9,6 +9,7 @@ import { loadConfig } from '../../src/config.ts'
 import type { NodeRecord } from '../../src/store/store.ts'
 import { makeTempDir, type GqlResponse } from '../helper.ts'
 import type { SshdFleet, SshdNode } from './sshd.ts'
+import { testResolver } from './resolver.ts'
 
 export interface SshTestApp {
   app: FastifyInstance
@@ -36,7 +37,7 @@ export async function sshFleetApp(t: { after(fn: () => Promise<void>): unknown }
     KUBELET_HEALTHZ_TIMEOUT_MS: '10000',
     ...env,
   })
-  const app = await buildApp(config, { logger: false })
+  const app = await buildApp(config, { logger: false, resolveHost: testResolver })
   t.after(async () => {
     await app.close()
     await rm(dir, { recursive: true, force: true })
