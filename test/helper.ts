@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.ts'
 import { loadConfig, type Config } from '../src/config.ts'
 import { startSshdFleet, type SshdFleet } from './support/sshd.ts'
+import { sshNodeRecord } from './support/node-record.ts'
 import { testResolver } from './support/resolver.ts'
 
 /** The node kinds every static pod test runs on. */
@@ -78,20 +79,9 @@ export async function build(t: TestContext, opts: BuildOptions = {}): Promise<Te
     const sshd = ssh.nodes[0] as SshdFleet['nodes'][number]
     await mkdir(manifests, { recursive: true })
     // Straight into the store: registering is not what these tests are about, and it would add an audit event.
-    const now = new Date().toISOString()
-    await app.services.store.createNode({
-      name: nodeName,
-      kind: 'ssh',
-      host: '127.0.0.1',
-      port: sshd.port,
-      user: ssh.user,
-      staticPodPath: manifests,
-      hostKeyFingerprint: sshd.fingerprint,
-      observedHostKeyFingerprint: null,
-      labels: [],
-      createdAt: now,
-      updatedAt: now,
-    })
+    await app.services.store.createNode(
+      sshNodeRecord({ name: nodeName, host: '127.0.0.1', port: sshd.port, user: ssh.user, staticPodPath: manifests, hostKeyFingerprint: sshd.fingerprint }),
+    )
     stateDir = join(env.SSH_STATE_DIR as string, nodeName)
   }
   const gql = async <T>(query: string, variables?: Record<string, unknown>): Promise<GqlResponse<T>> => {

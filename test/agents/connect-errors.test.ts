@@ -17,11 +17,11 @@ import { SftpError } from '../../src/agents/sftp-fs.ts'
 import { loadConfig } from '../../src/config.ts'
 import { streamLogger } from '../../src/logging.ts'
 import { AddressLookupError } from '../../src/net/address-allow.ts'
-import type { NodeRecord } from '../../src/store/store.ts'
 import { makeTempDir } from '../helper.ts'
 import { sshFleetApp } from '../support/ssh-app.ts'
 import { startBlackHole, startSshdFleet, type SshdFleet, type SshdNode } from '../support/sshd.ts'
 import { testResolver } from '../support/resolver.ts'
+import { sshNodeRecord } from '../support/node-record.ts'
 
 const CONNECT_TIMEOUT_MS = 1_000
 const UNRESOLVABLE = 'unresolvable-node.test'
@@ -129,21 +129,7 @@ async function loggedApp(t: { after(fn: () => Promise<void>): unknown }, keyFile
       return res.json()
     },
     async addNode(name, host, port, fingerprint) {
-      const now = new Date().toISOString()
-      const record: NodeRecord = {
-        name,
-        kind: 'ssh',
-        host,
-        port,
-        user: fleet.user,
-        staticPodPath: '/nonexistent',
-        hostKeyFingerprint: fingerprint,
-        observedHostKeyFingerprint: null,
-        labels: [],
-        createdAt: now,
-        updatedAt: now,
-      }
-      await app.services.store.createNode(record)
+      await app.services.store.createNode(sshNodeRecord({ name, host, port, user: fleet.user, staticPodPath: '/nonexistent', hostKeyFingerprint: fingerprint }))
     },
   }
 }

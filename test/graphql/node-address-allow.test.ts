@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import type { NodeRecord } from '../../src/store/store.ts'
 import { build, sharedSshd, stopSharedSshd, type TestApp } from '../helper.ts'
 import type { SshdFleet, SshdNode } from '../support/sshd.ts'
+import { sshNodeRecord } from '../support/node-record.ts'
 
 const REGISTER = `mutation($input: RegisterNodeInput!) { registerNode(input: $input) { node { name host port } userErrors { code field message } } }`
 const UPDATE = `mutation($input: UpdateNodeInput!) { updateNode(input: $input) { node { name host port labels { key value } } userErrors { code field message } } }`
@@ -45,21 +45,7 @@ after(async () => {
 const allowList = (): string => `10.0.0.0/8:22, 127.0.0.1:${sshd.port}, [fd00::/8]:22`
 
 async function put(app: TestApp, name: string, host: string, port: number, hostKeyFingerprint: string | null): Promise<void> {
-  const now = new Date().toISOString()
-  const record: NodeRecord = {
-    name,
-    kind: 'ssh',
-    host,
-    port,
-    user: fleet.user,
-    staticPodPath: app.manifests,
-    hostKeyFingerprint,
-    observedHostKeyFingerprint: null,
-    labels: [],
-    createdAt: now,
-    updatedAt: now,
-  }
-  await app.app.services.store.createNode(record)
+  await app.app.services.store.createNode(sshNodeRecord({ name, host, port, user: fleet.user, staticPodPath: app.manifests, hostKeyFingerprint }))
 }
 
 describe('NODE_ADDRESS_ALLOW', () => {
