@@ -4,7 +4,7 @@
 
 import { createHash } from 'node:crypto'
 import { SqliteStore } from '../../src/store/sqlite.ts'
-import type { ObservedPod } from '../../src/store/store.ts'
+import type { ObservedPod } from '../../src/domain.ts'
 
 export const POD_NAMES = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'haproxy', 'keepalived', 'node-exporter', 'log-shipper']
 

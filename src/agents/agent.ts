@@ -7,7 +7,7 @@
 // can be written through it.
 
 import type { DirEntry } from '../manifest/types.ts'
-import type { KubeletState, PodRuntimeState } from '../store/store.ts'
+import type { KubeletState, PodRuntimeState } from '../domain.ts'
 
 export interface LockOwner {
   /** Who holds it, for the operator who finds the lock file: actor and service instance. */

@@ -8,7 +8,7 @@
 // nanosecond strings). Fields crictl adds in later versions are ignored.
 
 import { z } from 'zod'
-import type { ContainerRuntimeState, PodRuntimeState } from '../store/store.ts'
+import type { ContainerRuntimeState, PodRuntimeState } from '../domain.ts'
 
 /** The fixed argv the agents run (never through a shell). */
 export const CRICTL_PODS_ARGS = ['pods', '-o', 'json'] as const

@@ -3,7 +3,7 @@
 // functions, no I/O; the services call them on what the client returned.
 
 import type { ContainerSpec } from '../manifest/types.ts'
-import type { ContainerRuntimeState } from '../store/store.ts'
+import type { ContainerRuntimeState } from '../domain.ts'
 import type { V1ContainerStatus, V1Node, V1Pod } from '@kubernetes/client-node'
 
 /** The kubelet marks the pods it posts for static pods with this annotation (its value is the config hash). */

@@ -11,7 +11,7 @@ import { parseManifest } from '../manifest/parse.ts'
 import { requireActor } from '../http/auth.ts'
 import type { Services } from '../services/index.ts'
 import type { StaticPodView } from '../services/static-pods.ts'
-import type { NodeRecord } from '../store/store.ts'
+import type { NodeRecord } from '../domain.ts'
 import * as schemas from './schemas.ts'
 
 interface PodParams {

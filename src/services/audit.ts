@@ -4,7 +4,8 @@
 
 import type { Logger } from 'pino'
 import { isServiceError, userErrorsOf, type UserError } from '../errors.ts'
-import type { AuditEvent, NewAuditEvent, Store } from '../store/store.ts'
+import type { AuditEvent, NewAuditEvent } from '../domain.ts'
+import type { Store } from '../store/store.ts'
 import { authorize, canSeeNode, type Actor, type Role } from './actor.ts'
 
 export type AuditEntry = Omit<NewAuditEvent, 'at'>

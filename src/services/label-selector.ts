@@ -3,7 +3,7 @@
 // requirements joined by commas, all of which must hold.
 
 import { ServiceError, quoteInput } from '../errors.ts'
-import type { Label } from '../store/store.ts'
+import type { Label } from '../domain.ts'
 
 type Requirement =
   | { key: string; op: 'in' | 'notin'; values: string[] }

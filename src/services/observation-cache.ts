@@ -13,7 +13,8 @@
 
 import { deepFreeze } from '../deep-freeze.ts'
 import { RecentValues } from '../recent-values.ts'
-import type { NodeObservation, Store } from '../store/store.ts'
+import type { NodeObservation } from '../domain.ts'
+import type { Store } from '../store/store.ts'
 
 interface Held {
   version: string

@@ -16,7 +16,7 @@ import { isServiceError, quoteInput, ServiceError, toUserError, type UserError }
 import { sha256Hex } from '../manifest/hash.ts'
 import { parseManifest } from '../manifest/parse.ts'
 import { validateStaticPod, type PodIdentity } from '../manifest/validate.ts'
-import type { NodeRecord } from '../store/store.ts'
+import type { NodeRecord } from '../domain.ts'
 import { authorize, canSeeNode, type Actor } from './actor.ts'
 import type { AuditService } from './audit.ts'
 import { mapWithConcurrency } from './keyed-mutex.ts'

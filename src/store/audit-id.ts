@@ -21,6 +21,7 @@
 //   apart events that share it.
 
 import { randomBytes } from 'node:crypto'
+import type { NewAuditEvent } from '../domain.ts'
 import { ServiceError } from '../errors.ts'
 
 const CANONICAL_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z/
@@ -55,4 +56,23 @@ export function isAuditId(value: string): boolean {
  */
 export function auditCursorBound(before: string): string {
   return isAuditId(before) ? before : canonicalInstant(before, 'before')
+}
+
+/**
+ * Only the interface's fields are stored: a caller's extra properties must not
+ * leak into the returned event or the backing store.
+ */
+export function pickAuditFields(e: NewAuditEvent): NewAuditEvent {
+  return {
+    at: e.at,
+    actor: e.actor,
+    action: e.action,
+    node: e.node,
+    target: e.target,
+    fromHash: e.fromHash,
+    toHash: e.toHash,
+    result: e.result,
+    message: e.message,
+    dryRun: e.dryRun,
+  }
 }

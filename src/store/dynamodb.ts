@@ -25,22 +25,10 @@ import { auditCursorBound, newAuditId } from './audit-id.ts'
 import { deleteBlob, isBlobRef, readBlobs, storeText, type BlobRef, type StoredText } from './dynamodb-chunks.ts'
 import { DEFAULT_RETRY, DynamoIo, itemKeyString, type Item, type ItemKey, type RetryPolicy } from './dynamodb-io.ts'
 import { AUDIT_BY_NODE_INDEX, AUDIT_NODE_ATTRIBUTE, keys } from './dynamodb-table.ts'
-import { podKeyString, REVISION_ACTIONS, pickAuditFields } from './store.ts'
-import type {
-  AuditEvent,
-  AuditQuery,
-  Label,
-  NewAuditEvent,
-  NewRevision,
-  NodeKind,
-  NodeObservation,
-  NodeRecord,
-  PodKey,
-  RevisionAction,
-  RevisionRecord,
-  Store,
-  StoredObservation,
-} from './store.ts'
+import { podKeyString, REVISION_ACTIONS } from '../domain.ts'
+import { pickAuditFields } from './audit-id.ts'
+import type { AuditEvent, Label, NewAuditEvent, NewRevision, NodeKind, NodeObservation, NodeRecord, PodKey, RevisionAction, RevisionRecord } from '../domain.ts'
+import type { AuditQuery, Store, StoredObservation } from './store.ts'
 
 export interface DynamoStoreOptions {
   table: string

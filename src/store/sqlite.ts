@@ -34,21 +34,10 @@ import type { Database as SqliteDatabase, Statement } from 'better-sqlite3'
 import { ServiceError } from '../errors.ts'
 import { auditCursorBound, newAuditId } from './audit-id.ts'
 import { migrate } from './sqlite-schema.ts'
-import { podKeyString, pickAuditFields } from './store.ts'
-import type {
-  AuditEvent,
-  AuditQuery,
-  Label,
-  NewAuditEvent,
-  NewRevision,
-  NodeKind,
-  NodeObservation,
-  NodeRecord,
-  PodKey,
-  RevisionRecord,
-  Store,
-  StoredObservation,
-} from './store.ts'
+import { podKeyString } from '../domain.ts'
+import { pickAuditFields } from './audit-id.ts'
+import type { AuditEvent, Label, NewAuditEvent, NewRevision, NodeKind, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
+import type { AuditQuery, Store, StoredObservation } from './store.ts'
 
 export interface SqliteStoreOptions {
   /** The time recorded as stored_at of observations; tests pin it. */

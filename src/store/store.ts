@@ -6,119 +6,7 @@
 // take many keys at once: a GraphQL query over 1,000 nodes must make a
 // constant number of store calls, not one per node.
 
-import type { Finding } from '../manifest/types.ts'
-
-export interface Label {
-  key: string
-  value: string
-}
-
-export type NodeKind = 'local' | 'ssh'
-
-export interface NodeRecord {
-  name: string
-  kind: NodeKind
-  host: string
-  port: number
-  user: string
-  staticPodPath: string
-  /** Pinned SSH host key (OpenSSH SHA256:... form); null: unverified. */
-  hostKeyFingerprint: string | null
-  /** The key the node presented on the last connection attempt. */
-  observedHostKeyFingerprint: string | null
-  labels: Label[]
-  createdAt: string
-  updatedAt: string
-}
-
-export const REVISION_ACTIONS = ['CREATE', 'UPDATE', 'DELETE', 'RESTART', 'ROLLBACK', 'OBSERVED'] as const
-export type RevisionAction = (typeof REVISION_ACTIONS)[number]
-
-export interface PodKey {
-  node: string
-  namespace: string
-  name: string
-}
-
-export interface RevisionRecord extends PodKey {
-  /** 1, 2, 3 ... per (node, namespace, name). */
-  revision: number
-  hash: string
-  /** The manifest's exact content. For DELETE, the bytes that were removed. */
-  manifest: string
-  fileName: string
-  action: RevisionAction
-  /** Who wrote it through the service; null when it was found on the node. */
-  actor: string | null
-  recordedAt: string
-}
-
-export type NewRevision = Omit<RevisionRecord, 'revision'>
-
-/** A static pod as last seen on its node. */
-export interface ObservedPod {
-  namespace: string
-  name: string
-  fileName: string
-  hash: string
-  revision: number
-  /** false when the newest revision was found on the node rather than written by the service. */
-  managed: boolean
-  manifest: string
-}
-
-export interface AgentState {
-  reachable: boolean
-  lastContactAt: string | null
-  lastError: string | null
-  latencyMs: number | null
-}
-
-export interface KubeletState {
-  healthy: boolean
-  checkedAt: string
-  message: string | null
-}
-
-export interface ContainerRuntimeState {
-  name: string
-  image: string | null
-  state: string
-  ready: boolean | null
-  restartCount: number | null
-}
-
-export interface PodRuntimeState {
-  namespace: string
-  /** The static pod's name (not the <name>-<node> sandbox name). */
-  name: string
-  state: string
-  containers: ContainerRuntimeState[]
-  observedAt: string
-  /**
-   * The CRI sandbox the state is of, and when the runtime created it. The
-   * kubelet recreates a static pod (a new sandbox) whenever its manifest
-   * changes, so a sandbox id other than the one before a write is the new pod.
-   * Absent in observations recorded before these fields existed.
-   */
-  sandboxId?: string
-  sandboxCreatedAt?: string
-}
-
-/** What the service last saw on one node: one record per node. */
-export interface NodeObservation {
-  node: string
-  /** When the manifests were last read successfully; null: never. */
-  observedAt: string | null
-  pods: ObservedPod[]
-  findings: Finding[]
-  agent: AgentState
-  kubelet: KubeletState | null
-  kubeletUnavailableReason: string | null
-  /** Pod state from the container runtime; null when the node has none to ask. */
-  runtime: PodRuntimeState[] | null
-  runtimeUnavailableReason: string | null
-}
+import type { AuditEvent, NewAuditEvent, NewRevision, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
 
 /** A node's observation as stored, with the version of the write that stored it. */
 export interface StoredObservation {
@@ -131,23 +19,6 @@ export interface StoredObservation {
   /** null when the caller already holds this version (getObservationsIfChanged). */
   observation: NodeObservation | null
 }
-
-export interface AuditEvent {
-  id: string
-  at: string
-  actor: string
-  action: string
-  node: string | null
-  target: string | null
-  fromHash: string | null
-  toHash: string | null
-  /** OK, or the ErrorCode it failed with. */
-  result: string
-  message: string | null
-  dryRun: boolean
-}
-
-export type NewAuditEvent = Omit<AuditEvent, 'id'>
 
 export interface AuditQuery {
   node?: string | undefined
@@ -197,26 +68,4 @@ export interface Store {
   appendAudit(event: NewAuditEvent): Promise<AuditEvent>
   /** Newest first. */
   listAudit(query: AuditQuery): Promise<AuditEvent[]>
-}
-
-/** The map key of a PodKey in the results of listRevisions and latestRevisions. */
-export const podKeyString = (k: PodKey): string => `${k.node}/${k.namespace}/${k.name}`
-
-/**
- * Only the interface's fields are stored: a caller's extra properties must not
- * leak into the returned event or the backing store.
- */
-export function pickAuditFields(e: NewAuditEvent): NewAuditEvent {
-  return {
-    at: e.at,
-    actor: e.actor,
-    action: e.action,
-    node: e.node,
-    target: e.target,
-    fromHash: e.fromHash,
-    toHash: e.toHash,
-    result: e.result,
-    message: e.message,
-    dryRun: e.dryRun,
-  }
 }

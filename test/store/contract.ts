@@ -12,17 +12,9 @@ import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, it } from 'node:test'
 import { isServiceError } from '../../src/errors.ts'
 import type { ErrorCode } from '../../src/errors.ts'
-import { podKeyString } from '../../src/store/store.ts'
-import type {
-  AuditEvent,
-  NewAuditEvent,
-  NewRevision,
-  NodeObservation,
-  NodeRecord,
-  PodKey,
-  RevisionRecord,
-  Store,
-} from '../../src/store/store.ts'
+import { podKeyString } from '../../src/domain.ts'
+import type { AuditEvent, NewAuditEvent, NewRevision, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../../src/domain.ts'
+import type { Store } from '../../src/store/store.ts'
 
 export interface StoreUnderTest {
   store: Store

@@ -11,8 +11,9 @@ import type { Database as SqliteDatabase } from 'better-sqlite3'
 import { isServiceError } from '../../src/errors.ts'
 import { MIGRATIONS, StoreSchemaTooNewError, migrate, schemaVersion } from '../../src/store/sqlite-schema.ts'
 import { SqliteStore } from '../../src/store/sqlite.ts'
-import { podKeyString } from '../../src/store/store.ts'
-import type { PodKey, Store } from '../../src/store/store.ts'
+import { podKeyString } from '../../src/domain.ts'
+import type { PodKey } from '../../src/domain.ts'
+import type { Store } from '../../src/store/store.ts'
 import { auditEvent, newRevision, nodeObservation, nodeRecord, storeContract } from './contract.ts'
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url))
