@@ -23,7 +23,7 @@ import { maxAgeOf, type NodeFailure, type NodeState } from '../services/node-sta
 import type { NodeRecord } from '../domain.ts'
 import type { Actor } from '../services/actor.ts'
 import type { MirrorPodView } from '../services/mirror-pods.ts'
-import type { StaticPodView } from '../services/static-pods.ts'
+import type { StaticPodView } from '../services/static-pod-view.ts'
 import { TickBatcher } from './tick-batcher.ts'
 
 interface Pending {

@@ -10,7 +10,7 @@ import { containerSpecs } from '../manifest/pod-fields.ts'
 import { parseManifest } from '../manifest/parse.ts'
 import { requireActor } from '../http/auth.ts'
 import type { Services } from '../services/index.ts'
-import type { StaticPodView } from '../services/static-pods.ts'
+import type { StaticPodView } from '../services/static-pod-view.ts'
 import type { NodeRecord } from '../domain.ts'
 import * as schemas from './schemas.ts'
 

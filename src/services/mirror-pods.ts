@@ -13,7 +13,8 @@ import { authorize, canSeeNode, type Actor } from './actor.ts'
 import type { AuditService } from './audit.ts'
 import type { ClusterService } from './cluster.ts'
 import type { NodeState } from './node-state.ts'
-import type { StaticPodService, StaticPodView } from './static-pods.ts'
+import type { StaticPodService } from './static-pods.ts'
+import type { StaticPodView } from './static-pod-view.ts'
 
 export type { MirrorPodView, SyncStatus }
 

@@ -28,7 +28,8 @@ import { podKeyString } from '../domain.ts'
 import type { Actor } from './actor.ts'
 import type { AuditService } from './audit.ts'
 import type { ClusterService } from './cluster.ts'
-import type { StaticPodService, StaticPodView } from './static-pods.ts'
+import type { StaticPodService } from './static-pods.ts'
+import type { StaticPodView } from './static-pod-view.ts'
 
 /** A container of the new pod restarted this often: it crash-loops. */
 export const CRASH_LOOP_RESTARTS = 3

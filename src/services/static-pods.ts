@@ -14,38 +14,15 @@ import { parseManifest } from '../manifest/parse.ts'
 import { podIdentityOf } from '../manifest/pod-fields.ts'
 import { setRestartAnnotation } from '../manifest/restart.ts'
 import { validateStaticPod } from '../manifest/validate.ts'
-import type { ContainerRuntimeState, NodeObservation, NodeRecord, ObservedPod, PodKey, RevisionAction, RevisionRecord } from '../domain.ts'
+import type { NodeObservation, NodeRecord, ObservedPod, PodKey, RevisionAction, RevisionRecord } from '../domain.ts'
 import type { Store } from '../store/store.ts'
 import { podKeyString } from '../domain.ts'
+import { toView, type StaticPodView } from './static-pod-view.ts'
 import type { AuditDraft, AuditService } from './audit.ts'
 import { hasRole, type Actor } from './actor.ts'
 import { maxAgeOf, observedPod, type NodeFailure, type NodeState, type NodeStateService } from './node-state.ts'
 import type { NodeService } from './nodes.ts'
 import { DEFAULT_READY_TIMEOUT_SECONDS, ReadinessService } from './readiness.ts'
-
-/** A static pod as the API shows it. */
-export interface StaticPodView {
-  nodeName: string
-  namespace: string
-  name: string
-  mirrorPodName: string
-  fileName: string
-  path: string
-  hash: string
-  revision: number
-  manifest: string
-  managed: boolean
-  observedAt: string
-  stale: boolean
-  /** From the node's container runtime; null when the node has none to ask. */
-  runtime: PodRuntimeView | null
-}
-
-export interface PodRuntimeView {
-  state: string
-  containers: ContainerRuntimeState[]
-  observedAt: string
-}
 
 export interface StaticPodResult {
   staticPod: StaticPodView | null
@@ -623,30 +600,3 @@ function unifiedDiff(node: NodeRecord, current: ObservedPod | null, fileName: st
 function failedWrite(dryRun: boolean, userErrors: UserError[]): StaticPodResult {
   return { staticPod: null, previousHash: null, dryRun, rolledBack: false, changed: false, diff: null, userErrors }
 }
-
-export function toView(node: NodeRecord, observation: NodeObservation, pod: ObservedPod, stale: boolean): StaticPodView {
-  return {
-    nodeName: node.name,
-    namespace: pod.namespace,
-    name: pod.name,
-    mirrorPodName: mirrorPodName(pod.name, node.name),
-    fileName: pod.fileName,
-    path: `${node.staticPodPath.replace(/\/+$/, '')}/${pod.fileName}`,
-    hash: pod.hash,
-    revision: pod.revision,
-    manifest: pod.manifest,
-    managed: pod.managed,
-    observedAt: observation.observedAt ?? new Date(0).toISOString(),
-    stale,
-    runtime: runtimeOf(observation, pod),
-  }
-}
-
-/** NOT_FOUND when the runtime answered but runs no sandbox for the pod. */
-function runtimeOf(observation: NodeObservation, pod: ObservedPod): PodRuntimeView | null {
-  if (observation.runtime === null) return null
-  const found = observation.runtime.find((r) => r.namespace === pod.namespace && r.name === pod.name)
-  if (found) return { state: found.state, containers: found.containers, observedAt: found.observedAt }
-  return { state: 'NOT_FOUND', containers: [], observedAt: observation.observedAt ?? new Date(0).toISOString() }
-}
-
