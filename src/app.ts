@@ -17,15 +17,15 @@ import { loggerOptions } from './logging.ts'
 import { restRoutes } from './rest/routes.ts'
 import { TokenAuthenticator } from './services/tokens.ts'
 import { createLocalAgent } from './agents/local.ts'
-import { AgentRegistry, sshAgentSettings, storeNodeFacts } from './agents/registry.ts'
+import { AgentRegistry, sshAgentSettings, type NodeFactsRecorder } from './agents/registry.ts'
 import type { Config, HttpTimeouts } from './config.ts'
 import type { HostResolver } from './net/address-allow.ts'
 import { randomUUID } from 'node:crypto'
 import { ServiceError } from './errors.ts'
 import { decodeUtf8 } from './manifest/text.ts'
 import { errorFormatter } from './graphql/error-formatter.ts'
-import { loaders, resolvers } from './graphql/resolvers.ts'
-import { loadSchemaText } from './graphql/schema.ts'
+import { enumValues, resolvers } from './graphql/resolvers.ts'
+import { servedSchema } from './graphql/schema.ts'
 import { RequestScope } from './graphql/scope.ts'
 import { createServices, type Services } from './services/index.ts'
 import { ANONYMOUS_ADMIN } from './services/actor.ts'
@@ -79,8 +79,13 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   strictUtf8JsonBodies(app)
   await app.register(manifestBudget(config.manifestBudget))
 
-  const metrics = new Metrics({ sshConnections: (): number => agents.sshPoolStats()?.connectionsOpen ?? 0 })
+  const metrics = new Metrics({
+    sshConnections: (): number => agents.sshPoolStats()?.connectionsOpen ?? 0,
+    apiServerBreakerState: () => services.cluster.breakerState(),
+  })
   const store = metrics.instrumentStore(options.store ?? (await openStore(config.store, { dynamodbEndpoint: config.dynamodbEndpoint })))
+  // What the agents learn of a node goes to the node service, which is made after them.
+  const nodeFacts: NodeFactsRecorder = { recordFacts: (name, facts) => services.nodes.recordFacts(name, facts) }
   const agents = new AgentRegistry({
     localNodeName: config.localNode?.name ?? null,
     createLocalAgent: (node) => {
@@ -96,9 +101,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         lockWaitMs: config.lockWaitMs,
       })
     },
-    ssh: sshAgentSettings(config, storeNodeFacts(store), options.resolveHost),
+    ssh: sshAgentSettings(config, nodeFacts, options.resolveHost),
   })
-  const services = await createServices({
+  const services: Services = await createServices({
     store,
     agents,
     log: app.log as unknown as import('pino').Logger,
@@ -143,9 +148,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   })
 
   await app.register(mercurius, {
-    schema: loadSchemaText(),
+    schema: servedSchema(enumValues),
     resolvers,
-    loaders,
     // Our own playground (src/http/playground.ts) serves every asset itself; mercurius's loads a CDN.
     graphiql: false,
     path: '/graphql',

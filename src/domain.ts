@@ -10,22 +10,59 @@ export interface Label {
   value: string
 }
 
-export type NodeKind = 'local' | 'ssh'
+export type NodeKind = NodeRecord['kind']
 
-export interface NodeRecord {
+/**
+ * Where a node's staticPodPath comes from.
+ * - given: registered with it (or, for the local node, configured);
+ * - discover: none was given, so the node's kubelet config is read at first
+ *   contact; kubeadm's path stands in until then (and if the config names none);
+ * - discovered: read from the node's kubelet config.
+ */
+export type StaticPodPathSource = 'given' | 'discover' | 'discovered'
+
+interface NodeRecordCommon {
   name: string
-  kind: NodeKind
-  host: string
-  port: number
-  user: string
+  /** The directory the kubelet reads manifests from, as far as the service knows now (see staticPodPathFrom). */
   staticPodPath: string
-  /** Pinned SSH host key (OpenSSH SHA256:... form); null: unverified. */
-  hostKeyFingerprint: string | null
-  /** The key the node presented on the last connection attempt. */
-  observedHostKeyFingerprint: string | null
+  staticPodPathFrom: StaticPodPathSource
   labels: Label[]
   createdAt: string
   updatedAt: string
+}
+
+/** The machine the service runs on, read through its own filesystem (LOCAL_NODE_PATH). */
+export interface LocalNodeRecord extends NodeRecordCommon {
+  kind: 'local'
+}
+
+/** A node reached over SSH. */
+export interface SshNodeRecord extends NodeRecordCommon {
+  kind: 'ssh'
+  ssh: SshTarget
+}
+
+/** How an SSH node is reached and recognised. */
+export interface SshTarget {
+  host: string
+  port: number
+  user: string
+  /** Pinned SSH host key (OpenSSH SHA256:... form); null: unverified, nothing is sent to the node. */
+  hostKeyFingerprint: string | null
+  /** The key the node presented on the last connection attempt (a node fact, for an admin to compare and pin). */
+  observedHostKeyFingerprint: string | null
+}
+
+export type NodeRecord = LocalNodeRecord | SshNodeRecord
+
+/**
+ * What the service learns from a node itself, recorded field by field beside
+ * what an admin set (never over it): the host key it presents, and the
+ * staticPodPath its kubelet config names (kept only while the record says discover).
+ */
+export interface NodeFacts {
+  observedHostKeyFingerprint?: string
+  discoveredStaticPodPath?: string
 }
 
 export const REVISION_ACTIONS = ['CREATE', 'UPDATE', 'DELETE', 'RESTART', 'ROLLBACK', 'OBSERVED'] as const

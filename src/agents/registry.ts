@@ -6,10 +6,9 @@ import { posix } from 'node:path'
 import type { Config, NodeProbeConfig } from '../config.ts'
 import { ServiceError } from '../errors.ts'
 import type { HostResolver } from '../net/address-allow.ts'
-import type { NodeRecord } from '../domain.ts'
-import type { Store } from '../store/store.ts'
+import type { NodeFacts, NodeRecord, SshNodeRecord } from '../domain.ts'
 import type { NodeAgent } from './agent.ts'
-import { createSshAgent, discoverStaticPodPath, KUBEADM_STATIC_POD_PATH } from './ssh.ts'
+import { createSshAgent, discoverStaticPodPath } from './ssh.ts'
 import { AddressNotAllowedError, SshPool, type SshEndpoint, type SshPoolLog, type SshPoolStats } from './ssh-pool.ts'
 
 export interface AgentProvider {
@@ -24,12 +23,9 @@ export interface AgentProvider {
 
 export type LocalAgentFactory = (node: NodeRecord) => Promise<NodeAgent>
 
-/** What the agents learn about a node that belongs in its record. */
+/** Where the agents report what they learn about a node that belongs in its record (the node service). */
 export interface NodeFactsRecorder {
-  /** The host key the node presented (pinned or not), for observedHostKeyFingerprint. */
-  recordHostKey(nodeName: string, fingerprint: string): Promise<void>
-  /** The staticPodPath found in the node's kubelet config, replacing `replaced` (and only that). */
-  recordStaticPodPath(nodeName: string, replaced: string, discovered: string): Promise<void>
+  recordFacts(nodeName: string, facts: NodeFacts): Promise<void>
 }
 
 export interface SshAgentSettings {
@@ -60,7 +56,7 @@ export class AgentRegistry implements AgentProvider {
 
   agentFor(node: NodeRecord): Promise<NodeAgent> {
     // A node record that changed (path, host, key) gets a new agent.
-    const fingerprint = JSON.stringify([node.kind, node.host, node.port, node.user, node.staticPodPath, node.hostKeyFingerprint])
+    const fingerprint = JSON.stringify(node.kind === 'ssh' ? [node.kind, node.ssh.host, node.ssh.port, node.ssh.user, node.ssh.hostKeyFingerprint, node.staticPodPath] : [node.kind, node.staticPodPath])
     const cached = this.agents.get(node.name)
     if (cached && cached.fingerprint === fingerprint) return cached.agent
     const agent = this.create(node)
@@ -93,10 +89,10 @@ export class AgentRegistry implements AgentProvider {
     }
     const ssh = this.options.ssh
     if (!ssh) throw new ServiceError('NODE_UNREACHABLE', `node ${node.name} is an SSH node, and this service has no SSH set up`)
-    const address = { nodeName: node.name, host: node.host, port: node.port, username: node.user }
-    if (node.hostKeyFingerprint === null) throw await this.unverified(node, ssh)
+    const { host, port, user, hostKeyFingerprint } = node.ssh
+    if (hostKeyFingerprint === null) throw await this.unverified(node, ssh)
 
-    const endpoint = { ...address, hostKeyFingerprint: node.hostKeyFingerprint }
+    const endpoint = { nodeName: node.name, host, port, username: user, hostKeyFingerprint }
     const staticPodPath = await this.staticPodPathOf(node, ssh, endpoint)
     return createSshAgent({
       endpoint,
@@ -116,17 +112,17 @@ export class AgentRegistry implements AgentProvider {
    * key is recorded for an admin to compare and pin, and the node stays
    * NODE_UNVERIFIED.
    */
-  private async unverified(node: NodeRecord, ssh: SshAgentSettings): Promise<ServiceError> {
+  private async unverified(node: SshNodeRecord, ssh: SshAgentSettings): Promise<ServiceError> {
     const notice = 'nothing is read from or written to it until an admin pins its host key with updateNode(hostKeyFingerprint)'
     let presented: string
     try {
-      presented = await ssh.pool.observeHostKey({ nodeName: node.name, host: node.host, port: node.port, username: node.user })
+      presented = await ssh.pool.observeHostKey({ nodeName: node.name, host: node.ssh.host, port: node.ssh.port, username: node.ssh.user })
     } catch (err) {
       // Outside NODE_ADDRESS_ALLOW: not contacted at all, which is what the caller needs to hear.
       if (err instanceof AddressNotAllowedError) return err
       return new ServiceError('NODE_UNVERIFIED', `node ${node.name} has no pinned host key: ${notice}; its key could not be seen either (${errorText(err)})`)
     }
-    await ssh.facts.recordHostKey(node.name, presented).catch(() => undefined)
+    await ssh.facts.recordFacts(node.name, { observedHostKeyFingerprint: presented }).catch(() => undefined)
     return new ServiceError(
       'NODE_UNVERIFIED',
       `node ${node.name} has no pinned host key: ${notice}. It presents ${presented} (observedHostKeyFingerprint): compare it with \`ssh-keygen -lf\` of the host key on the node's console before pinning it.`,
@@ -134,18 +130,17 @@ export class AgentRegistry implements AgentProvider {
   }
 
   /**
-   * The registration form cannot tell "no staticPodPath given" from "given the
-   * kubeadm default" (the schema fills the default in). So a node whose record
-   * says the kubeadm default gets its kubelet's config read at first contact;
-   * if the kubelet reads another directory, that one is used and recorded,
-   * since manifests written where the kubelet does not look run nothing. A path
-   * that an admin set to anything else is taken as given.
+   * A node registered without a staticPodPath gets its kubelet's config read
+   * at first contact: manifests written where the kubelet does not look run
+   * nothing. What it names is used and recorded (a fact: an admin's path,
+   * set meanwhile, wins); until then, and when it names none, the record's
+   * stand-in (kubeadm's path) is used.
    */
-  private async staticPodPathOf(node: NodeRecord, ssh: SshAgentSettings, endpoint: SshEndpoint): Promise<string> {
-    if (node.staticPodPath !== KUBEADM_STATIC_POD_PATH) return node.staticPodPath
+  private async staticPodPathOf(node: SshNodeRecord, ssh: SshAgentSettings, endpoint: SshEndpoint): Promise<string> {
+    if (node.staticPodPathFrom !== 'discover') return node.staticPodPath
     const discovered = await discoverStaticPodPath(ssh.pool, endpoint, ssh.kubeletConfigPath)
-    if (discovered === null || discovered === node.staticPodPath) return node.staticPodPath
-    await ssh.facts.recordStaticPodPath(node.name, node.staticPodPath, discovered)
+    if (discovered === null) return node.staticPodPath
+    await ssh.facts.recordFacts(node.name, { discoveredStaticPodPath: discovered })
     return discovered
   }
 
@@ -169,7 +164,7 @@ export function sshAgentSettings(config: Config, facts: NodeFactsRecorder, resol
       keepaliveIntervalMs: ssh.keepaliveIntervalMs,
       maxConnections: ssh.maxConnections,
       maxOperationsPerNode: ssh.maxOperationsPerNode,
-      onHostKey: (nodeName, fingerprint) => facts.recordHostKey(nodeName, fingerprint),
+      onHostKey: (nodeName, fingerprint) => facts.recordFacts(nodeName, { observedHostKeyFingerprint: fingerprint }),
       // Checked again at every connection (a name may resolve elsewhere since it was registered).
       addressAllow: config.nodeAddressAllow,
       resolveHost,
@@ -181,23 +176,6 @@ export function sshAgentSettings(config: Config, facts: NodeFactsRecorder, resol
     kubeletConfigPath: ssh.kubeletConfigPath,
     lockTtlMs: config.lockTtlMs,
     lockWaitMs: config.lockWaitMs,
-  }
-}
-
-/** Node facts kept in the store, each written only when it changed, over the current record. */
-export function storeNodeFacts(store: Store, clock: () => Date = () => new Date()): NodeFactsRecorder {
-  return {
-    async recordHostKey(nodeName, fingerprint) {
-      const node = await store.getNode(nodeName)
-      if (!node || node.kind !== 'ssh' || node.observedHostKeyFingerprint === fingerprint) return
-      await store.updateNode({ ...node, observedHostKeyFingerprint: fingerprint })
-    },
-    async recordStaticPodPath(nodeName, replaced, discovered) {
-      const node = await store.getNode(nodeName)
-      // An admin who changed the path in the meantime wins.
-      if (!node || node.kind !== 'ssh' || node.staticPodPath !== replaced) return
-      await store.updateNode({ ...node, staticPodPath: discovered, updatedAt: clock().toISOString() })
-    },
   }
 }
 

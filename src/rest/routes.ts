@@ -1,17 +1,17 @@
 // The small REST surface of the contract, on the same services as GraphQL:
-// handlers parse, call a service, and shape the answer. ETag is the manifest's
-// hash, If-Match gives compare-and-swap (412), Accept: application/yaml gives
-// the manifest bytes. Errors are {"error": {"code", "message", "field"}} with
-// the contract's status codes.
+// handlers read the request, call a service, and pick the answer's fields; the
+// services hold every rule. ETag is the manifest's hash, If-Match gives
+// compare-and-swap (412), Accept: application/yaml gives the manifest bytes.
+// Errors are {"error": {"code", "message", "field"}} with the contract's
+// status codes.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { HTTP_STATUS, ServiceError, isServiceError, quoteInput, type ErrorCode, type UserError } from '../errors.ts'
-import { containerSpecs } from '../manifest/pod-fields.ts'
-import { parseManifest } from '../manifest/parse.ts'
 import { requireActor } from '../http/auth.ts'
 import type { Services } from '../services/index.ts'
+import { nodeAddressOf } from '../services/nodes.ts'
 import type { StaticPodView } from '../services/static-pod-view.ts'
-import type { NodeRecord } from '../domain.ts'
+import type { NodeKind, NodeRecord } from '../domain.ts'
 import * as schemas from './schemas.ts'
 
 interface PodParams {
@@ -110,29 +110,22 @@ export async function restRoutes(app: FastifyInstance, opts: { services: Service
 
 // ---------------------------------------------------------------- shaping
 
-export function nodeJson(node: NodeRecord) {
+/** The REST names of the node kinds: the GraphQL NodeKind enum's (src/rest/schemas.ts lists the same). */
+const NODE_KIND_NAMES: Record<NodeKind, 'LOCAL' | 'SSH'> = { local: 'LOCAL', ssh: 'SSH' }
+
+function nodeJson(node: NodeRecord) {
   return {
     name: node.name,
-    kind: node.kind.toUpperCase(),
-    host: node.host,
-    port: node.port,
-    user: node.user,
+    kind: NODE_KIND_NAMES[node.kind],
+    ...nodeAddressOf(node),
     staticPodPath: node.staticPodPath,
-    hostKeyFingerprint: node.hostKeyFingerprint,
-    observedHostKeyFingerprint: node.observedHostKeyFingerprint,
     labels: node.labels,
   }
 }
 
-export function staticPodJson(pod: StaticPodView) {
-  let containers: ReturnType<typeof containerSpecs> = []
-  try {
-    containers = containerSpecs(parseManifest(pod.manifest).object)
-  } catch {
-    // A manifest the node runs always parses; an empty list is the honest answer otherwise.
-  }
+function staticPodJson(pod: StaticPodView) {
   return {
-    id: `${pod.nodeName}/${pod.namespace}/${pod.name}`,
+    id: pod.id,
     node: pod.nodeName,
     namespace: pod.namespace,
     name: pod.name,
@@ -144,7 +137,7 @@ export function staticPodJson(pod: StaticPodView) {
     managed: pod.managed,
     observedAt: pod.observedAt,
     stale: pod.stale,
-    containers,
+    containers: pod.containers,
     runtime: pod.runtime,
     manifest: pod.manifest,
   }

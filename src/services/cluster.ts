@@ -4,7 +4,7 @@
 // pod feature works without it (the break-glass case this service exists for).
 
 import { isIP } from 'node:net'
-import { BreakerOpenError, CircuitBreaker } from '../cluster/breaker.ts'
+import { BreakerOpenError, CircuitBreaker, type BreakerState } from '../cluster/breaker.ts'
 import { KubeStatusError, KubeTimeoutError, lazyKubeApi, type KubeApi, type KubeSource } from '../cluster/kube.ts'
 import { kubernetesNodeView, type KubernetesNodeView } from '../cluster/mirror-pods.ts'
 import { ServiceError, type UserError } from '../errors.ts'
@@ -14,6 +14,7 @@ import type { Store } from '../store/store.ts'
 import { canSeeNode, type Actor } from './actor.ts'
 import type { AuditService } from './audit.ts'
 import { parseLabelSelector } from './label-selector.ts'
+import { newSshNodeRecord } from './nodes.ts'
 
 export interface ApiServerStatus {
   configured: boolean
@@ -40,8 +41,6 @@ export interface ImportNodesResult {
   userErrors: UserError[]
 }
 
-/** Where an imported node's manifests are, until an admin says otherwise: kubeadm's staticPodPath. */
-const IMPORTED_STATIC_POD_PATH = '/etc/kubernetes/manifests'
 /** NodeService accepts at most this many labels on a node. */
 const MAX_LABELS = 64
 
@@ -67,6 +66,11 @@ export class ClusterService {
 
   get configured(): boolean {
     return this.api !== null
+  }
+
+  /** The breaker in front of the API server (for /metrics); null when none is configured. */
+  breakerState(): BreakerState | null {
+    return this.api ? this.breaker.state : null
   }
 
   /**
@@ -170,19 +174,8 @@ export class ClusterService {
       .sort(([a], [b]) => a.localeCompare(b))
       .slice(0, MAX_LABELS)
       .map(([key, value]) => ({ key, value }))
-    return {
-      name: node.name,
-      kind: 'ssh',
-      host: node.internalIP as string,
-      port: 22,
-      user: 'root',
-      staticPodPath: IMPORTED_STATIC_POD_PATH,
-      hostKeyFingerprint: null,
-      observedHostKeyFingerprint: null,
-      labels,
-      createdAt: now,
-      updatedAt: now,
-    }
+    // Port, user and staticPodPath as registerNode leaves them out: the kubelet config tells the path.
+    return newSshNodeRecord({ name: node.name, host: node.internalIP as string, labels }, now)
   }
 }
 

@@ -12,7 +12,7 @@ import { z } from 'zod'
 import { ServiceError, ValidationErrors, quoteInput, type UserError } from '../errors.ts'
 import { isDns1123Subdomain } from '../manifest/names.ts'
 import { lookupAddresses, type AddressAllowList, type HostResolver } from '../net/address-allow.ts'
-import type { Label, NodeRecord } from '../domain.ts'
+import type { Label, LocalNodeRecord, NodeFacts, NodeRecord, SshNodeRecord } from '../domain.ts'
 import type { Store } from '../store/store.ts'
 import type { AuditService } from './audit.ts'
 import { parseLabelSelector } from './label-selector.ts'
@@ -33,7 +33,8 @@ export interface RegisterNodeInput {
   labels?: Label[] | null
 }
 
-export type UpdateNodeInput = Partial<Omit<RegisterNodeInput, 'name'>> & { name: string }
+/** A field left out or null stays as it is (GraphQL's UpdateNodeInput lets a client send null). */
+export type UpdateNodeInput = { [K in Exclude<keyof RegisterNodeInput, 'name'>]?: RegisterNodeInput[K] | null } & { name: string }
 
 export interface NodeResult {
   node: NodeRecord | null
@@ -82,14 +83,35 @@ const nodeFields = {
     .refine((ls) => new Set(ls.map((l) => l.key)).size === ls.length, 'label keys must be unique'),
 }
 
+/** kubeadm's staticPodPath: where a node registered without one is read until its kubelet config says otherwise. */
+const DISCOVERY_STAND_IN_PATH = '/etc/kubernetes/manifests'
+
 const registerSchema = z.object({
   ...nodeFields,
   port: nodeFields.port.default(22),
   user: nodeFields.user.default('root'),
-  staticPodPath: nodeFields.staticPodPath.default('/etc/kubernetes/manifests'),
+  staticPodPath: nodeFields.staticPodPath.default(DISCOVERY_STAND_IN_PATH),
   hostKeyFingerprint: nodeFields.hostKeyFingerprint.default(null),
   labels: nodeFields.labels.default([]),
 })
+
+/** A new SSH node's record, with the registration's defaults for what the input leaves out. */
+export function newSshNodeRecord(input: RegisterNodeInput, now: string): SshNodeRecord {
+  const fields = parseInput(registerSchema, withoutNulls(input))
+  return {
+    name: fields.name,
+    kind: 'ssh',
+    ssh: { host: fields.host, port: fields.port, user: fields.user, hostKeyFingerprint: fields.hostKeyFingerprint, observedHostKeyFingerprint: null },
+    staticPodPath: fields.staticPodPath,
+    // The contract's input defaults the path to kubeadm's, so "none given" and
+    // "kubeadm's given" look alike; either way the kubelet config on the node
+    // is what counts: manifests where the kubelet does not look run nothing.
+    staticPodPathFrom: fields.staticPodPath === DISCOVERY_STAND_IN_PATH ? 'discover' : 'given',
+    labels: fields.labels,
+    createdAt: now,
+    updatedAt: now,
+  }
+}
 
 const updateSchema = z.object({
   name: z.string(),
@@ -137,15 +159,11 @@ export class NodeService {
         `LOCAL_NODE_NAME=${this.localNode.name} is already registered as an SSH node; choose another LOCAL_NODE_NAME or remove that node`,
       )
     }
-    const record: NodeRecord = {
+    const record: LocalNodeRecord = {
       name: this.localNode.name,
       kind: 'local',
-      host: 'localhost',
-      port: 0,
-      user: process.env.USER ?? 'root',
       staticPodPath: this.localNode.staticPodPath,
-      hostKeyFingerprint: null,
-      observedHostKeyFingerprint: null,
+      staticPodPathFrom: 'given',
       labels: existing?.labels ?? [],
       createdAt: existing?.createdAt ?? now,
       updatedAt: now,
@@ -177,13 +195,11 @@ export class NodeService {
 
   registerNode(input: RegisterNodeInput, actor: Actor): Promise<NodeResult> {
     return this.audit.runMutation({ action: 'registerNode', actor, requires: 'admin', node: input.name, dryRun: false }, async () => {
-      const fields = parseInput(registerSchema, withoutNulls(input))
-      if (fields.name === this.localNode?.name) {
-        throw new ServiceError('ALREADY_EXISTS', `${fields.name} is the built-in local node (LOCAL_NODE_NAME)`, ['name'])
+      const node = newSshNodeRecord(input, this.clock().toISOString())
+      if (node.name === this.localNode?.name) {
+        throw new ServiceError('ALREADY_EXISTS', `${node.name} is the built-in local node (LOCAL_NODE_NAME)`, ['name'])
       }
-      await this.checkAddressAllowed(fields.host, fields.port)
-      const now = this.clock().toISOString()
-      const node: NodeRecord = { ...fields, kind: 'ssh', observedHostKeyFingerprint: null, createdAt: now, updatedAt: now }
+      await this.checkAddressAllowed(node.ssh.host, node.ssh.port)
       await this.store.createNode(node)
       return { node, userErrors: [] }
     }, failedNode)
@@ -199,12 +215,21 @@ export class NodeService {
           throw new ServiceError('VALIDATION_FAILED', `the local node's ${fixed} comes from the service's configuration (LOCAL_NODE_PATH); only labels can be changed`, [fixed])
         }
       }
-      const node: NodeRecord = { ...existing, ...withoutNulls(fields), updatedAt: this.clock().toISOString() }
+      const node = withChanges(existing, fields, this.clock().toISOString())
       // Only a new address is checked: labels and keys stay editable on a node registered before the list changed.
-      if (node.kind === 'ssh' && (fields.host !== undefined || fields.port !== undefined)) await this.checkAddressAllowed(node.host, node.port)
+      if (node.kind === 'ssh' && (fields.host !== undefined || fields.port !== undefined)) await this.checkAddressAllowed(node.ssh.host, node.ssh.port)
       await this.store.updateNode(node)
       return { node, userErrors: [] }
     }, failedNode)
+  }
+
+  /**
+   * What the agents learn from an SSH node (the host key it presents, the
+   * staticPodPath its kubelet reads), recorded beside what an admin set and
+   * never over it: an updateNode made meanwhile is kept whole.
+   */
+  recordFacts(name: string, facts: NodeFacts): Promise<void> {
+    return this.store.recordNodeFacts(name, facts)
   }
 
   /**
@@ -249,3 +274,24 @@ export class NodeService {
 }
 
 const failedNode = (userErrors: UserError[]): NodeResult => ({ node: null, userErrors })
+
+/** The record with an admin's changes (fields already checked); a path given is taken as given. */
+function withChanges(node: NodeRecord, fields: z.infer<typeof updateSchema>, now: string): NodeRecord {
+  const path = fields.staticPodPath === undefined ? {} : { staticPodPath: fields.staticPodPath, staticPodPathFrom: 'given' as const }
+  const common = { ...path, labels: fields.labels ?? node.labels, updatedAt: now }
+  if (node.kind === 'local') return { ...node, ...common }
+  const { host, port, user, hostKeyFingerprint } = fields
+  return { ...node, ...common, ssh: { ...node.ssh, ...withoutNulls({ host, port, user }), ...(hostKeyFingerprint === undefined ? {} : { hostKeyFingerprint }) } }
+}
+
+/**
+ * How the API shows where a node is: an SSH node's address and keys; the
+ * local node has none, and shows this machine as the service's own user sees it.
+ */
+export function nodeAddressOf(node: NodeRecord): { host: string; port: number; user: string; hostKeyFingerprint: string | null; observedHostKeyFingerprint: string | null } {
+  if (node.kind === 'ssh') return node.ssh
+  return { host: 'localhost', port: 0, user: LOCAL_USER, hostKeyFingerprint: null, observedHostKeyFingerprint: null }
+}
+
+const LOCAL_USER = process.env.USER ?? 'root'
+

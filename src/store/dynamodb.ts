@@ -26,8 +26,9 @@ import { deleteBlob, isBlobRef, readBlobs, storeText, type BlobRef, type StoredT
 import { DEFAULT_RETRY, DynamoIo, itemKeyString, type Item, type ItemKey, type RetryPolicy } from './dynamodb-io.ts'
 import { AUDIT_BY_NODE_INDEX, AUDIT_NODE_ATTRIBUTE, keys } from './dynamodb-table.ts'
 import { podKeyString, REVISION_ACTIONS } from '../domain.ts'
-import type { AuditEvent, Label, NewAuditEvent, NewRevision, NodeKind, NodeObservation, NodeRecord, PodKey, RevisionAction, RevisionRecord } from '../domain.ts'
+import type { AuditEvent, Label, NewAuditEvent, NewRevision, NodeFacts, NodeKind, NodeObservation, NodeRecord, PodKey, RevisionAction, RevisionRecord } from '../domain.ts'
 import type { AuditQuery, Store, StoredObservation } from './store.ts'
+import { definedFacts, LEGACY_DISCOVER_PATH, nodeFromColumns, nodeToColumns } from './node-columns.ts'
 
 export interface DynamoStoreOptions {
   table: string
@@ -121,11 +122,56 @@ export class DynamoStore implements Store {
   }
 
   async updateNode(node: NodeRecord): Promise<void> {
+    // What an admin sets, and nothing the service learnt from the node (node-columns.ts).
+    const { name: _name, discoveredStaticPodPath: _discovered, observedHostKeyFingerprint: _observed, ...set } = nodeToColumns(node)
+    const names = Object.fromEntries(Object.keys(set).map((k) => [`#${k}`, k]))
+    const values = Object.fromEntries(Object.entries(set).map(([k, v]) => [`:${k}`, v]))
     try {
-      await this.doc.send(new PutCommand({ TableName: this.table, Item: nodeItem(node), ConditionExpression: 'attribute_exists(pk)' }))
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: keys.node(node.name),
+          UpdateExpression: `SET ${Object.keys(set).map((k) => `#${k} = :${k}`).join(', ')}`,
+          ConditionExpression: 'attribute_exists(pk)',
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        }),
+      )
     } catch (err) {
       if (isConditionFailure(err)) throw new ServiceError('NOT_FOUND', `node ${node.name} not found`, ['name'])
       throw err
+    }
+  }
+
+  async recordNodeFacts(name: string, facts: NodeFacts): Promise<void> {
+    const { observedHostKeyFingerprint, discoveredStaticPodPath } = definedFacts(facts)
+    // One update per fact: each has its own condition (a discovered path only while no path is given).
+    const updates: Array<{ set: string; value: string; condition: string; values?: Record<string, unknown> }> = []
+    if (observedHostKeyFingerprint !== undefined) updates.push({ set: 'observedHostKeyFingerprint', value: observedHostKeyFingerprint, condition: '#kind = :ssh' })
+    if (discoveredStaticPodPath !== undefined) {
+      updates.push({
+        set: 'discoveredStaticPodPath',
+        value: discoveredStaticPodPath,
+        // Items written before staticPodPathGiven existed: see nodeFromItem.
+        condition: '#kind = :ssh AND (staticPodPathGiven = :false OR (attribute_not_exists(staticPodPathGiven) AND staticPodPath = :kubeadmPath))',
+        values: { ':false': false, ':kubeadmPath': LEGACY_DISCOVER_PATH },
+      })
+    }
+    for (const u of updates) {
+      try {
+        await this.doc.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: keys.node(name),
+            UpdateExpression: `SET ${u.set} = :value`,
+            ConditionExpression: `attribute_exists(pk) AND ${u.condition}`,
+            ExpressionAttributeNames: { '#kind': 'kind' },
+            ExpressionAttributeValues: { ':value': u.value, ':ssh': 'ssh', ...u.values },
+          }),
+        )
+      } catch (err) {
+        if (!isConditionFailure(err)) throw err
+      }
     }
   }
 
@@ -455,36 +501,27 @@ export class DynamoStore implements Store {
 // ---- item <-> record
 
 function nodeItem(node: NodeRecord): Item {
-  return {
-    ...keys.node(node.name),
-    name: node.name,
-    kind: node.kind,
-    host: node.host,
-    port: node.port,
-    user: node.user,
-    staticPodPath: node.staticPodPath,
-    hostKeyFingerprint: node.hostKeyFingerprint,
-    observedHostKeyFingerprint: node.observedHostKeyFingerprint,
-    labels: node.labels.map(({ key, value }) => ({ key, value })),
-    createdAt: node.createdAt,
-    updatedAt: node.updatedAt,
-  }
+  return { ...keys.node(node.name), ...nodeToColumns(node) }
 }
 
 function nodeFromItem(item: Item): NodeRecord {
-  return {
+  const kind = item.kind as NodeKind
+  const staticPodPath = String(item.staticPodPath)
+  return nodeFromColumns({
     name: String(item.name),
-    kind: item.kind as NodeKind,
-    host: String(item.host),
-    port: Number(item.port),
-    user: String(item.user),
-    staticPodPath: String(item.staticPodPath),
+    kind,
+    host: String(item.host ?? ''),
+    port: Number(item.port ?? 0),
+    user: String(item.user ?? ''),
+    staticPodPath,
+    staticPodPathGiven: typeof item.staticPodPathGiven === 'boolean' ? item.staticPodPathGiven : !(kind === 'ssh' && staticPodPath === LEGACY_DISCOVER_PATH),
+    discoveredStaticPodPath: nullableString(item.discoveredStaticPodPath),
     hostKeyFingerprint: nullableString(item.hostKeyFingerprint),
     observedHostKeyFingerprint: nullableString(item.observedHostKeyFingerprint),
-    labels: (Array.isArray(item.labels) ? (item.labels as Label[]) : []).map(({ key, value }) => ({ key, value })),
+    labels: Array.isArray(item.labels) ? (item.labels as Label[]) : [],
     createdAt: String(item.createdAt),
     updatedAt: String(item.updatedAt),
-  }
+  })
 }
 
 function revisionFromItem(item: Item, manifest: string): RevisionRecord {

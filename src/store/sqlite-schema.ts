@@ -4,6 +4,7 @@
 // have already run it.
 
 import type { Database } from 'better-sqlite3'
+import { LEGACY_DISCOVER_PATH } from './node-columns.ts'
 
 export const MIGRATIONS: readonly string[] = [
   // 1: the initial schema.
@@ -71,6 +72,14 @@ export const MIGRATIONS: readonly string[] = [
   // parsed observation can tell it is still current without reading it again
   // (getObservationsIfChanged). NULL on rows stored before: read in full.
   `ALTER TABLE observations ADD COLUMN version TEXT;`,
+  // 3: what an admin set and what the service learns from the node, apart
+  // (see node-columns.ts), and nodes registered without a path told by the
+  // rule of the release before.
+  `
+  ALTER TABLE nodes ADD COLUMN static_pod_path_given INTEGER NOT NULL DEFAULT 1 CHECK (static_pod_path_given IN (0, 1));
+  ALTER TABLE nodes ADD COLUMN discovered_static_pod_path TEXT;
+  UPDATE nodes SET static_pod_path_given = 0 WHERE kind = 'ssh' AND static_pod_path = '${LEGACY_DISCOVER_PATH}';
+  `,
 ]
 
 /** The file was written by a newer release: reading it could lose what that release stores. */

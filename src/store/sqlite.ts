@@ -35,7 +35,8 @@ import { ServiceError } from '../errors.ts'
 import { auditCursorBound, newAuditId, pickAuditFields } from './audit-id.ts'
 import { migrate } from './sqlite-schema.ts'
 import { podKeyString } from '../domain.ts'
-import type { AuditEvent, Label, NewAuditEvent, NewRevision, NodeKind, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
+import type { AuditEvent, Label, NewAuditEvent, NewRevision, NodeFacts, NodeKind, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
+import { nodeFromColumns, nodeToColumns } from './node-columns.ts'
 import type { AuditQuery, Store, StoredObservation } from './store.ts'
 
 export interface SqliteStoreOptions {
@@ -64,6 +65,8 @@ interface NodeRow {
   port: number
   user: string
   static_pod_path: string
+  static_pod_path_given: number
+  discovered_static_pod_path: string | null
   host_key_fingerprint: string | null
   observed_host_key_fingerprint: string | null
   labels: string
@@ -99,34 +102,39 @@ const WANTED_KEYS = `wanted AS (
 const AUDIT_SELECT = `SELECT id, at, actor, action, node, target, from_hash, to_hash, result, message, dry_run FROM audit_events`
 
 function nodeFromRow(row: NodeRow): NodeRecord {
-  return {
+  return nodeFromColumns({
     name: row.name,
     kind: row.kind as NodeKind,
     host: row.host,
     port: row.port,
     user: row.user,
     staticPodPath: row.static_pod_path,
+    staticPodPathGiven: row.static_pod_path_given === 1,
+    discoveredStaticPodPath: row.discovered_static_pod_path,
     hostKeyFingerprint: row.host_key_fingerprint,
     observedHostKeyFingerprint: row.observed_host_key_fingerprint,
     labels: JSON.parse(row.labels) as Label[],
     createdAt: row.created_at,
     updatedAt: row.updated_at,
-  }
+  })
 }
 
 function nodeParams(node: NodeRecord): NodeRow {
+  const c = nodeToColumns(node)
   return {
-    name: node.name,
-    kind: node.kind,
-    host: node.host,
-    port: node.port,
-    user: node.user,
-    static_pod_path: node.staticPodPath,
-    host_key_fingerprint: node.hostKeyFingerprint,
-    observed_host_key_fingerprint: node.observedHostKeyFingerprint,
-    labels: JSON.stringify(node.labels.map(({ key, value }) => ({ key, value }))),
-    created_at: node.createdAt,
-    updated_at: node.updatedAt,
+    name: c.name,
+    kind: c.kind,
+    host: c.host,
+    port: c.port,
+    user: c.user,
+    static_pod_path: c.staticPodPath,
+    static_pod_path_given: c.staticPodPathGiven ? 1 : 0,
+    discovered_static_pod_path: c.discoveredStaticPodPath,
+    host_key_fingerprint: c.hostKeyFingerprint,
+    observed_host_key_fingerprint: c.observedHostKeyFingerprint,
+    labels: JSON.stringify(c.labels),
+    created_at: c.createdAt,
+    updated_at: c.updatedAt,
   }
 }
 
@@ -172,6 +180,10 @@ export class SqliteStore implements Store {
   private readonly getNodeStatement: Statement<[string], NodeRow>
   private readonly insertNodeStatement: Statement<[NodeRow], unknown>
   private readonly updateNodeStatement: Statement<[NodeRow], unknown>
+  private readonly recordNodeFactsStatement: Statement<
+    [{ name: string; observed_host_key_fingerprint: string | null; discovered_static_pod_path: string | null }],
+    unknown
+  >
   private readonly deleteNodeRevisionsStatement: Statement<[string], unknown>
   private readonly deleteNodeObservationStatement: Statement<[string], unknown>
   private readonly deleteNodeStatement: Statement<[string], unknown>
@@ -230,16 +242,24 @@ export class SqliteStore implements Store {
     this.listNodesStatement = db.prepare('SELECT * FROM nodes ORDER BY name')
     this.getNodeStatement = db.prepare('SELECT * FROM nodes WHERE name = ?')
     this.insertNodeStatement = db.prepare(`
-      INSERT INTO nodes (name, kind, host, port, user, static_pod_path, host_key_fingerprint,
-                         observed_host_key_fingerprint, labels, created_at, updated_at)
-      VALUES (@name, @kind, @host, @port, @user, @static_pod_path, @host_key_fingerprint,
-              @observed_host_key_fingerprint, @labels, @created_at, @updated_at)
+      INSERT INTO nodes (name, kind, host, port, user, static_pod_path, static_pod_path_given, discovered_static_pod_path,
+                         host_key_fingerprint, observed_host_key_fingerprint, labels, created_at, updated_at)
+      VALUES (@name, @kind, @host, @port, @user, @static_pod_path, @static_pod_path_given, @discovered_static_pod_path,
+              @host_key_fingerprint, @observed_host_key_fingerprint, @labels, @created_at, @updated_at)
       ON CONFLICT (name) DO NOTHING`)
+    // What an admin sets, and nothing the service learnt from the node (node-columns.ts).
     this.updateNodeStatement = db.prepare(`
       UPDATE nodes SET kind = @kind, host = @host, port = @port, user = @user, static_pod_path = @static_pod_path,
-        host_key_fingerprint = @host_key_fingerprint, observed_host_key_fingerprint = @observed_host_key_fingerprint,
+        static_pod_path_given = @static_pod_path_given, host_key_fingerprint = @host_key_fingerprint,
         labels = @labels, created_at = @created_at, updated_at = @updated_at
       WHERE name = @name`)
+    // A discovered path is kept only while the node still discovers its path: an admin's path wins.
+    this.recordNodeFactsStatement = db.prepare(`
+      UPDATE nodes SET
+        observed_host_key_fingerprint = coalesce(@observed_host_key_fingerprint, observed_host_key_fingerprint),
+        discovered_static_pod_path = CASE WHEN static_pod_path_given = 0
+          THEN coalesce(@discovered_static_pod_path, discovered_static_pod_path) ELSE discovered_static_pod_path END
+      WHERE name = @name AND kind = 'ssh'`)
     this.deleteNodeRevisionsStatement = db.prepare('DELETE FROM revisions WHERE node = ?')
     this.deleteNodeObservationStatement = db.prepare('DELETE FROM observations WHERE node = ?')
     this.deleteNodeStatement = db.prepare('DELETE FROM nodes WHERE name = ?')
@@ -400,6 +420,17 @@ export class SqliteStore implements Store {
       if (this.updateNodeStatement.run(row).changes === 0) {
         throw new ServiceError('NOT_FOUND', `node ${node.name} not found`, ['name'])
       }
+    })
+  }
+
+  async recordNodeFacts(name: string, facts: NodeFacts): Promise<void> {
+    const params = {
+      name,
+      observed_host_key_fingerprint: facts.observedHostKeyFingerprint ?? null,
+      discovered_static_pod_path: facts.discoveredStaticPodPath ?? null,
+    }
+    return this.enqueueWrite(() => {
+      this.recordNodeFactsStatement.run(params)
     })
   }
 

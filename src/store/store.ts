@@ -6,7 +6,7 @@
 // take many keys at once: a GraphQL query over 1,000 nodes must make a
 // constant number of store calls, not one per node.
 
-import type { AuditEvent, NewAuditEvent, NewRevision, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
+import type { AuditEvent, NewAuditEvent, NewRevision, NodeFacts, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
 
 /** A node's observation as stored, with the version of the write that stored it. */
 export interface StoredObservation {
@@ -36,8 +36,18 @@ export interface Store {
   getNode(name: string): Promise<NodeRecord | null>
   /** Creates the node; ALREADY_EXISTS if the name is taken. */
   createNode(node: NodeRecord): Promise<void>
-  /** Replaces an existing node; NOT_FOUND if there is none. */
+  /**
+   * Replaces what an admin sets of an existing node (address, key, path,
+   * labels), leaving the node's facts as stored; NOT_FOUND if there is none.
+   */
   updateNode(node: NodeRecord): Promise<void>
+  /**
+   * Records facts learnt from an SSH node, each only where given, without
+   * touching anything else of the record (so an admin's updateNode made
+   * meanwhile is never undone): a discovered staticPodPath only while the
+   * record still discovers its path. Nothing happens for an unknown node.
+   */
+  recordNodeFacts(name: string, facts: NodeFacts): Promise<void>
   /** Forgets the node with its revisions and observation. false if it was unknown. */
   deleteNode(name: string): Promise<boolean>
 

@@ -54,7 +54,7 @@ describe('SSH nodes through the service', () => {
     const target = node(0)
     await writeFile(join(target.manifests, 'existing.yaml'), podYaml('existing'))
     const before = await snapshot(target.manifests)
-    await app.addNode(target, { hostKeyFingerprint: node(1).fingerprint })
+    await app.addNode(target, { ssh: { hostKeyFingerprint: node(1).fingerprint } })
 
     const created = await app.gql(CREATE, { input: { node: target.name, manifest: podYaml('web') } })
     assert.equal(created.data.createStaticPod.userErrors[0]?.code, 'HOST_KEY_MISMATCH')
@@ -220,5 +220,62 @@ describe('SSH nodes through the service', () => {
     await explicit.addNode(target, { staticPodPath: target.manifests })
     await explicit.gql(`{ staticPods(maxAgeSeconds: 0) { name } }`)
     assert.equal((await explicit.app.services.store.getNode(target.name))?.staticPodPath, target.manifests)
+  })
+
+  it("an admin's updateNode that lands while discovery records the path is kept whole, and a path it gives wins", async (t) => {
+    const target = node(5)
+    const kubeletConfig = join(target.dir, 'kubelet-config-race.yaml')
+    const manifests = join(target.dir, 'kubelet-manifests-race')
+    await mkdir(manifests, { recursive: true })
+    await writeFile(kubeletConfig, `apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: ${manifests}\n`)
+    const register = `mutation($input: RegisterNodeInput!) { registerNode(input: $input) { userErrors { code } } }`
+    const update = `mutation($input: UpdateNodeInput!) { updateNode(input: $input) { userErrors { code message } } }`
+    const input = { name: target.name, host: '127.0.0.1', port: target.port, user: fleet.user, hostKeyFingerprint: target.fingerprint }
+
+    for (const change of [{ labels: [{ key: 'zone', value: 'b' }] }, { labels: [{ key: 'zone', value: 'c' }], staticPodPath: target.manifests }]) {
+      const app = await sshFleetApp(t, fleet, { SSH_KUBELET_CONFIG_PATH: kubeletConfig })
+      assert.deepEqual((await app.gql(register, { input })).data.registerNode.userErrors, [])
+      // The admin's update is made in the middle of recording the discovered
+      // path: after whatever the node service reads for it, before it writes.
+      const store = app.app.services.store
+      const nodes = app.app.services.nodes
+      let adminUpdated = false
+      const adminUpdate = async () => {
+        if (adminUpdated) return
+        adminUpdated = true
+        assert.deepEqual((await app.gql(update, { input: { name: target.name, ...change } })).data.updateNode.userErrors, [])
+      }
+      const recordFacts = nodes.recordFacts.bind(nodes)
+      const getNode = store.getNode.bind(store)
+      const recordNodeFacts = store.recordNodeFacts.bind(store)
+      const updateNode = store.updateNode.bind(store)
+      let discovering = false
+      nodes.recordFacts = async (name, facts) => {
+        discovering = facts.discoveredStaticPodPath !== undefined
+        try {
+          return await recordFacts(name, facts)
+        } finally {
+          discovering = false
+        }
+      }
+      store.getNode = async (name) => {
+        const read = await getNode(name)
+        if (discovering) await adminUpdate()
+        return read
+      }
+      store.recordNodeFacts = async (name, facts) => {
+        if (discovering) await adminUpdate()
+        return recordNodeFacts(name, facts)
+      }
+      store.updateNode = async (record) => {
+        if (discovering) await adminUpdate()
+        return updateNode(record)
+      }
+      await app.gql(`{ staticPods(maxAgeSeconds: 0) { name } }`)
+      assert.equal(adminUpdated, true, 'the path was discovered and recorded')
+      const stored = await getNode(target.name)
+      assert.deepEqual(stored?.labels, change.labels, "the admin's labels are kept")
+      assert.equal(stored?.staticPodPath, change.staticPodPath ?? manifests, change.staticPodPath ? "the admin's path wins" : 'the discovered path is kept')
+    }
   })
 })

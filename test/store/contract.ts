@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test'
 import { isServiceError } from '../../src/errors.ts'
 import type { ErrorCode } from '../../src/errors.ts'
 import { podKeyString } from '../../src/domain.ts'
-import type { AuditEvent, NewAuditEvent, NewRevision, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../../src/domain.ts'
+import type { AuditEvent, LocalNodeRecord, NewAuditEvent, NewRevision, NodeObservation, PodKey, RevisionRecord, SshNodeRecord, SshTarget } from '../../src/domain.ts'
 import type { Store } from '../../src/store/store.ts'
 
 export interface StoreUnderTest {
@@ -25,24 +25,33 @@ export interface StoreUnderTest {
 const T0 = Date.parse('2024-05-01T12:00:00.000Z')
 const instant = (offsetMs: number): string => new Date(T0 + offsetMs).toISOString()
 
-export function nodeRecord(name: string, overrides: Partial<NodeRecord> = {}): NodeRecord {
+export function nodeRecord(name: string, overrides: Partial<Omit<SshNodeRecord, 'ssh'>> & { ssh?: Partial<SshTarget> } = {}): SshNodeRecord {
+  const { ssh, ...rest } = overrides
   return {
     name,
     kind: 'ssh',
-    host: `${name}.example.internal`,
-    port: 22,
-    user: 'root',
+    ssh: {
+      host: `${name}.example.internal`,
+      port: 22,
+      user: 'root',
+      hostKeyFingerprint: 'SHA256:Qm9ndXNGaW5nZXJwcmludEZvclRlc3RzT25seQ',
+      observedHostKeyFingerprint: null,
+      ...ssh,
+    },
     staticPodPath: '/etc/kubernetes/manifests',
-    hostKeyFingerprint: 'SHA256:Qm9ndXNGaW5nZXJwcmludEZvclRlc3RzT25seQ',
-    observedHostKeyFingerprint: null,
+    staticPodPathFrom: 'given',
     labels: [
       { key: 'node-role.kubernetes.io/control-plane', value: '' },
       { key: 'zone', value: 'eu-west-1a' },
     ],
     createdAt: instant(0),
     updatedAt: instant(0),
-    ...overrides,
+    ...rest,
   }
+}
+
+export function localNodeRecord(name: string, overrides: Partial<LocalNodeRecord> = {}): LocalNodeRecord {
+  return { name, kind: 'local', staticPodPath: '/srv/manifests', staticPodPathFrom: 'given', labels: [], createdAt: instant(0), updatedAt: instant(0), ...overrides }
 }
 
 export function newRevision(key: PodKey, overrides: Partial<NewRevision> = {}): NewRevision {
@@ -143,22 +152,18 @@ export function storeContract(name: string, makeStore: () => Promise<StoreUnderT
     describe('nodes', () => {
       it('createNode then getNode and listNodes return the record as given', async () => {
         const cp1 = nodeRecord('cp-1')
-        const worker = nodeRecord('worker-1', {
-          kind: 'local',
-          host: '127.0.0.1',
-          port: 2222,
-          hostKeyFingerprint: null,
-          observedHostKeyFingerprint: 'SHA256:c2Vlbg',
-          labels: [],
-        })
+        const worker = localNodeRecord('worker-1')
+        const discovering = nodeRecord('cp-2', { staticPodPathFrom: 'discover', ssh: { host: '127.0.0.1', port: 2222, hostKeyFingerprint: null, observedHostKeyFingerprint: 'SHA256:c2Vlbg' } })
         await store.createNode(cp1)
         await store.createNode(worker)
+        await store.createNode(discovering)
         assert.deepEqual(await store.getNode('cp-1'), cp1)
         assert.deepEqual(await store.getNode('worker-1'), worker)
+        assert.deepEqual(await store.getNode('cp-2'), discovering)
         const listed = await store.listNodes()
         assert.deepEqual(
           [...listed].sort((a, b) => a.name.localeCompare(b.name)),
-          [cp1, worker],
+          [cp1, discovering, worker],
         )
       })
 
@@ -180,26 +185,58 @@ export function storeContract(name: string, makeStore: () => Promise<StoreUnderT
       it('createNode of a taken name fails with ALREADY_EXISTS and changes nothing', async () => {
         const original = nodeRecord('cp-1')
         await store.createNode(original)
-        await assert.rejects(store.createNode(nodeRecord('cp-1', { host: 'elsewhere' })), isCode('ALREADY_EXISTS'))
+        await assert.rejects(store.createNode(nodeRecord('cp-1', { ssh: { host: 'elsewhere' } })), isCode('ALREADY_EXISTS'))
         assert.deepEqual(await store.getNode('cp-1'), original)
         assert.equal((await store.listNodes()).length, 1)
       })
 
-      it('updateNode replaces every field of an existing node', async () => {
+      it('updateNode replaces every field an admin sets of an existing node', async () => {
         await store.createNode(nodeRecord('cp-1'))
         const updated = nodeRecord('cp-1', {
-          kind: 'local',
-          host: '10.0.0.9',
-          port: 2022,
-          user: 'ops',
+          ssh: { host: '10.0.0.9', port: 2022, user: 'ops', hostKeyFingerprint: null },
           staticPodPath: '/var/lib/kubelet/manifests',
-          hostKeyFingerprint: null,
-          observedHostKeyFingerprint: 'SHA256:bmV3',
           labels: [{ key: 'zone', value: 'b' }],
           updatedAt: instant(60_000),
         })
         await store.updateNode(updated)
         assert.deepEqual(await store.getNode('cp-1'), updated)
+        const local = localNodeRecord('cp-1', { staticPodPath: '/srv/other', updatedAt: instant(90_000) })
+        await store.updateNode(local)
+        assert.deepEqual(await store.getNode('cp-1'), local)
+      })
+
+      it('recordNodeFacts keeps the presented host key and a discovered path beside what an admin set', async () => {
+        await store.createNode(nodeRecord('cp-1', { staticPodPathFrom: 'discover' }))
+        await store.recordNodeFacts('cp-1', { observedHostKeyFingerprint: 'SHA256:c2Vlbg' })
+        await store.recordNodeFacts('cp-1', { discoveredStaticPodPath: '/var/lib/kubelet/static' })
+        const learnt = await store.getNode('cp-1')
+        assert.equal(learnt?.kind === 'ssh' && learnt.ssh.observedHostKeyFingerprint, 'SHA256:c2Vlbg')
+        assert.equal(learnt?.staticPodPath, '/var/lib/kubelet/static')
+        assert.equal(learnt?.staticPodPathFrom, 'discovered')
+        // updatedAt says when an admin last changed the node; facts are not that.
+        assert.equal(learnt?.updatedAt, instant(0))
+
+        // An admin's update, from a record read before the facts, does not undo them ...
+        await store.updateNode(nodeRecord('cp-1', { staticPodPathFrom: 'discover', labels: [{ key: 'zone', value: 'c' }], updatedAt: instant(60_000) }))
+        const kept = await store.getNode('cp-1')
+        assert.equal(kept?.kind === 'ssh' && kept.ssh.observedHostKeyFingerprint, 'SHA256:c2Vlbg')
+        assert.equal(kept?.staticPodPath, '/var/lib/kubelet/static')
+        assert.deepEqual(kept?.labels, [{ key: 'zone', value: 'c' }])
+
+        // ... and once an admin gives a path, no discovery replaces it.
+        await store.updateNode(nodeRecord('cp-1', { staticPodPath: '/etc/given', updatedAt: instant(90_000) }))
+        await store.recordNodeFacts('cp-1', { discoveredStaticPodPath: '/somewhere/else' })
+        const given = await store.getNode('cp-1')
+        assert.equal(given?.staticPodPath, '/etc/given')
+        assert.equal(given?.staticPodPathFrom, 'given')
+      })
+
+      it('recordNodeFacts of an unknown or local node changes nothing', async () => {
+        await store.createNode(localNodeRecord('here'))
+        await store.recordNodeFacts('ghost', { observedHostKeyFingerprint: 'SHA256:c2Vlbg' })
+        await store.recordNodeFacts('here', { discoveredStaticPodPath: '/elsewhere' })
+        assert.equal(await store.getNode('ghost'), null)
+        assert.deepEqual(await store.getNode('here'), localNodeRecord('here'))
       })
 
       it('updateNode of an unknown node fails with NOT_FOUND and creates nothing', async () => {

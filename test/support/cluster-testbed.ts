@@ -57,12 +57,8 @@ export async function clusterTestbed(t: TestContext, opts: TestbedOptions): Prom
     const record: NodeRecord = {
       name,
       kind: 'local',
-      host: 'localhost',
-      port: 0,
-      user: 'root',
       staticPodPath,
-      hostKeyFingerprint: null,
-      observedHostKeyFingerprint: null,
+      staticPodPathFrom: 'given',
       labels: [],
       createdAt: now,
       updatedAt: now,

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.ts'
 import { loadConfig } from '../../src/config.ts'
-import type { NodeRecord } from '../../src/domain.ts'
+import type { NodeRecord, SshNodeRecord, SshTarget } from '../../src/domain.ts'
 import { makeTempDir, type GqlResponse } from '../helper.ts'
 import type { SshdFleet, SshdNode } from './sshd.ts'
 import { testResolver } from './resolver.ts'
@@ -16,7 +16,7 @@ export interface SshTestApp {
   dir: string
   gql<T = Record<string, any>>(query: string, variables?: Record<string, unknown>): Promise<GqlResponse<T>>
   /** Puts the node in the store as an admin's registration would (pinned unless told otherwise). */
-  addNode(node: SshdNode, overrides?: Partial<NodeRecord>): Promise<NodeRecord>
+  addNode(node: SshdNode, overrides?: Partial<Omit<SshNodeRecord, 'ssh'>> & { ssh?: Partial<SshTarget> }): Promise<NodeRecord>
 }
 
 /** t: a test context, or anything with after() (a file-level app closes in the file's after hook). */
@@ -51,19 +51,17 @@ export async function sshFleetApp(t: { after(fn: () => Promise<void>): unknown }
     },
     async addNode(node, overrides = {}) {
       const now = new Date().toISOString()
+      const { ssh, ...rest } = overrides
       const record: NodeRecord = {
         name: node.name,
         kind: 'ssh',
-        host: '127.0.0.1',
-        port: node.port,
-        user: fleet.user,
+        ssh: { host: '127.0.0.1', port: node.port, user: fleet.user, hostKeyFingerprint: node.fingerprint, observedHostKeyFingerprint: null, ...ssh },
         staticPodPath: node.manifests,
-        hostKeyFingerprint: node.fingerprint,
-        observedHostKeyFingerprint: null,
+        staticPodPathFrom: 'given',
         labels: [],
         createdAt: now,
         updatedAt: now,
-        ...overrides,
+        ...rest,
       }
       await app.services.store.createNode(record)
       return record
