@@ -52,10 +52,19 @@ export interface NodeAgent {
 
   /**
    * Runs fn while holding the node-side lock, which also excludes other
-   * processes and service instances. Waits up to the agent's lock wait, then
-   * fails with LOCKED naming the holder. A lock whose holder is gone expires.
+   * processes and service instances. Gives up with LOCKED, naming the holder,
+   * once nothing ahead of it has moved for the lock wait (LOCK_WAIT_MS),
+   * whether that is a writer of this process or another's lock file. A lock
+   * whose holder is gone expires.
    */
   withLock<T>(owner: LockOwner, fn: () => Promise<T>): Promise<T>
+  /**
+   * Runs fn in the node's turn in this process, after the writers ahead of it
+   * and before those behind, without the node-side lock: for the reads that
+   * record history, which must not take this process's own write in flight
+   * for a change made elsewhere (node-lock.ts).
+   */
+  withTurn<T>(fn: () => Promise<T>): Promise<T>
 
   /** Pod and container state from the node's container runtime (crictl). */
   runtimeStatus(): Promise<RuntimeReport>

@@ -14,7 +14,7 @@ import type { DirEntry, FoundPod } from '../manifest/types.ts'
 import type { NodeObservation, NodeRecord, ObservedPod, RevisionRecord } from '../domain.ts'
 import type { Store } from '../store/store.ts'
 import { podKeyString } from '../domain.ts'
-import { KeyedMutex, mapWithConcurrency } from './keyed-mutex.ts'
+import { mapWithConcurrency } from '../concurrency.ts'
 import { ObservationCache } from './observation-cache.ts'
 
 /** A node's state as a query sees it. */
@@ -58,8 +58,6 @@ export interface NodeStateOptions {
 }
 
 export class NodeStateService {
-  /** Shared with the write path: a node is read-and-recorded or written, one at a time. */
-  readonly nodeMutex = new KeyedMutex()
   /** Live reads in flight, by node name. */
   private readonly reading = new Map<string, Promise<NodeObservation>>()
   /** Parsed stored observations, re-read only when the store's version of one changes. */
@@ -114,7 +112,8 @@ export class NodeStateService {
     if (inFlight) return inFlight
     const reading = (async () => {
       const agent = await this.options.agents.agentFor(node)
-      return this.nodeMutex.run(node.name, () => this.observeWith(node, agent))
+      // In the node's turn: a write of this process in flight is not recorded as a change made elsewhere.
+      return agent.withTurn(() => this.observeWith(node, agent))
     })().finally(() => {
       if (this.reading.get(node.name) === reading) this.reading.delete(node.name)
     })
@@ -123,7 +122,7 @@ export class NodeStateService {
   }
 
   /**
-   * The live read itself, for callers that already hold the node's mutex:
+   * The live read itself, for callers that already have the node's turn:
    * manifests, kubelet health and runtime state, recorded and stored.
    */
   async observeWith(node: NodeRecord, agent: NodeAgent): Promise<NodeObservation> {

@@ -476,7 +476,7 @@ export class StaticPodService {
   }
 
   private underNodeLock<T>(node: NodeRecord, agent: NodeAgent, actor: Actor, fn: () => Promise<T>): Promise<T> {
-    return this.o.nodeState.nodeMutex.run(node.name, () => agent.withLock({ actor: actor.name, instance: this.o.instanceId }, fn))
+    return agent.withLock({ actor: actor.name, instance: this.o.instanceId }, fn)
   }
 
   /** The namespace of a pod addressed by name alone, from the node's current state. */

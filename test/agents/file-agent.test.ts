@@ -27,7 +27,7 @@ function agentOn(
   options: Partial<FileAgentOptions> = {},
   fs: NodeFileSystem = new LocalFileSystem(),
 ): FileAgent {
-  return new FileAgent(fs, { nodeName: 'node-1', staticPodPath: dirs.manifests, stateDir: dirs.state, ...options })
+  return new FileAgent(fs, { nodeName: 'node-1', staticPodPath: dirs.manifests, stateDir: dirs.state, lockTtlMs: 30_000, lockWaitMs: 10_000, ...options })
 }
 
 const manifest = (n: number): Buffer => Buffer.from(`apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {n: "${n}"}\n`)
@@ -243,7 +243,7 @@ test('backups land outside staticPodPath, byte for byte, and only the newest 20 
 test('stateDir inside staticPodPath, or relative paths, are refused at construction', async (t) => {
   const dirs = await tempNode(t)
   const fs = new LocalFileSystem()
-  const make = (staticPodPath: string, stateDir: string) => () => new FileAgent(fs, { nodeName: 'n', staticPodPath, stateDir })
+  const make = (staticPodPath: string, stateDir: string) => () => new FileAgent(fs, { nodeName: 'n', staticPodPath, stateDir, lockTtlMs: 30_000, lockWaitMs: 10_000 })
   assert.throws(make(dirs.manifests, join(dirs.manifests, '.state')), /must not be inside staticPodPath/)
   assert.throws(make(dirs.manifests, `${dirs.manifests}/`), /must not be inside staticPodPath/)
   assert.throws(make(dirs.manifests, join(dirs.manifests, 'a', '..', 'b')), /must not be inside staticPodPath/)

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { FileAgent, LOCK_FILE_NAME, type FileAgentOptions } from '../../src/agents/file-agent.ts'
+import { FileAgent, type FileAgentOptions } from '../../src/agents/file-agent.ts'
+import { LOCK_FILE_NAME } from '../../src/agents/node-lock.ts'
 import { LocalFileSystem } from '../../src/agents/local-fs.ts'
 import { isServiceError } from '../../src/errors.ts'
 
@@ -22,7 +23,7 @@ async function tempNode(t: TestContext): Promise<{ manifests: string; state: str
 }
 
 function agentOn(dirs: { manifests: string; state: string }, options: Partial<FileAgentOptions> = {}): FileAgent {
-  return new FileAgent(new LocalFileSystem(), { nodeName: 'node-1', staticPodPath: dirs.manifests, stateDir: dirs.state, ...options })
+  return new FileAgent(new LocalFileSystem(), { nodeName: 'node-1', staticPodPath: dirs.manifests, stateDir: dirs.state, lockTtlMs: 30_000, lockWaitMs: 10_000, ...options })
 }
 
 function isLocked(pattern?: RegExp) {

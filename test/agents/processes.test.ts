@@ -7,9 +7,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { LOCK_FILE_NAME, TEMP_FILE_SUFFIX } from '../../src/agents/file-agent.ts'
+import { TEMP_FILE_SUFFIX } from '../../src/agents/file-agent.ts'
+import { LOCK_FILE_NAME } from '../../src/agents/node-lock.ts'
 import { createLocalAgent } from '../../src/agents/local.ts'
 import { isServiceError } from '../../src/errors.ts'
+import { LOCAL_AGENT_DEFAULTS } from '../support/agent-defaults.ts'
 import { spawnTsChild } from '../support/child-process.ts'
 
 const childScript = fileURLToPath(new URL('../support/agent-child.ts', import.meta.url))
@@ -26,7 +28,7 @@ const newManifest = Buffer.from('apiVersion: v1\nkind: Pod\nmetadata:\n  name: k
 
 test('kill -9 between the flushed temp file and the rename: the old file stays whole, the next write cleans up', async (t) => {
   const dirs = await tempNode(t)
-  const first = await createLocalAgent({ nodeName: 'n1', staticPodPath: dirs.manifests, stateDir: dirs.state })
+  const first = await createLocalAgent({ ...LOCAL_AGENT_DEFAULTS, nodeName: 'n1', staticPodPath: dirs.manifests, stateDir: dirs.state })
   await first.writeManifest('kube-apiserver.yaml', oldManifest)
   const contentFile = join(dirs.root, 'new.yaml')
   await writeFile(contentFile, newManifest)
@@ -46,7 +48,7 @@ test('kill -9 between the flushed temp file and the rename: the old file stays w
   assert.deepEqual(await readdir(dirs.state), [LOCK_FILE_NAME], 'the dead writer left its lock')
 
   // A fresh agent: takes over the dead process's lock, writes, and sweeps the leftover temp file.
-  const fresh = await createLocalAgent({ nodeName: 'n1', staticPodPath: dirs.manifests, stateDir: dirs.state, lockWaitMs: 2_000 })
+  const fresh = await createLocalAgent({ ...LOCAL_AGENT_DEFAULTS, nodeName: 'n1', staticPodPath: dirs.manifests, stateDir: dirs.state, lockWaitMs: 2_000 })
   await fresh.withLock({ actor: 'operator', instance: 'recovery' }, () => fresh.writeManifest('kube-apiserver.yaml', newManifest))
   assert.deepEqual(await readdir(dirs.manifests), ['kube-apiserver.yaml'])
   assert.deepEqual(await readFile(join(dirs.manifests, 'kube-apiserver.yaml')), newManifest)
@@ -59,7 +61,7 @@ test('the node lock between two processes: LOCKED while the other holds it, take
   await child.waitForLine('HOLDING ', CHILD_READY_MS)
 
   // The default TTL (30 s) is far longer than this test: only the holder's death can free the lock.
-  const agent = await createLocalAgent({ nodeName: 'n1', staticPodPath: dirs.manifests, stateDir: dirs.state, lockWaitMs: 300 })
+  const agent = await createLocalAgent({ ...LOCAL_AGENT_DEFAULTS, nodeName: 'n1', staticPodPath: dirs.manifests, stateDir: dirs.state, lockWaitMs: 300 })
   const owner = { actor: 'parent', instance: 'test' }
   await assert.rejects(agent.withLock(owner, async () => assert.fail('must not run while the child holds the lock')), (err: unknown) => {
     assert.ok(isServiceError(err))

@@ -11,11 +11,12 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { LOCK_FILE_NAME } from '../../src/agents/file-agent.ts'
+import { LOCK_FILE_NAME } from '../../src/agents/node-lock.ts'
 import { createSshAgent } from '../../src/agents/ssh.ts'
 import { DEFAULT_SSH_POOL_SETTINGS, SshPool } from '../../src/agents/ssh-pool.ts'
 import { isServiceError } from '../../src/errors.ts'
 import { kubeletVisibleFiles, podYaml } from '../helper.ts'
+import { SSH_AGENT_DEFAULTS } from '../support/agent-defaults.ts'
 import { spawnTsChild } from '../support/child-process.ts'
 import { sshFleetApp } from '../support/ssh-app.ts'
 import { sshKeygenFingerprint, startSshdFleet, type SshdFleet, type SshdNode } from '../support/sshd.ts'
@@ -103,6 +104,7 @@ describe('SSH nodes through the service', () => {
     const stateDir = join(fleet.root, 'kill-state')
     let killDuringWrite = false
     const agent = createSshAgent({
+      ...SSH_AGENT_DEFAULTS,
       endpoint: { nodeName: target.name, host: '127.0.0.1', port: target.port, username: fleet.user, hostKeyFingerprint: target.fingerprint },
       pool,
       staticPodPath: target.manifests,
