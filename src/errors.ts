@@ -104,3 +104,8 @@ export function quoteInput(value: string, max = 64): string {
   if (value.length <= max) return JSON.stringify(value)
   return `${JSON.stringify(value.slice(0, max))}…(${value.length} characters)`
 }
+
+/** The message of whatever was thrown, for a reason or a log line. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

@@ -14,6 +14,7 @@ import { NodeStateService, type NodeReadObserver } from './node-state.ts'
 import { NodeService, type LocalNodeSettings } from './nodes.ts'
 import { ReadinessService } from './readiness.ts'
 import { RolloutRegistry, RolloutService } from './rollouts.ts'
+import { SettledWriteService } from './settled-write.ts'
 import { StaticPodService } from './static-pods.ts'
 
 export interface ServiceSettings {
@@ -42,6 +43,7 @@ export interface Services {
   cluster: ClusterService
   mirrorPods: MirrorPodService
   readiness: ReadinessService
+  settledWrites: SettledWriteService
   rollouts: RolloutService
   close(): Promise<void>
 }
@@ -63,7 +65,7 @@ export async function createServices(deps: {
   agents.attachLog?.(log)
   const nodeState = new NodeStateService({ store, agents, clock, fanOut: settings.fanOut, maxNodesPerRequest: settings.maxNodesPerRequest, observer: deps.nodeReadObserver })
   const cluster = new ClusterService({ settings: settings.cluster, store, audit, clock })
-  const readiness = new ReadinessService({ agents, cluster, audit, log })
+  const readiness = new ReadinessService({ agents, cluster })
   const staticPods = new StaticPodService({
     store,
     agents,
@@ -73,13 +75,13 @@ export async function createServices(deps: {
     clock,
     defaultMaxAgeSeconds: settings.defaultMaxAgeSeconds,
     instanceId: `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`,
-    readiness,
   })
+  const settledWrites = new SettledWriteService({ staticPods, nodes, readiness, audit, log })
   const mirrorPods = new MirrorPodService({ cluster, audit, staticPods })
   const rollouts = new RolloutService({
     nodes,
     staticPods,
-    readiness,
+    settledWrites,
     audit,
     registry: new RolloutRegistry(),
     clock,
@@ -98,6 +100,7 @@ export async function createServices(deps: {
     cluster,
     mirrorPods,
     readiness,
+    settledWrites,
     rollouts,
     async close() {
       await agents.close()

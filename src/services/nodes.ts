@@ -10,6 +10,7 @@ import { isIP } from 'node:net'
 import { posix } from 'node:path'
 import { z } from 'zod'
 import { ServiceError, ValidationErrors, quoteInput, type UserError } from '../errors.ts'
+import { KUBEADM_STATIC_POD_PATH } from '../kubelet-facts.ts'
 import { isDns1123Subdomain } from '../manifest/names.ts'
 import { lookupAddresses, type AddressAllowList, type HostResolver } from '../net/address-allow.ts'
 import type { Label, LocalNodeRecord, NodeFacts, NodeRecord, SshNodeRecord } from '../domain.ts'
@@ -84,7 +85,7 @@ const nodeFields = {
 }
 
 /** kubeadm's staticPodPath: where a node registered without one is read until its kubelet config says otherwise. */
-const DISCOVERY_STAND_IN_PATH = '/etc/kubernetes/manifests'
+const DISCOVERY_STAND_IN_PATH = KUBEADM_STATIC_POD_PATH
 
 const registerSchema = z.object({
   ...nodeFields,

@@ -21,7 +21,8 @@ import { authorize, canSeeNode, type Actor } from './actor.ts'
 import type { AuditService } from './audit.ts'
 import { mapWithConcurrency } from '../concurrency.ts'
 import type { NodeService } from './nodes.ts'
-import { DEFAULT_READY_TIMEOUT_SECONDS, ReadinessService, type PodBaseline } from './readiness.ts'
+import { readyTimeoutOf } from './readiness-signals.ts'
+import type { SettledWriteService } from './settled-write.ts'
 import type { StaticPodService } from './static-pods.ts'
 import type { StaticPodView } from './static-pod-view.ts'
 
@@ -140,7 +141,7 @@ function visiblePart(rollout: RolloutView, actor: Actor): RolloutView | null {
 export interface RolloutServiceOptions {
   nodes: NodeService
   staticPods: StaticPodService
-  readiness: ReadinessService
+  settledWrites: SettledWriteService
   audit: AuditService
   registry: RolloutRegistry
   clock: () => Date
@@ -250,28 +251,25 @@ export class RolloutService {
   /** Write (upsert), then, with a timeout, wait for the new pod and roll back if it does not come up. */
   private async applyOne(plan: RolloutPlan, node: NodeRecord): Promise<Omit<NodeApplyResult, 'node'>> {
     const { rollout, identity } = plan
-    const wait = rollout.readyTimeoutSeconds > 0
-    const baseline: PodBaseline | null = wait ? await this.o.readiness.baseline(node, identity) : null
-    const put = await this.put(plan, node, false)
-    const error = put.userErrors[0]
-    if (error) return { status: 'FAILED', staticPod: null, error, diff: null }
-    if (!put.changed || !put.staticPod) return { status: 'UNCHANGED', staticPod: put.staticPod, error: null, diff: put.diff }
-    this.step(rollout, node.name, `written (sha256 ${put.staticPod.hash}, revision ${put.staticPod.revision})`)
-    if (!baseline) return { status: 'APPLIED', staticPod: put.staticPod, error: null, diff: put.diff }
-    const settled = await this.o.readiness.settle({
+    const { result: put, settled } = await this.o.settledWrites.writeAndSettle({
       node,
-      written: put.staticPod,
-      previousHash: put.previousHash,
-      baseline,
+      pod: identity,
+      write: async () => {
+        const written = await this.put(plan, node, false)
+        if (written.changed && written.staticPod) this.step(rollout, node.name, `written (sha256 ${written.staticPod.hash}, revision ${written.staticPod.revision})`)
+        return written
+      },
       timeoutSeconds: rollout.readyTimeoutSeconds,
       autoRollback: rollout.autoRollback,
       actor: plan.actor,
       action: AUDIT_ACTION,
       context: `rollout ${rollout.id}`,
-      writer: this.o.staticPods,
       onProgress: (phase, detail) => this.progress(rollout, node.name, phase, detail),
     })
-    if (settled.status === 'READY') return { status: 'APPLIED', staticPod: settled.staticPod, error: null, diff: put.diff }
+    const error = put.userErrors[0]
+    if (error) return { status: 'FAILED', staticPod: null, error, diff: null }
+    if (!put.changed || !put.staticPod) return { status: 'UNCHANGED', staticPod: put.staticPod, error: null, diff: put.diff }
+    if (!settled || settled.status === 'READY') return { status: 'APPLIED', staticPod: settled?.staticPod ?? put.staticPod, error: null, diff: put.diff }
     return { status: settled.status, staticPod: settled.staticPod, error: settled.error, diff: put.diff }
   }
 
@@ -374,7 +372,7 @@ function rolloutSettings(input: ApplyToNodesInput): Pick<RolloutView, 'strategy'
   return {
     strategy: input.strategy ?? 'ROLLING',
     maxUnavailable,
-    readyTimeoutSeconds: ReadinessService.timeoutOf(input.readyTimeoutSeconds, DEFAULT_READY_TIMEOUT_SECONDS),
+    readyTimeoutSeconds: readyTimeoutOf(input.readyTimeoutSeconds),
     autoRollback: input.autoRollback ?? true,
   }
 }

@@ -1,11 +1,20 @@
 // A static pod as the API shows it, made from a node's observation: one shape
-// for GraphQL and REST, so that neither builds ids, paths or runtime states itself.
+// for GraphQL and REST, so that neither builds ids, paths, runtime states or
+// container lists itself, nor parses a manifest.
 
 import type { ContainerRuntimeState, NodeObservation, NodeRecord, ObservedPod } from '../domain.ts'
+import { podKeyString } from '../domain.ts'
 import { mirrorPodName } from '../manifest/names.ts'
+import { parseManifest } from '../manifest/parse.ts'
+import { containerSpecs } from '../manifest/pod-fields.ts'
+import type { ContainerSpec } from '../manifest/types.ts'
 
 /** A static pod as the API shows it. */
 export interface StaticPodView {
+  /** <node>/<namespace>/<name>. */
+  id: string
+  /** The record of the node it was read from (or written to). */
+  node: NodeRecord
   nodeName: string
   namespace: string
   name: string
@@ -20,6 +29,10 @@ export interface StaticPodView {
   stale: boolean
   /** From the node's container runtime; null when the node has none to ask. */
   runtime: PodRuntimeView | null
+  /** The manifest parsed as a Pod object ({} in the unexpected case that it does not parse). */
+  readonly pod: Record<string, unknown>
+  /** The manifest's containers, then its init containers. */
+  readonly containers: ContainerSpec[]
 }
 
 export interface PodRuntimeView {
@@ -29,7 +42,9 @@ export interface PodRuntimeView {
 }
 
 export function toView(node: NodeRecord, observation: NodeObservation, pod: ObservedPod, stale: boolean): StaticPodView {
-  return {
+  return new View({
+    id: podKeyString({ node: node.name, namespace: pod.namespace, name: pod.name }),
+    node,
     nodeName: node.name,
     namespace: pod.namespace,
     name: pod.name,
@@ -43,6 +58,56 @@ export function toView(node: NodeRecord, observation: NodeObservation, pod: Obse
     observedAt: observation.observedAt ?? new Date(0).toISOString(),
     stale,
     runtime: runtimeOf(observation, pod),
+  })
+}
+
+type ViewFields = Omit<StaticPodView, 'pod' | 'containers'>
+
+/**
+ * `pod` and `containers` are worked out when first read, not when the view is
+ * made: a read of 1,000 nodes makes thousands of views, and most queries ask
+ * for neither. Parses are cached by text (src/manifest/parse.ts), so the same
+ * manifest read again costs no parse either. Getters on the prototype, not
+ * closures per view, and private fields, so a view's own keys are its data.
+ */
+class View implements StaticPodView {
+  id!: string
+  node!: NodeRecord
+  nodeName!: string
+  namespace!: string
+  name!: string
+  mirrorPodName!: string
+  fileName!: string
+  path!: string
+  hash!: string
+  revision!: number
+  manifest!: string
+  managed!: boolean
+  observedAt!: string
+  stale!: boolean
+  runtime!: PodRuntimeView | null
+  #pod: Record<string, unknown> | undefined
+  #containers: ContainerSpec[] | undefined
+
+  constructor(fields: ViewFields) {
+    Object.assign(this, fields)
+  }
+
+  get pod(): Record<string, unknown> {
+    return (this.#pod ??= podObject(this.manifest))
+  }
+
+  get containers(): ContainerSpec[] {
+    return (this.#containers ??= containerSpecs(this.pod))
+  }
+}
+
+/** The pod object of a manifest the node already runs (it parsed when it was found). */
+function podObject(manifest: string): Record<string, unknown> {
+  try {
+    return parseManifest(manifest).object
+  } catch {
+    return {}
   }
 }
 
@@ -53,4 +118,3 @@ function runtimeOf(observation: NodeObservation, pod: ObservedPod): PodRuntimeVi
   if (found) return { state: found.state, containers: found.containers, observedAt: found.observedAt }
   return { state: 'NOT_FOUND', containers: [], observedAt: observation.observedAt ?? new Date(0).toISOString() }
 }
-

@@ -11,7 +11,6 @@ import { sha256Hex } from '../manifest/hash.ts'
 import type { DirEntry } from '../manifest/types.ts'
 import { checkFileName, defaultFileName, mirrorPodName } from '../manifest/names.ts'
 import { parseManifest } from '../manifest/parse.ts'
-import { podIdentityOf } from '../manifest/pod-fields.ts'
 import { setRestartAnnotation } from '../manifest/restart.ts'
 import { validateStaticPod } from '../manifest/validate.ts'
 import type { NodeObservation, NodeRecord, ObservedPod, PodKey, RevisionAction, RevisionRecord } from '../domain.ts'
@@ -19,10 +18,10 @@ import type { Store } from '../store/store.ts'
 import { podKeyString } from '../domain.ts'
 import { toView, type StaticPodView } from './static-pod-view.ts'
 import type { AuditDraft, AuditService } from './audit.ts'
-import { hasRole, type Actor } from './actor.ts'
+import type { Actor } from './actor.ts'
 import { maxAgeOf, observedPod, type NodeFailure, type NodeState, type NodeStateService } from './node-state.ts'
 import type { NodeService } from './nodes.ts'
-import { DEFAULT_READY_TIMEOUT_SECONDS, ReadinessService } from './readiness.ts'
+import { readyTimeoutOf } from './readiness-signals.ts'
 
 export interface StaticPodResult {
   staticPod: StaticPodView | null
@@ -89,8 +88,6 @@ export interface StaticPodServiceOptions {
   defaultMaxAgeSeconds: number
   /** Names this process in node-side lock files. */
   instanceId: string
-  /** Waits for a written pod to run ready, and rolls back (updateStaticPod waitForReady). */
-  readiness: ReadinessService
 }
 
 /** UPSERT: UPDATE when the node has the pod, else CREATE (decided under the node lock). */
@@ -190,58 +187,12 @@ export class StaticPodService {
     })
   }
 
+  /** The write of an update; waiting for the new pod (waitForReady) is settled-write.ts's. */
   updateStaticPod(input: UpdateInput, actor: Actor): Promise<StaticPodResult> {
-    if (input.waitForReady && !input.dryRun) return this.updateAndWaitForReady(input, actor)
-    return this.writeUpdate(input, actor)
-  }
-
-  // ---- waitForReady / autoRollback (issue #7) ------------------------------
-  // The wait and the rollback are the rollouts' own (ReadinessService.settle),
-  // so that an update and applyStaticPodToNodes judge a node alike.
-
-  private async updateAndWaitForReady(input: UpdateInput, actor: Actor): Promise<StaticPodResult> {
-    const pod = await this.readinessTarget(input, actor)
-    // A node, manifest or timeout that cannot be used: the update itself says why, and audits it.
-    if (!pod) return this.writeUpdate(input, actor)
-    // Before the write: the new pod is told from the old one by its sandbox and mirror config hash.
-    const baseline = await this.o.readiness.baseline(pod.node, pod)
-    const result = await this.writeUpdate(input, actor)
-    if (!result.changed || !result.staticPod || result.userErrors.length > 0) return result
-    const settled = await this.o.readiness.settle({
-      node: pod.node,
-      written: result.staticPod,
-      previousHash: result.previousHash,
-      baseline,
-      timeoutSeconds: pod.timeoutSeconds,
-      autoRollback: input.autoRollback ?? false,
-      actor,
-      action: 'updateStaticPod',
-      writer: this,
-    })
-    if (settled.status === 'READY') return result
-    return { ...result, staticPod: settled.staticPod, rolledBack: settled.status === 'ROLLED_BACK', userErrors: [settled.error] }
-  }
-
-  /** What to wait for; null when there is nothing to wait for, or the update is going to be refused. */
-  private async readinessTarget(input: UpdateInput, actor: Actor): Promise<{ node: NodeRecord; namespace: string; name: string; timeoutSeconds: number } | null> {
-    if (!hasRole(actor, 'operator')) return null
-    const node = await this.o.nodes.require(input.node, actor).catch(() => null)
-    if (!node) return null
-    try {
-      const timeoutSeconds = ReadinessService.timeoutOf(input.readyTimeoutSeconds, DEFAULT_READY_TIMEOUT_SECONDS)
-      const identity = podIdentityOf(parseManifest(input.manifest).object, node.name)
-      return identity && timeoutSeconds > 0 ? { node, namespace: identity.namespace, name: identity.name, timeoutSeconds } : null
-    } catch {
-      return null
-    }
-  }
-  // ---- end of waitForReady / autoRollback ------------------------------------
-
-  private writeUpdate(input: UpdateInput, actor: Actor): Promise<StaticPodResult> {
     const dryRun = input.dryRun ?? false
     return this.mutate('updateStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
       audit.target = targetOf(input)
-      if (input.waitForReady) ReadinessService.timeoutOf(input.readyTimeoutSeconds, DEFAULT_READY_TIMEOUT_SECONDS)
+      if (input.waitForReady) readyTimeoutOf(input.readyTimeoutSeconds)
       const node = await this.o.nodes.require(input.node, actor)
       const { text, identity } = parseAndValidate(input.manifest, node)
       checkSameIdentity(input, identity)

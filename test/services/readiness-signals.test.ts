@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { MirrorPodView } from '../../src/cluster/mirror-pods.ts'
-import { decideReadiness, mirrorSignal, normalizeImage, runtimeSignal, sameImage } from '../../src/services/readiness.ts'
+import { decideReadiness, mirrorSignal, normalizeImage, runtimeSignal, sameImage } from '../../src/services/readiness-signals.ts'
 import type { PodRuntimeState } from '../../src/domain.ts'
 
 const expected = [{ name: 'main', image: 'nginx:1.27', init: false }]
