@@ -195,7 +195,7 @@ export class StaticPodService {
       if (input.waitForReady) readyTimeoutOf(input.readyTimeoutSeconds)
       const node = await this.o.nodes.require(input.node, actor)
       const { text, identity } = parseAndValidate(input.manifest, node)
-      checkSameIdentity(input, identity)
+      checkSameIdentity(input, identity, node)
       audit.target = `${identity.namespace}/${identity.name}`
       return this.write(
         {
@@ -228,7 +228,7 @@ export class StaticPodService {
         audit.target = `${input.namespace}/${input.name}`
         const node = await this.o.nodes.require(input.node, actor)
         const { text, identity } = parseAndValidate(input.manifest, node)
-        checkSameIdentity(input, identity)
+        checkSameIdentity(input, identity, node)
         const result = await this.write(
           {
             action: input.mustNotExist ? 'CREATE' : 'UPSERT',
@@ -279,7 +279,7 @@ export class StaticPodService {
     return this.mutate('rollbackStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
       audit.target = targetOf(input)
       const node = await this.o.nodes.require(input.node, actor)
-      const key = { node: node.name, namespace: input.namespace ?? (await this.namespaceOf(node, input)), name: input.name }
+      const key = { node: node.name, namespace: await this.namespaceOf(node, input), name: input.name }
       audit.target = `${key.namespace}/${key.name}`
       const target = await this.o.store.getRevision(key, input.revision)
       if (!target) {
@@ -430,12 +430,16 @@ export class StaticPodService {
     return agent.withLock({ actor: actor.name, instance: this.o.instanceId }, fn)
   }
 
-  /** The namespace of a pod addressed by name alone, from the node's current state. */
+  /**
+   * The namespace of the pod addressed (given, or, by name alone, from the
+   * node's current state); NOT_FOUND naming the static pod when the name is
+   * its mirror pod's.
+   */
   private async namespaceOf(node: NodeRecord, ref: PodRef): Promise<string> {
     const { states } = await this.o.nodeState.statesOf([node], 0)
     const observation = states[0]?.observation
-    const pod = observation && findPod(observation, node, ref.name, undefined, { missing: 'null' })
-    return pod?.namespace ?? 'default'
+    const pod = observation && findPod(observation, node, ref.name, ref.namespace ?? undefined, { missing: 'null' })
+    return ref.namespace ?? pod?.namespace ?? 'default'
   }
 
   private mutate<R>(
@@ -457,8 +461,13 @@ function parseAndValidate(manifest: string | Uint8Array, node: NodeRecord) {
   return { text: parsed.text, identity }
 }
 
-/** An update may not rename the pod: that is a create and a delete. */
-function checkSameIdentity(ref: PodRef, identity: { namespace: string; name: string }): void {
+/**
+ * An update may not rename the pod: that is a create and a delete. The name
+ * `kubectl get pods` shows (the mirror pod <name>-<node>) is not the pod's
+ * name: that is said before anything is compared.
+ */
+function checkSameIdentity(ref: PodRef, identity: { namespace: string; name: string }, node: NodeRecord): void {
+  if (identity.name !== ref.name && ref.name === mirrorPodName(identity.name, node.name)) throw mirrorPodNotFound(node, ref.name, identity)
   if (identity.name !== ref.name) {
     throw new ServiceError(
       'VALIDATION_FAILED',
@@ -522,15 +531,18 @@ function findPod(
   }
   if (matches[0]) return matches[0]
   const mirrored = observation.pods.find((p) => mirrorPodName(p.name, node.name) === name && (!namespace || p.namespace === namespace))
-  if (mirrored) {
-    throw new ServiceError(
-      'NOT_FOUND',
-      `${name} is the mirror pod of static pod ${mirrored.namespace}/${mirrored.name} on node ${node.name}; mirror pods are read-only copies: address the static pod, name: "${mirrored.name}"`,
-      ['name'],
-    )
-  }
+  if (mirrored) throw mirrorPodNotFound(node, name, mirrored)
   if (opts.missing === 'throw') throw notFound(node, name, namespace)
   return null
+}
+
+/** The caller addressed a mirror pod (read-only, made by the kubelet): NOT_FOUND, naming the static pod it mirrors. */
+function mirrorPodNotFound(node: NodeRecord, name: string, pod: { namespace: string; name: string }): ServiceError {
+  return new ServiceError(
+    'NOT_FOUND',
+    `${name} is the mirror pod of static pod ${pod.namespace}/${pod.name} on node ${node.name}; mirror pods are read-only copies: address the static pod, name: "${pod.name}"`,
+    ['name'],
+  )
 }
 
 function notFound(node: NodeRecord, name: string, namespace: string | undefined): ServiceError {
