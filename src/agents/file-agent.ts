@@ -12,7 +12,7 @@
 
 import { createHash, randomBytes } from 'node:crypto'
 import { posix } from 'node:path'
-import { ServiceError, isServiceError } from '../errors.ts'
+import { errorText, ServiceError, isServiceError } from '../errors.ts'
 import type { DirEntry } from '../manifest/types.ts'
 import type { BackupInfo, KubeletReport, LockOwner, NodeAgent, RuntimeReport } from './agent.ts'
 import { NodeLock, sameMachineProcessLiveness, thisProcessIdentity, type LockHolderLiveness, type ProcessIdentity } from './node-lock.ts'
@@ -316,7 +316,7 @@ export class FileAgent implements NodeAgent {
     // A failure that already says what went wrong (the node unreachable, an
     // operation timing out) keeps its code: the caller acts on it differently.
     const code = isServiceError(err) ? err.code : 'WRITE_FAILED'
-    return new ServiceError(code, `${what} on node ${this.nodeName} failed: ${describeError(err)}`)
+    return new ServiceError(code, `${what} on node ${this.nodeName} failed: ${errorText(err)}`)
   }
 
   // ---- runtime and kubelet ---------------------------------------------------
@@ -326,7 +326,7 @@ export class FileAgent implements NodeAgent {
     try {
       return await this.#runtime()
     } catch (err) {
-      return { available: false, reason: `asking the container runtime failed: ${describeError(err)}` }
+      return { available: false, reason: `asking the container runtime failed: ${errorText(err)}` }
     }
   }
 
@@ -335,7 +335,7 @@ export class FileAgent implements NodeAgent {
     try {
       return await this.#kubelet()
     } catch (err) {
-      return { available: false, reason: `asking the kubelet failed: ${describeError(err)}` }
+      return { available: false, reason: `asking the kubelet failed: ${errorText(err)}` }
     }
   }
 
@@ -370,6 +370,4 @@ function randomHex(): string {
   return randomBytes(RANDOM_HEX_CHARS / 2).toString('hex')
 }
 
-export function describeError(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
-}
+

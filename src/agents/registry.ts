@@ -4,7 +4,7 @@
 
 import { posix } from 'node:path'
 import type { Config, NodeProbeConfig } from '../config.ts'
-import { ServiceError } from '../errors.ts'
+import { errorText, ServiceError } from '../errors.ts'
 import type { HostResolver } from '../net/address-allow.ts'
 import type { NodeFacts, NodeRecord, SshNodeRecord } from '../domain.ts'
 import type { NodeAgent } from './agent.ts'
@@ -179,6 +179,3 @@ export function sshAgentSettings(config: Config, facts: NodeFactsRecorder, resol
   }
 }
 
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
-}

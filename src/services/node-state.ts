@@ -8,7 +8,7 @@
 
 import type { NodeAgent } from '../agents/agent.ts'
 import type { AgentProvider } from '../agents/registry.ts'
-import { ServiceError, isServiceError } from '../errors.ts'
+import { errorText, ServiceError, isServiceError } from '../errors.ts'
 import { lintManifestDir } from '../manifest/lint.ts'
 import type { DirEntry, FoundPod } from '../manifest/types.ts'
 import type { NodeObservation, NodeRecord, ObservedPod, RevisionRecord } from '../domain.ts'
@@ -281,9 +281,6 @@ function asNodeError(node: NodeRecord, err: unknown): ServiceError {
   return new ServiceError('NODE_UNREACHABLE', `node ${node.name} could not be read: ${errorText(err)}`)
 }
 
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
-}
 
 const byNamespaceAndName = (a: { namespace: string; name: string }, b: { namespace: string; name: string }): number =>
   a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name)

@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto'
 import { ConditionalCheckFailedException, DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb'
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb'
 import { ServiceError } from '../errors.ts'
+import { requireCount } from './arguments.ts'
 import { auditCursorBound, newAuditId, pickAuditFields } from './audit-id.ts'
 import { deleteBlob, isBlobRef, readBlobs, storeText, type BlobRef, type StoredText } from './dynamodb-chunks.ts'
 import { DEFAULT_RETRY, DynamoIo, itemKeyString, type Item, type ItemKey, type RetryPolicy } from './dynamodb-io.ts'
@@ -56,12 +57,6 @@ const FALLBACK_QUERY_CONCURRENCY = 16
 
 const isConditionFailure = (err: unknown): boolean =>
   err instanceof ConditionalCheckFailedException || (err instanceof Error && err.name === 'ConditionalCheckFailedException')
-
-function requireCount(value: number, what: string): void {
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new ServiceError('VALIDATION_FAILED', `${what} must be a non-negative integer, got ${value}`, [what])
-  }
-}
 
 const nullableString = (v: unknown): string | null => (typeof v === 'string' ? v : null)
 

@@ -32,6 +32,7 @@ import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3'
 import { ServiceError } from '../errors.ts'
+import { requireCount } from './arguments.ts'
 import { auditCursorBound, newAuditId, pickAuditFields } from './audit-id.ts'
 import { migrate } from './sqlite-schema.ts'
 import { podKeyString } from '../domain.ts'
@@ -159,12 +160,6 @@ function keysParam(keys: PodKey[]): string {
   const unique = new Map<string, [string, string, string]>()
   for (const k of keys) unique.set(podKeyString(k), [k.node, k.namespace, k.name])
   return JSON.stringify([...unique.values()])
-}
-
-function requireCount(value: number, what: string): void {
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new ServiceError('VALIDATION_FAILED', `${what} must be a non-negative integer, got ${value}`, [what])
-  }
 }
 
 function isPrimaryKeyViolation(err: unknown): boolean {
