@@ -204,7 +204,8 @@ function strictUtf8JsonBodies(app: FastifyInstance): void {
       done(err, undefined)
       return
     }
-    parseJson(request, text, done)
+    // Fastify's JSON parser answers through done, synchronously: nothing to wait for.
+    void parseJson(request, text, done)
   })
 }
 

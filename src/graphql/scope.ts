@@ -1,17 +1,23 @@
-// Per-request state of a GraphQL query: who asks, and the node states the
-// query has already loaded. Node fields (agent, kubelet, findings, staticPods
-// ...) ask for their node's state one by one; the scope gathers every ask of
-// the same tick into one statesOf call, so a query over 1,000 nodes makes a
-// constant number of store calls, and each node is read at most once.
-// A query shows one state per node: a field content with an older state
-// (the default maxAgeSeconds) gets the fresher one another field of the same
-// query asked for (staticPods(maxAgeSeconds: 0) beside nodes { agent }),
-// never an older one that contradicts it.
+// Per-request state of a GraphQL query: who asks, and what the query has
+// already loaded. Every batched read goes through one StepBatcher
+// (src/graphql/batcher.ts): the asks of one execution step are answered by one
+// load per group, so a query over 1,000 nodes makes a constant number of store
+// and API server calls.
 //
-// The API server is asked the same way: every StaticPod.mirrorPod,
-// StaticPod.sync and Node.mirrorPods field of a step is answered from ONE pod
-// list for all the nodes they are about, and every Node.kubernetes from one
-// node list (the top-level mirrorPods query is one list call of its own). When the API server
+// Node states: node fields (agent, kubelet, findings, staticPods ...) ask for
+// their node's state one by one, grouped by the maxAge they allow; each node is
+// read at most once per maxAge. A query shows one state per node: a field
+// content with an older state (the default maxAgeSeconds) gets the freshest one
+// another field of the same query asked for (staticPods(maxAgeSeconds: 0)
+// beside nodes { agent }), never an older one that contradicts it.
+//
+// Histories: every StaticPod.history of a step with the same limit comes from
+// one store call.
+//
+// The API server: every StaticPod.mirrorPod, StaticPod.sync and
+// Node.mirrorPods field of a step is answered from ONE pod list for all the
+// nodes they are about, and every Node.kubernetes from one node list (the
+// top-level mirrorPods query is one list call of its own). When the API server
 // cannot be asked, those fields are null (sync: API_SERVER_UNAVAILABLE) and the
 // response carries one API_SERVER_UNAVAILABLE error saying why.
 
@@ -20,36 +26,51 @@ import type { KubernetesNodeView } from '../cluster/mirror-pods.ts'
 import { isServiceError, type ServiceError } from '../errors.ts'
 import type { Services } from '../services/index.ts'
 import { maxAgeOf, type NodeFailure, type NodeState } from '../services/node-state.ts'
-import type { NodeRecord } from '../domain.ts'
+import { podKeyString, type NodeRecord, type PodKey, type RevisionRecord } from '../domain.ts'
 import type { Actor } from '../services/actor.ts'
 import type { MirrorPodView } from '../services/mirror-pods.ts'
 import type { StaticPodView } from '../services/static-pod-view.ts'
-import { TickBatcher } from './tick-batcher.ts'
-
-interface Pending {
-  node: NodeRecord
-  resolve: (state: NodeState) => void
-  reject: (err: unknown) => void
-}
+import { StepBatcher } from './batcher.ts'
 
 export class RequestScope {
   /** Per node, the states this query asked for, by the maxAge they were asked with. */
   private readonly states = new Map<string, Array<{ maxAge: number; state: Promise<NodeState> }>>()
-  private readonly pending = new Map<number, Pending[]>()
-  private flushScheduled = false
   private readonly reported = new Set<string>()
   private nodesByName: Promise<Map<string, NodeRecord>> | null = null
-  private readonly mirrorPodsByNode = new TickBatcher<MirrorPodView[]>(async (nodes) => {
-    const byNode = new Map<string, MirrorPodView[]>()
-    for (const mirror of await this.services.mirrorPods.list({ nodes }, this.actor)) {
-      byNode.set(mirror.nodeName, [...(byNode.get(mirror.nodeName) ?? []), mirror])
-    }
-    return byNode
-  }, [])
-  private readonly kubernetesNodes = new TickBatcher<KubernetesNodeView | null>(
-    (nodes) => this.services.cluster.kubernetesNodes(nodes, this.actor),
-    null,
-  )
+
+  private readonly nodeStates = new StepBatcher<NodeRecord, NodeState, number>({
+    key: (node) => node.name,
+    load: async (nodes, maxAge) => {
+      const { states, failures } = await this.services.nodeState.statesOf(nodes, maxAge)
+      this.reportFailures(failures)
+      return states
+    },
+  })
+  private readonly histories = new StepBatcher<PodKey, RevisionRecord[], number>({
+    key: podKeyString,
+    load: async (keys, limit) => {
+      const byKey = await this.services.staticPods.histories(keys, limit)
+      return keys.map((k) => byKey.get(podKeyString(k)) ?? [])
+    },
+  })
+  private readonly mirrorPodsByNode = new StepBatcher<string, MirrorPodView[]>({
+    key: (node) => node,
+    load: async (nodes) => {
+      const byNode = new Map<string, MirrorPodView[]>()
+      for (const mirror of await this.services.mirrorPods.list({ nodes }, this.actor)) {
+        byNode.set(mirror.nodeName, [...(byNode.get(mirror.nodeName) ?? []), mirror])
+      }
+      return nodes.map((n) => byNode.get(n) ?? [])
+    },
+  })
+  private readonly kubernetesNodes = new StepBatcher<string, KubernetesNodeView | null>({
+    key: (node) => node,
+    load: async (nodes) => {
+      const byName = await this.services.cluster.kubernetesNodes(nodes, this.actor)
+      return nodes.map((n) => byName.get(n) ?? null)
+    },
+  })
+
   constructor(
     readonly services: Services,
     readonly actor: Actor,
@@ -61,22 +82,22 @@ export class RequestScope {
   nodeState(node: NodeRecord, maxAgeSeconds?: number | null): Promise<NodeState> {
     const maxAge = maxAgeOf(maxAgeSeconds, this.services.settings.defaultMaxAgeSeconds)
     const asked = this.states.get(node.name) ?? []
-    // Any state this query asked for at least as fresh will do.
-    const fresh = asked.find((a) => a.maxAge <= maxAge)
+    // Any state this query asked for at least as fresh will do; the freshest of them.
+    const fresh = asked.filter((a) => a.maxAge <= maxAge).sort((a, b) => a.maxAge - b.maxAge)[0]
     if (fresh) return fresh.state
-    const state = new Promise<NodeState>((resolve, reject) => {
-      const group = this.pending.get(maxAge) ?? []
-      group.push({ node, resolve, reject })
-      this.pending.set(maxAge, group)
-    })
+    const state = this.nodeStates.get(node, maxAge)
     this.states.set(node.name, [...asked, { maxAge, state }])
-    this.scheduleFlush()
     return state
   }
 
   /** Several nodes' states, shared like nodeState's (failures are reported to the response by the loads themselves). */
   async statesOf(nodes: NodeRecord[], maxAgeSeconds: number): Promise<{ states: NodeState[]; failures: NodeFailure[] }> {
     return { states: await Promise.all(nodes.map((node) => this.nodeState(node, maxAgeSeconds))), failures: [] }
+  }
+
+  /** The pod's revisions, newest first, at most limit of them. */
+  history(pod: StaticPodView, limit: number): Promise<RevisionRecord[]> {
+    return this.histories.get({ node: pod.nodeName, namespace: pod.namespace, name: pod.name }, limit)
   }
 
   /** Registered nodes by name, read once per request. */
@@ -131,31 +152,6 @@ export class RequestScope {
     if (this.reported.has(key)) return
     this.reported.add(key)
     this.addError(new mercurius.ErrorWithProps(error.message, { code: error.code }))
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return
-    this.flushScheduled = true
-    // setImmediate runs after the resolvers of the current execution step have all asked.
-    setImmediate(() => {
-      this.flushScheduled = false
-      const groups = [...this.pending.entries()]
-      this.pending.clear()
-      for (const [maxAge, group] of groups) void this.load(maxAge, group)
-    })
-  }
-
-  private async load(maxAge: number, group: Pending[]): Promise<void> {
-    try {
-      const { states, failures } = await this.services.nodeState.statesOf(
-        group.map((p) => p.node),
-        maxAge,
-      )
-      this.reportFailures(failures)
-      group.forEach((p, i) => p.resolve(states[i] as NodeState))
-    } catch (err) {
-      for (const p of group) p.reject(err)
-    }
   }
 }
 

@@ -34,6 +34,7 @@ export function defaultFileName(name: string): string {
 
 // C0 controls and DEL. C1 controls (U+0080..U+009F) are included too: they are
 // invisible in a terminal listing, so an operator could not see what is there.
+// eslint-disable-next-line no-control-regex -- matching control characters is this pattern's job
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/
 // Unicode format characters (bidi overrides and isolates, zero-width spaces
 // and joiners, BOM) and line separators: `ls` would show "pod‮lmay.exe" as

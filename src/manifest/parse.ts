@@ -546,7 +546,7 @@ function shareable<T>(root: T): T {
     const children = node instanceof Map ? [...node.keys(), ...node.values()] : node instanceof Set ? [...node] : Object.values(node)
     for (const child of children) {
       if (typeof child === 'string') {
-        if (child.length > 1) flattened += Number(child) ? 1 : 0
+        if (child.length > 1) _flattened += Number(child) ? 1 : 0
       } else if (typeof child === 'object' && child !== null) {
         pending.push(child)
       }
@@ -555,7 +555,7 @@ function shareable<T>(root: T): T {
   return root
 }
 
-let flattened = 0 // uses ToNumber's result, so that no optimiser drops the call
+let _flattened = 0 // written, never read: it uses ToNumber's result, so that no optimiser drops the call
 
 // !!omap as the yaml lib defines it, with its duplicate-key check in one pass
 // (the same rule: equal scalar values, by SameValueZero as Array#includes).

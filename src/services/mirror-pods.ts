@@ -6,9 +6,6 @@
 import { isMirrorPod, mirrorPodView, syncStatus, type MirrorPodView, type SyncStatus } from '../cluster/mirror-pods.ts'
 import { ServiceError, type UserError } from '../errors.ts'
 import { mirrorPodName } from '../manifest/names.ts'
-import { parseManifest } from '../manifest/parse.ts'
-import { containerSpecs } from '../manifest/pod-fields.ts'
-import type { ContainerSpec } from '../manifest/types.ts'
 import { authorize, canSeeNode, type Actor } from './actor.ts'
 import type { AuditService } from './audit.ts'
 import type { ClusterService } from './cluster.ts'
@@ -67,7 +64,7 @@ export class MirrorPodService {
   /** null mirrors: the API server could not be asked. */
   syncOf(pod: StaticPodView, mirrorsOfNode: MirrorPodView[] | null): SyncStatus {
     if (mirrorsOfNode === null) return 'API_SERVER_UNAVAILABLE'
-    return syncStatus(manifestContainers(pod.manifest), this.mirrorOf(pod, mirrorsOfNode))
+    return syncStatus(pod.containers, this.mirrorOf(pod, mirrorsOfNode))
   }
 
   /** The static pod a mirror pod stands for, on its node as last read; null for an orphan. */
@@ -112,11 +109,3 @@ function noMirrorPod(ref: MirrorPodRef, why: string): ServiceError {
   return new ServiceError('NOT_FOUND', `no mirror pod ${ref.namespace}/${ref.name}: ${why}`, ['name'])
 }
 
-/** The containers of a manifest the node already runs (it parsed when it was found). */
-function manifestContainers(manifest: string): ContainerSpec[] {
-  try {
-    return containerSpecs(parseManifest(manifest).object)
-  } catch {
-    return []
-  }
-}

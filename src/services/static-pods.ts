@@ -1,5 +1,5 @@
 // Static pods: every rule of reading and writing manifests lives here, and both
-// GraphQL and REST call it. The write path is DESIGN.md's, step by step:
+// GraphQL and REST call it. The write path is docs/architecture.md's, step by step:
 // validate, lock, read, compare-and-swap, unchanged?, back up, write atomically,
 // read back, record the revision and the audit event, unlock.
 

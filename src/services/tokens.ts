@@ -33,6 +33,8 @@ export function parseTokensDocument(text: string): TokenEntry[] {
   try {
     raw = parseYaml(text, { uniqueKeys: true, maxAliasCount: 0 })
   } catch (err) {
+    // No cause: the parser's error quotes the document, which holds the tokens.
+    // eslint-disable-next-line preserve-caught-error
     throw new Error(`not valid YAML or JSON (${firstLine(err)})`)
   }
   const parsed = tokensDocumentSchema.safeParse(raw)

@@ -7,6 +7,7 @@
 // updateNode never writes a fact column, recordNodeFacts writes nothing else.
 
 import type { Label, NodeFacts, NodeRecord } from '../domain.ts'
+import { KUBEADM_STATIC_POD_PATH } from '../kubelet-facts.ts'
 
 export interface NodeColumns {
   name: string
@@ -68,10 +69,10 @@ export function nodeFromColumns(c: NodeColumns): NodeRecord {
 
 /**
  * Before the stores kept whether a path was given, a node registered without
- * one was told by its path being kubeadm's. That release's rule, for rows and
- * items it wrote; it must never change.
+ * one was told by its path being kubeadm's. That release's rule, for the rows
+ * and items it wrote.
  */
-export const LEGACY_DISCOVER_PATH = '/etc/kubernetes/manifests'
+export const LEGACY_DISCOVER_PATH = KUBEADM_STATIC_POD_PATH
 
 /** Only the facts given; undefined ones are left as stored. */
 export function definedFacts(facts: NodeFacts): NodeFacts {

@@ -13,10 +13,10 @@ import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { LOCK_FILE_NAME } from '../../src/agents/node-lock.ts'
 import { createSshAgent } from '../../src/agents/ssh.ts'
-import { DEFAULT_SSH_POOL_SETTINGS, SshPool } from '../../src/agents/ssh-pool.ts'
+import { SshPool } from '../../src/agents/ssh-pool.ts'
 import { isServiceError } from '../../src/errors.ts'
 import { kubeletVisibleFiles, podYaml } from '../helper.ts'
-import { SSH_AGENT_DEFAULTS } from '../support/agent-defaults.ts'
+import { SSH_AGENT_DEFAULTS, SSH_POOL_DEFAULTS } from '../support/agent-defaults.ts'
 import { spawnTsChild } from '../support/child-process.ts'
 import { sshFleetApp } from '../support/ssh-app.ts'
 import { sshKeygenFingerprint, startSshdFleet, type SshdFleet, type SshdNode } from '../support/sshd.ts'
@@ -99,7 +99,7 @@ describe('SSH nodes through the service', () => {
 
   it('sshd killed between the temp write and the rename: old manifest intact, no non-dot file; the next write succeeds and clears the lock', async (t) => {
     const target = node(2)
-    const pool = new SshPool({ ...DEFAULT_SSH_POOL_SETTINGS, privateKey: await readFile(fleet.clientKeyFile, 'utf8'), connectTimeoutMs: 3_000, operationTimeoutMs: 5_000 })
+    const pool = new SshPool({ ...SSH_POOL_DEFAULTS, privateKey: await readFile(fleet.clientKeyFile, 'utf8'), connectTimeoutMs: 3_000, operationTimeoutMs: 5_000 })
     t.after(() => pool.close())
     const stateDir = join(fleet.root, 'kill-state')
     let killDuringWrite = false

@@ -38,7 +38,7 @@ function collect(res: IncomingMessage): Promise<Answer> {
 function send(port: number, method: string, path: string, body: string, headers: Record<string, string> = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: '127.0.0.1', port, method, path, agent: false, headers: { 'content-type': 'application/yaml', ...headers } })
-    req.on('response', (res) => collect(res).then(resolve, reject))
+    req.on('response', (res) => void collect(res).then(resolve, reject))
     req.on('error', reject)
     req.end(body)
   })
@@ -59,7 +59,7 @@ async function partial(app: FastifyInstance, port: number, length: number, sent:
     headers: { 'content-type': 'application/yaml', 'content-length': String(length) },
   })
   const answer = new Promise<Answer>((resolve, reject) => {
-    req.on('response', (res) => collect(res).then(resolve, reject))
+    req.on('response', (res) => void collect(res).then(resolve, reject))
     req.on('error', reject)
   })
   answer.catch(() => {}) // a destroyed request rejects; the tests that destroy it do not wait for it
@@ -182,7 +182,7 @@ describe('manifest budget over HTTP', () => {
 
     const chunked = await new Promise<Answer>((resolve, reject) => {
       const req = httpRequest({ host: '127.0.0.1', port, method: 'PUT', path: podPath('chunked'), agent: false, headers: { 'content-type': 'application/yaml' } })
-      req.on('response', (res) => collect(res).then(resolve, reject))
+      req.on('response', (res) => void collect(res).then(resolve, reject))
       req.on('error', reject)
       const text = podYaml('chunked')
       req.write(text.slice(0, 20))

@@ -97,10 +97,17 @@ describe('REST', () => {
   })
 
   it('lists nodes and static pods, and serves an OpenAPI document', async (t) => {
-    const { app } = await build(t)
+    const { app, gql } = await build(t)
     await app.inject({ method: 'PUT', url: URL, payload: yaml('a') })
+    await gql('mutation { registerNode(input: {name: "cp-1", host: "10.0.0.11"}) { userErrors { code } } }')
     const nodes = await app.inject('/api/v1/nodes')
-    assert.deepEqual(nodes.json().map((n: { name: string; kind: string }) => [n.name, n.kind]), [['local', 'LOCAL']])
+    assert.deepEqual(
+      nodes.json().map((n: { name: string; kind: string }) => [n.name, n.kind]),
+      [
+        ['cp-1', 'SSH'],
+        ['local', 'LOCAL'],
+      ],
+    )
     const pods = await app.inject('/api/v1/nodes/local/staticpods?maxAgeSeconds=0')
     assert.deepEqual(pods.json().map((p: { id: string }) => p.id), ['local/kube-system/web'])
     const doc = await app.inject('/docs/json')

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { parseAllDocuments, parse as yamlParse } from 'yaml'
-import { ServiceError, ValidationErrors } from '../../src/errors.ts'
+import type { ServiceError } from '../../src/errors.ts'
+import { ValidationErrors } from '../../src/errors.ts'
 import {
   MAX_MANIFEST_TOKENS,
   PARSE_CACHE_MAX_BYTES,
@@ -15,7 +16,6 @@ import {
   scanJson,
 } from '../../src/manifest/parse.ts'
 import { RecentValues } from '../../src/recent-values.ts'
-import { validPodYaml } from './fixtures.ts'
 
 function problem(input: string | Uint8Array): ServiceError {
   try {

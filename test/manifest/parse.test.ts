@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { ServiceError, ValidationErrors } from '../../src/errors.ts'
+import type { ServiceError } from '../../src/errors.ts'
+import { ValidationErrors } from '../../src/errors.ts'
 import { MAX_MANIFEST_BYTES, parseManifest } from '../../src/manifest/index.ts'
 import { kubeApiserverYaml, validPodYaml } from './fixtures.ts'
 

@@ -1,4 +1,4 @@
-// The limits of the "Close the door" issue that need a setting changed to be
+// The request limits that need a setting changed to be
 // seen: rate limits counted per mutation field, the response size cap,
 // fragment bombs, and /metrics behind a token.
 

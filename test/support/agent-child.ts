@@ -10,6 +10,7 @@
 //     prints "HOLDING <pid>" while holding the node lock.
 import { readFile } from 'node:fs/promises'
 import { createLocalAgent } from '../../src/agents/local.ts'
+import { LOCAL_AGENT_DEFAULTS } from './agent-defaults.ts'
 
 const SELF_DESTRUCT_MS = 60_000
 setTimeout(() => process.exit(3), SELF_DESTRUCT_MS)
@@ -22,6 +23,7 @@ if (mode === 'pause-before-rename') {
   const [fileName, contentFile] = rest
   if (!fileName || !contentFile) throw new Error('pause-before-rename needs <fileName> <contentFile>')
   const agent = await createLocalAgent({
+    ...LOCAL_AGENT_DEFAULTS,
     nodeName: 'child-node',
     staticPodPath,
     stateDir,
@@ -37,7 +39,7 @@ if (mode === 'pause-before-rename') {
   })
 } else if (mode === 'hold-lock') {
   const [actor] = rest
-  const agent = await createLocalAgent({ nodeName: 'child-node', staticPodPath, stateDir })
+  const agent = await createLocalAgent({ ...LOCAL_AGENT_DEFAULTS, nodeName: 'child-node', staticPodPath, stateDir })
   await agent.withLock({ actor: actor ?? 'child', instance: 'lock-holder' }, async () => {
     process.stdout.write(`HOLDING ${process.pid}\n`)
     await waitForever()

@@ -17,6 +17,7 @@ import type { NodeAgent } from '../../src/agents/agent.ts'
 import { createLocalAgent } from '../../src/agents/local.ts'
 import type { NodeRecord } from '../../src/domain.ts'
 import { build, makeTempDir, type TestApp } from '../helper.ts'
+import { LOCAL_AGENT_DEFAULTS } from './agent-defaults.ts'
 import { FakeApiServer } from './fake-apiserver.ts'
 import { FakeKubelet } from './fake-kubelet.ts'
 
@@ -66,7 +67,7 @@ export async function clusterTestbed(t: TestContext, opts: TestbedOptions): Prom
     await app.app.services.store.createNode(record)
     extraAgents.set(
       name,
-      createLocalAgent({ nodeName: name, staticPodPath, stateDir: join(dir, `state-${name}`), kubeletHealthzUrl: 'http://127.0.0.1:9/healthz', lockWaitMs: 2000 }),
+      createLocalAgent({ ...LOCAL_AGENT_DEFAULTS, nodeName: name, staticPodPath, stateDir: join(dir, `state-${name}`), kubeletHealthzUrl: 'http://127.0.0.1:9/healthz', lockWaitMs: 2000 }),
     )
   }
   await Promise.all(extraAgents.values())

@@ -1,6 +1,8 @@
 // A stand-in Kubernetes API server for tests: no real one can run here (no
 // etcd, no kube-apiserver binary, no container runtime). It speaks plain HTTP
-// on 127.0.0.1 and serves what this service and kubectl ask for, with objects
+// on 127.0.0.1 (as `kubectl proxy` does), or HTTPS with a certificate of the
+// test's own CA (as a real API server does), and serves what this service and
+// kubectl ask for, with objects
 // shaped exactly as a real API server returns them: lists with kind,
 // apiVersion and metadata.resourceVersion (their items without kind and
 // apiVersion, as the real server sends them), errors as Status objects,
@@ -12,6 +14,7 @@
 
 import { createHash, randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import { parseLabelSelector } from '../../src/services/label-selector.ts'
@@ -35,23 +38,41 @@ export interface FakeNodeSpec {
   kubeletVersion?: string
 }
 
+/** HTTPS instead of plain HTTP: the server's key and certificate (PEM), and the CA that signed it. */
+export interface FakeApiServerTls {
+  key: string
+  cert: string
+  ca: string
+}
+
+export interface KubeconfigOptions {
+  /** token (default): the user presents the server's bearer token. none: no user at all, as in a kubeconfig for `kubectl proxy`. */
+  user?: 'token' | 'none'
+  /** With TLS: put the CA in certificate-authority-data (default true). */
+  ca?: boolean | string
+}
+
 export class FakeApiServer {
   readonly token = `fake-token-${randomUUID()}`
   readonly requests: RecordedRequest[] = []
   private readonly pods = new Map<string, Json>()
   private readonly nodes = new Map<string, Json>()
   private resourceVersion = 1000
-  private server: Server | null = null
+  private server: Server | HttpsServer | null = null
   private readonly sockets = new Set<Socket>()
   private port = 0
   private hanging = false
   private readonly startedAt = rfc3339Now()
 
+  constructor(private readonly tls: FakeApiServerTls | null = null) {}
+
   /** Listens on 127.0.0.1 (the same port again after a stop()). */
   async start(): Promise<void> {
     if (this.server) return
     this.hanging = false
-    const server = createServer((req, res) => void this.handle(req, res))
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res)
+    const server: Server | HttpsServer = this.tls ? createHttpsServer({ key: this.tls.key, cert: this.tls.cert }, handler) : createServer(handler)
+    // A TLS server's sockets are the TCP ones of 'connection' too, so stop() cuts them alike.
     server.on('connection', (socket) => {
       this.sockets.add(socket)
       socket.on('close', () => this.sockets.delete(socket))
@@ -79,11 +100,18 @@ export class FakeApiServer {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`
   }
 
-  /** A kubeconfig file for this server, as kubectl and client-node read it. */
-  async writeKubeconfig(path: string): Promise<string> {
+  /**
+   * A kubeconfig file for this server, as kubectl and client-node read it: over
+   * plain HTTP no TLS field at all (none is needed); over HTTPS the CA in
+   * certificate-authority-data (options.ca: false leaves it out, a PEM string
+   * puts another CA there).
+   */
+  async writeKubeconfig(path: string, options: KubeconfigOptions = {}): Promise<string> {
+    const ca = options.ca === undefined || options.ca === true ? this.tls?.ca : options.ca || undefined
+    const user = options.user ?? 'token'
     await writeFile(
       path,
       `apiVersion: v1
@@ -92,19 +120,20 @@ clusters:
 - name: fake
   cluster:
     server: ${this.url}
-    # Plain HTTP on loopback: client-node 1.x refuses http:// unless TLS verification is off.
-    insecure-skip-tls-verify: true
-contexts:
+${ca ? `    certificate-authority-data: ${Buffer.from(ca).toString('base64')}\n` : ''}contexts:
 - name: fake
   context:
     cluster: fake
-    user: tester
-current-context: fake
-users:
+${user === 'token' ? '    user: tester\n' : ''}current-context: fake
+${
+  user === 'token'
+    ? `users:
 - name: tester
   user:
     token: ${this.token}
-`,
+`
+    : ''
+}`,
     )
     return path
   }
