@@ -7,6 +7,7 @@ import { resolve } from 'node:path'
 import { z } from 'zod'
 import { parseTokensDocument, type TokenEntry } from './services/tokens.ts'
 import { parseAddressAllowList, type AddressAllowList } from './net/address-allow.ts'
+import { KUBEADM_KUBELET_CONFIG_PATH, KUBELET_HEALTHZ_PORT } from './kubelet-facts.ts'
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -45,7 +46,7 @@ const envSchema = z.object({
   // Backups and the node lock of the local node; must be outside LOCAL_NODE_PATH
   // because the kubelet runs every file it finds there.
   LOCAL_NODE_STATE_DIR: z.string().min(1).default('./data/state'),
-  LOCAL_KUBELET_HEALTHZ_URL: z.url().default('http://127.0.0.1:10248/healthz'),
+  LOCAL_KUBELET_HEALTHZ_URL: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }).default(`http://127.0.0.1:${KUBELET_HEALTHZ_PORT}/healthz`),
   SSH_PRIVATE_KEY_FILE: optionalText,
   SSH_PRIVATE_KEY: optionalText,
   // SSH nodes: TCP connect + handshake + authentication, then each operation on an open connection.
@@ -59,8 +60,8 @@ const envSchema = z.object({
   // On each SSH node (outside its staticPodPath): <dir>/<node name> holds the node lock and backups.
   SSH_STATE_DIR: z.string().startsWith('/', 'expected an absolute path').default('/var/lib/staticpod-api'),
   // Where the kubelet's healthz listens on each node, and where its config (staticPodPath) is.
-  SSH_KUBELET_HEALTHZ_PORT: port.min(1).default(10248),
-  SSH_KUBELET_CONFIG_PATH: z.string().startsWith('/', 'expected an absolute path').default('/var/lib/kubelet/config.yaml'),
+  SSH_KUBELET_HEALTHZ_PORT: port.min(1).default(KUBELET_HEALTHZ_PORT),
+  SSH_KUBELET_CONFIG_PATH: z.string().startsWith('/', 'expected an absolute path').default(KUBEADM_KUBELET_CONFIG_PATH),
   // Every node (local or SSH) is asked for its runtime (crictl) and kubelet health with these limits;
   // past them the query still answers, with runtimeUnavailableReason / kubeletUnavailableReason.
   CRICTL_TIMEOUT_MS: positiveInt.default(10_000),
@@ -167,7 +168,7 @@ export type Config = {
   maxNodesPerRequest: number
 }
 
-export interface GraphqlLimits {
+interface GraphqlLimits {
   maxDepth: number
   maxFields: number
   maxAliases: number
@@ -192,7 +193,7 @@ export interface NodeProbeConfig {
   kubeletTimeoutMs: number
 }
 
-export interface SshConfig {
+interface SshConfig {
   connectTimeoutMs: number
   operationTimeoutMs: number
   idleTimeoutMs: number
@@ -364,7 +365,7 @@ export async function checkSshPrivateKey(config: Config): Promise<void> {
 }
 
 /** Loopback addresses: the only ones served without tokens. */
-export function isLoopback(host: string): boolean {
+function isLoopback(host: string): boolean {
   if (host === 'localhost' || host === '::1' || host === '[::1]') return true
   return isIPv4(host) && host.startsWith('127.')
 }

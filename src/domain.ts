@@ -19,7 +19,7 @@ export type NodeKind = NodeRecord['kind']
  *   contact; kubeadm's path stands in until then (and if the config names none);
  * - discovered: read from the node's kubelet config.
  */
-export type StaticPodPathSource = 'given' | 'discover' | 'discovered'
+type StaticPodPathSource = 'given' | 'discover' | 'discovered'
 
 interface NodeRecordCommon {
   name: string

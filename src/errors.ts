@@ -4,28 +4,25 @@
 // extensions.code. Anything that is not a ServiceError is a bug and is reported
 // as INTERNAL_SERVER_ERROR without its message or stack.
 
-export const ERROR_CODES = [
-  'VALIDATION_FAILED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'CONFLICT',
-  'NODE_UNREACHABLE',
-  'NODE_UNVERIFIED',
-  'LOCKED',
-  'HOST_KEY_MISMATCH',
-  'API_SERVER_UNAVAILABLE',
-  'MIRROR_POD_READ_ONLY',
-  'WRITE_FAILED',
-  'TIMEOUT',
-  'FORBIDDEN',
-  'UNAUTHENTICATED',
+export type ErrorCode =
+  | 'VALIDATION_FAILED'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'CONFLICT'
+  | 'NODE_UNREACHABLE'
+  | 'NODE_UNVERIFIED'
+  | 'LOCKED'
+  | 'HOST_KEY_MISMATCH'
+  | 'API_SERVER_UNAVAILABLE'
+  | 'MIRROR_POD_READ_ONLY'
+  | 'WRITE_FAILED'
+  | 'TIMEOUT'
+  | 'FORBIDDEN'
+  | 'UNAUTHENTICATED'
   // Not in the contract's ErrorCode enum: top-level errors only (GraphQL
   // extensions.code, REST error.code), never a UserError.
-  'RATE_LIMITED',
-  'BUSY',
-] as const
-
-export type ErrorCode = (typeof ERROR_CODES)[number]
+  | 'RATE_LIMITED'
+  | 'BUSY'
 
 /** HTTP status for each code, as the contract's REST section gives them. */
 export const HTTP_STATUS: Record<ErrorCode, number> = {

@@ -8,12 +8,12 @@
 // bundle and the cold start smaller, and the IAM policy to two actions.
 
 /** For each setting the app reads (left), the variables that may name where its value is kept. */
-export const SECRET_SOURCES = {
+const SECRET_SOURCES = {
   SSH_PRIVATE_KEY: { ssmParameter: 'SSH_PRIVATE_KEY_SSM_PARAMETER', secretArn: 'SSH_PRIVATE_KEY_SECRET_ARN' },
   AUTH_TOKENS: { ssmParameter: 'AUTH_TOKENS_SSM_PARAMETER', secretArn: 'AUTH_TOKENS_SECRET_ARN' },
 } as const
 
-export type SecretSetting = keyof typeof SECRET_SOURCES
+type SecretSetting = keyof typeof SECRET_SOURCES
 
 /** Reads one parameter, decrypted (SecureString). */
 export type ParameterReader = (name: string) => Promise<string>

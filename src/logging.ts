@@ -25,13 +25,37 @@ const REDACT_PATHS = [
   'config.tokens',
 ]
 
+/** A key that names a secret: password, client_secret, AUTH_TOKENS, api-key, privateKey, credentials ... */
+const SECRET_KEY = String.raw`[\w.-]*(?:password|passwd|secret|token|api[_-]?key|private[_-]?key|credentials?)[\w.-]*`
+/** A value not already masked (so scrubbing twice changes nothing). */
+const UNMASKED = String.raw`(?!\[REDACTED\])`
+const QUOTED = String.raw`"[^"]*"|'[^']*'`
+const BARE = String.raw`[^\s,;"'})\]]+`
+
+// Values are masked, prose is not. A secret-named key followed by "=" or by a
+// quoted value is a value anywhere. After "key:" alone, a word with digits or
+// signs in it is a value, and so is a single word ending the phrase (line end,
+// comma, bracket), as in an error that says `bad token: expired`; words
+// running on are prose, as in the start message of src/app.ts (`no
+// AUTH_TOKENS_FILE or AUTH_TOKENS: every caller is the anonymous admin ...`).
+// A line of YAML quoted into a message (a parse error shows the lines it
+// failed on, each after a newline) is masked to its end, multi-word values
+// included.
 const SECRET_PATTERNS: Array<[RegExp, string]> = [
   // PEM blocks: private keys and certificates' keys.
   [/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g, REDACTED],
   // Bearer tokens in a header value quoted into a message.
   [/\b(Bearer\s+)[^\s"',]+/gi, `$1${REDACTED}`],
-  // key=value and key: value where the key looks secret (--token=..., password: ...).
-  [/\b([\w.-]*(?:password|passwd|secret|token|api[_-]?key|private[_-]?key|credentials?)[\w.-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,"'}\]]+)/gi, `$1$2${REDACTED}`],
+  // A quoted YAML line: `\n  password: two words` (and `- token: x` in a list).
+  [new RegExp(String.raw`(\n[ \t]*(?:-[ \t]+)?["']?${SECRET_KEY}["']?[ \t]*:[ \t]*)${UNMASKED}[^\s][^\n]*`, 'gi'), `$1${REDACTED}`],
+  // key=value, key = "value" (--token=..., password="...").
+  [new RegExp(String.raw`\b(${SECRET_KEY}["']?[ \t]*=[ \t]*)${UNMASKED}(?:${QUOTED}|${BARE})`, 'gi'), `$1${REDACTED}`],
+  // key: "value", "token":"value" (JSON).
+  [new RegExp(String.raw`\b(${SECRET_KEY}["']?[ \t]*:[ \t]*)(?:${QUOTED})`, 'gi'), `$1${REDACTED}`],
+  // key: value, the value a bare word with more than letters in it (abc123, sk-1f3e), wherever it stands ...
+  [new RegExp(String.raw`\b(${SECRET_KEY}["']?[ \t]*:[ \t]*)${UNMASKED}(?=[^\s,;"'})\]]*[^A-Za-z\s,;"'})\]])${BARE}`, 'gi'), `$1${REDACTED}`],
+  // ... or any bare word that ends the phrase.
+  [new RegExp(String.raw`\b(${SECRET_KEY}["']?[ \t]*:[ \t]*)${UNMASKED}${BARE}(?=[ \t]*(?:[\r\n,;})\]]|$))`, 'gi'), `$1${REDACTED}`],
 ]
 
 /** Masks Secret-looking values in free text. */
@@ -42,7 +66,7 @@ export function scrubSecrets(text: string): string {
 }
 
 /** Longest string a log line carries: one request must not be able to write megabytes to the log. */
-export const MAX_LOGGED_STRING = 4096
+const MAX_LOGGED_STRING = 4096
 
 function scrubDeep(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return scrubSecrets(boundedString(value))

@@ -44,6 +44,17 @@ describe('config', () => {
     assert.match(configError({ LOCAL_NODE_PATH: '/m', LOCAL_NODE_STATE_DIR: '/m/state' }), /^Invalid LOCAL_NODE_STATE_DIR: .* inside LOCAL_NODE_PATH/)
   })
 
+  it('the kubelet settings: defaults from what kubeadm and the kubelet do, and a healthz URL that is http(s)', () => {
+    const c = loadConfig({})
+    assert.equal(c.localNode?.kubeletHealthzUrl, 'http://127.0.0.1:10248/healthz')
+    assert.equal(c.ssh.kubeletHealthzPort, 10248)
+    assert.equal(c.ssh.kubeletConfigPath, '/var/lib/kubelet/config.yaml')
+    assert.deepEqual(c.nodeProbes, { crictlTimeoutMs: 10_000, kubeletTimeoutMs: 2_000 })
+    assert.equal(loadConfig({ LOCAL_KUBELET_HEALTHZ_URL: 'https://127.0.0.1:10250/healthz' }).localNode?.kubeletHealthzUrl, 'https://127.0.0.1:10250/healthz')
+    assert.equal(configError({ LOCAL_KUBELET_HEALTHZ_URL: 'ftp://127.0.0.1/healthz' }), 'Invalid LOCAL_KUBELET_HEALTHZ_URL: expected an http:// or https:// URL (got "ftp://127.0.0.1/healthz")')
+    assert.match(configError({ SSH_KUBELET_HEALTHZ_PORT: '0' }), /^Invalid SSH_KUBELET_HEALTHZ_PORT/)
+  })
+
   it('the security settings: lists, booleans, and limits that must fit each other', () => {
     assert.match(configError({ MANIFEST_BUDGET_WAIT_MS: '5000', REQUEST_TIMEOUT_MS: '3000' }), /^Invalid MANIFEST_BUDGET_WAIT_MS: 5000 must be less than REQUEST_TIMEOUT_MS/)
     assert.match(configError({ NODE_ADDRESS_ALLOW: '10.0.0.0/33' }), /^Invalid NODE_ADDRESS_ALLOW: "10.0.0.0\/33": the prefix length/)

@@ -15,7 +15,7 @@ import { testResolver } from './support/resolver.ts'
 
 /** The node kinds every static pod test runs on. */
 export const NODE_KINDS = ['local', 'ssh'] as const
-export type NodeKind = (typeof NODE_KINDS)[number]
+type NodeKind = (typeof NODE_KINDS)[number]
 
 export interface TestApp {
   app: FastifyInstance

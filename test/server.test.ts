@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { makeTempDir } from './helper.ts'
+import { startLiveServer } from './security/live-server.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const TSX = join(ROOT, 'node_modules', '.bin', 'tsx')
@@ -72,6 +73,29 @@ describe('the server process', () => {
     assert.match(output(), /GraphiQL at http:\/\/127\.0\.0\.1:\d+\/graphiql/)
     child.kill('SIGTERM')
     assert.equal(await exited, 0)
+  })
+
+  it('without tokens, the start warns in words a reader can read: nothing of the message is masked', async (t) => {
+    // AUTH_TOKENS empty is no tokens (src/config.ts); everything else as npm start runs it.
+    const server = await startLiveServer({ AUTH_TOKENS: '' })
+    t.after(() => server.stop())
+    const lines = server
+      .output()
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { level: number; msg: string })
+    const warning = lines.find((line) => line.msg.startsWith('no AUTH_TOKENS_FILE'))
+    assert.ok(warning, server.output())
+    assert.equal(warning.level, 40)
+    assert.equal(warning.msg, 'no AUTH_TOKENS_FILE or AUTH_TOKENS: every caller is the anonymous admin (served on a loopback address only)')
+    assert.ok(!server.output().includes('[REDACTED]'), server.output())
+    // And a caller without a token is served.
+    const res = await fetch(`${server.base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ nodes { name } }' }),
+    })
+    assert.deepEqual(((await res.json()) as { data: unknown }).data, { nodes: [{ name: 'local' }] })
   })
 
   it('HOST=0.0.0.0 without tokens refuses to start, with one line saying why', async (t) => {

@@ -9,17 +9,18 @@
 
 import { z } from 'zod'
 import type { ContainerRuntimeState, PodRuntimeState } from '../domain.ts'
+import { CONFIG_SOURCE_ANNOTATION } from '../kubelet-facts.ts'
 
 /** The fixed argv the agents run (never through a shell). */
 export const CRICTL_PODS_ARGS = ['pods', '-o', 'json'] as const
 export const CRICTL_CONTAINERS_ARGS = ['ps', '-a', '-o', 'json'] as const
+/** crictl's JSON for a busy node is a few MB; anything past this is not crictl (the agents stop reading there). */
+export const CRICTL_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 
 const POD_NAME_LABEL = 'io.kubernetes.pod.name'
 const POD_NAMESPACE_LABEL = 'io.kubernetes.pod.namespace'
 const CONTAINER_NAME_LABEL = 'io.kubernetes.container.name'
 const RESTART_COUNT_ANNOTATION = 'io.kubernetes.container.restartCount'
-/** The kubelet copies a pod's annotations onto its sandbox; static pods say `file` here. */
-const CONFIG_SOURCE_ANNOTATION = 'kubernetes.io/config.source'
 
 const stringMap = z.record(z.string(), z.string()).nullish().transform((m) => m ?? {})
 const nanoseconds = z.union([z.string(), z.number()]).nullish().transform((v) => toBigInt(v))

@@ -72,7 +72,7 @@ export interface FileAgentOptions {
  * a single plain, visible file name, so nothing outside staticPodPath (or a
  * dotfile the kubelet would ignore) can be written through an agent.
  */
-export function assertSafeFileName(fileName: string): void {
+function assertSafeFileName(fileName: string): void {
   const reject = (why: string): never => {
     throw new ServiceError('VALIDATION_FAILED', `fileName ${JSON.stringify(fileName)} ${why}`, ['fileName'])
   }

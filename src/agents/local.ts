@@ -1,37 +1,37 @@
 // The node agent for the machine the service runs on: the FileAgent on the
 // local filesystem, crictl run directly, and the kubelet's healthz asked over
-// loopback.
+// loopback (src/agents/kubelet-health.ts, over a TCP connection of its own).
 
 import { execFile } from 'node:child_process'
 import { constants } from 'node:fs'
 import { access, stat } from 'node:fs/promises'
+import { connect as connectTcp, isIP } from 'node:net'
 import { delimiter, isAbsolute, join } from 'node:path'
+import type { Duplex } from 'node:stream'
+import { connect as connectTls } from 'node:tls'
+import { errorText } from '../errors.ts'
 import type { KubeletReport, RuntimeReport } from './agent.ts'
-import { CRICTL_CONTAINERS_ARGS, CRICTL_PODS_ARGS, parseCrictl } from './crictl.ts'
-import { describeError, FileAgent, type FileAgentHooks, type LockHolderLiveness } from './file-agent.ts'
+import { CRICTL_CONTAINERS_ARGS, CRICTL_MAX_OUTPUT_BYTES, CRICTL_PODS_ARGS, parseCrictl } from './crictl.ts'
+import { FileAgent, type FileAgentHooks } from './file-agent.ts'
+import type { LockHolderLiveness } from './node-lock.ts'
+import { askKubeletHealthz, HealthzConnectError } from './kubelet-health.ts'
 import { LocalFileSystem } from './local-fs.ts'
 
-export const DEFAULT_KUBELET_HEALTHZ_URL = 'http://127.0.0.1:10248/healthz'
-const DEFAULT_KUBELET_TIMEOUT_MS = 2_000
-const DEFAULT_CRICTL_TIMEOUT_MS = 10_000
-/** crictl's JSON for a busy node is a few MB; anything past this is not crictl. */
-const CRICTL_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
-/** A misbehaving healthz endpoint must not fill the observation record. */
-const KUBELET_MESSAGE_MAX_CHARS = 1_000
-
+/** The settings come from the configuration (src/config.ts), which holds their defaults. */
 export interface LocalAgentOptions {
   nodeName: string
   staticPodPath: string
   stateDir: string
-  kubeletHealthzUrl?: string
+  /** LOCAL_KUBELET_HEALTHZ_URL: an http:// (or https://) URL. */
+  kubeletHealthzUrl: string
   /** crictl to run; default: the first `crictl` on PATH. */
   crictlPath?: string
-  crictlTimeoutMs?: number
-  kubeletTimeoutMs?: number
+  crictlTimeoutMs: number
+  kubeletTimeoutMs: number
   /** The PATH searched for crictl; default process.env.PATH. */
   searchPath?: string
-  lockTtlMs?: number
-  lockWaitMs?: number
+  lockTtlMs: number
+  lockWaitMs: number
   maxFileBytes?: number
   clock?: () => Date
   isLockHolderAlive?: LockHolderLiveness
@@ -42,7 +42,6 @@ export interface LocalAgentOptions {
 export async function createLocalAgent(options: LocalAgentOptions): Promise<FileAgent> {
   const fs = new LocalFileSystem()
   const clock = options.clock ?? (() => new Date())
-  const healthzUrl = options.kubeletHealthzUrl ?? DEFAULT_KUBELET_HEALTHZ_URL
   const agent = new FileAgent(fs, {
     nodeName: options.nodeName,
     staticPodPath: options.staticPodPath,
@@ -53,13 +52,13 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<File
     clock,
     isLockHolderAlive: options.isLockHolderAlive,
     hooks: options.hooks,
-    kubelet: () => askKubeletHealthz(healthzUrl, clock, options.kubeletTimeoutMs),
+    kubelet: () => kubeletHealthAt(options.kubeletHealthzUrl, options.kubeletTimeoutMs, clock),
     runtime: () =>
       localCrictlStatus({
         nodeName: options.nodeName,
         crictlPath: options.crictlPath,
         searchPath: options.searchPath ?? process.env.PATH ?? '',
-        timeoutMs: options.crictlTimeoutMs ?? DEFAULT_CRICTL_TIMEOUT_MS,
+        timeoutMs: options.crictlTimeoutMs,
         clock,
       }),
   })
@@ -68,43 +67,36 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<File
   return agent
 }
 
-/** GET the kubelet's healthz: 200 'ok' is healthy; any other answer is unhealthy, with its body. */
-export async function askKubeletHealthz(
-  url: string,
-  clock: () => Date = () => new Date(),
-  timeoutMs = DEFAULT_KUBELET_TIMEOUT_MS,
-): Promise<KubeletReport> {
-  let response: Response
-  let body: string
-  try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' })
-    body = (await response.text()).trim()
-  } catch (err) {
-    return { available: false, reason: `no kubelet answers on ${url} (${fetchFailure(err, timeoutMs)})` }
-  }
-  const checkedAt = clock().toISOString()
-  if (response.status === 200) {
-    return { available: true, status: { healthy: true, checkedAt, message: body === 'ok' ? null : truncate(body) } }
-  }
-  return {
-    available: true,
-    status: { healthy: false, checkedAt, message: truncate(body) || `HTTP ${response.status}` },
-  }
+/** The kubelet's healthz at a URL on this machine. */
+export function kubeletHealthAt(url: string, timeoutMs: number, clock: () => Date = () => new Date()): Promise<KubeletReport> {
+  const parsed = new URL(url)
+  return askKubeletHealthz(
+    { where: url, host: parsed.host, path: `${parsed.pathname}${parsed.search}`, open: (signal) => connectTo(parsed, signal) },
+    { timeoutMs, clock },
+  )
 }
 
-function fetchFailure(err: unknown, timeoutMs: number): string {
-  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
-    return `no answer within ${timeoutMs / 1000} s`
-  }
-  const cause = err instanceof Error ? err.cause : undefined
-  const code = typeof cause === 'object' && cause !== null && 'code' in cause ? String(cause.code) : undefined
-  if (code === 'ECONNREFUSED') return 'connection refused'
-  if (code) return code
-  return describeError(cause ?? err)
-}
-
-function truncate(text: string): string {
-  return text.length > KUBELET_MESSAGE_MAX_CHARS ? `${text.slice(0, KUBELET_MESSAGE_MAX_CHARS)}…` : text
+/** A connection to the URL's host and port, once it is established (https: once its handshake verified the server). */
+function connectTo(url: URL, signal: AbortSignal): Promise<Duplex> {
+  const tls = url.protocol === 'https:'
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1')
+  const port = Number(url.port) || (tls ? 443 : 80)
+  return new Promise((resolve, reject) => {
+    const socket = tls ? connectTls({ host, port, servername: isIP(host) ? undefined : host }) : connectTcp({ host, port })
+    const stop = () => socket.destroy()
+    const failed = (err: NodeJS.ErrnoException) => {
+      signal.removeEventListener('abort', stop)
+      reject(new HealthzConnectError(err.code === 'ECONNREFUSED' ? 'connection refused' : (err.code ?? errorText(err)), { cause: err }))
+    }
+    signal.addEventListener('abort', stop, { once: true })
+    socket.once('error', failed)
+    socket.once(tls ? 'secureConnect' : 'connect', () => {
+      signal.removeEventListener('abort', stop)
+      // From here the request's own error handling takes over (it is attached before any I/O event).
+      socket.off('error', failed)
+      resolve(socket)
+    })
+  })
 }
 
 interface CrictlRun {
@@ -127,12 +119,12 @@ async function localCrictlStatus(run: CrictlRun): Promise<RuntimeReport> {
       runCrictl(crictl, CRICTL_CONTAINERS_ARGS, run.timeoutMs),
     ])
   } catch (err) {
-    return { available: false, reason: describeError(err) }
+    return { available: false, reason: errorText(err) }
   }
   try {
     return { available: true, pods: parseCrictl(podsJson, containersJson, run.nodeName, run.clock()) }
   } catch (err) {
-    return { available: false, reason: describeError(err) }
+    return { available: false, reason: errorText(err) }
   }
 }
 

@@ -91,15 +91,6 @@ export interface SshPoolSettings {
   log?: SshPoolLog
 }
 
-export const DEFAULT_SSH_POOL_SETTINGS: Omit<SshPoolSettings, 'privateKey'> = {
-  connectTimeoutMs: 10_000,
-  operationTimeoutMs: 30_000,
-  idleTimeoutMs: 300_000,
-  keepaliveIntervalMs: 15_000,
-  maxConnections: 512,
-  maxOperationsPerNode: 8,
-}
-
 /** Counters for tests and /metrics. */
 export interface SshPoolStats {
   /** Handshakes completed since start (each is a new connection). */

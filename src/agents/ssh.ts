@@ -4,21 +4,19 @@
 // own loopback. Nothing built from user input ever reaches a shell: file
 // names travel as SFTP path arguments, and the only commands are constants.
 
-import { request } from 'node:http'
 import { posix } from 'node:path'
+import type { Duplex } from 'node:stream'
 import type { Client as SshClient, ClientChannel } from 'ssh2'
 import { parse as parseYaml } from 'yaml'
-import type { KubeletReport, RuntimeReport } from './agent.ts'
+import { errorText } from '../errors.ts'
+import type { RuntimeReport } from './agent.ts'
 import { channelFailure } from './connect-errors.ts'
-import { CRICTL_CONTAINERS_ARGS, CRICTL_PODS_ARGS, parseCrictl } from './crictl.ts'
-import { describeError, FileAgent, type FileAgentHooks, type LockHolderLiveness } from './file-agent.ts'
+import { CRICTL_CONTAINERS_ARGS, CRICTL_MAX_OUTPUT_BYTES, CRICTL_PODS_ARGS, parseCrictl } from './crictl.ts'
+import { FileAgent, type FileAgentHooks } from './file-agent.ts'
+import type { LockHolderLiveness } from './node-lock.ts'
+import { askKubeletHealthz, HealthzConnectError } from './kubelet-health.ts'
 import { SftpFileSystem, type SftpRunner } from './sftp-fs.ts'
 import type { SshEndpoint, SshPool } from './ssh-pool.ts'
-
-export const DEFAULT_KUBELET_HEALTHZ_PORT = 10248
-export const DEFAULT_KUBELET_CONFIG_PATH = '/var/lib/kubelet/config.yaml'
-/** kubeadm's staticPodPath, and the kubelet's when its config names none. */
-export const KUBEADM_STATIC_POD_PATH = '/etc/kubernetes/manifests'
 
 /** The fixed command lines: the argv constants the local agent runs too, joined. */
 const CRICTL_PODS_COMMAND = ['crictl', ...CRICTL_PODS_ARGS].join(' ')
@@ -27,22 +25,20 @@ const CRICTL_CONTAINERS_COMMAND = ['crictl', ...CRICTL_CONTAINERS_ARGS].join(' '
 const EXIT_COMMAND_NOT_FOUND = 127
 const CRICTL_NOT_FOUND = 'crictl not found on the node'
 const CRICTL_ABSENCE_REMEMBERED_MS = 60_000
-const DEFAULT_KUBELET_TIMEOUT_MS = 2_000
-const DEFAULT_CRICTL_TIMEOUT_MS = 10_000
-const CRICTL_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
-const KUBELET_MESSAGE_MAX_CHARS = 1_000
 
+/** The settings come from the configuration (src/config.ts), which holds their defaults. */
 export interface SshAgentOptions {
   endpoint: SshEndpoint
   pool: SshPool
   staticPodPath: string
   /** On the node, outside staticPodPath: the lock and the backups. */
   stateDir: string
-  kubeletHealthzPort?: number
-  crictlTimeoutMs?: number
-  kubeletTimeoutMs?: number
-  lockTtlMs?: number
-  lockWaitMs?: number
+  /** SSH_KUBELET_HEALTHZ_PORT, on the node's 127.0.0.1. */
+  kubeletHealthzPort: number
+  crictlTimeoutMs: number
+  kubeletTimeoutMs: number
+  lockTtlMs: number
+  lockWaitMs: number
   clock?: () => Date
   isLockHolderAlive?: LockHolderLiveness
   hooks?: FileAgentHooks
@@ -74,18 +70,20 @@ export function createSshAgent(options: SshAgentOptions): FileAgent {
     runtime: rememberingAbsence(
       () =>
         pool.run(endpoint, 'crictl', (session) =>
-          crictlStatus(session.client, endpoint.nodeName, options.crictlTimeoutMs ?? DEFAULT_CRICTL_TIMEOUT_MS, clock),
+          crictlStatus(session.client, endpoint.nodeName, options.crictlTimeoutMs, clock),
         ),
       clock,
     ),
     kubelet: () =>
       pool.run(endpoint, 'kubelet healthz', (session) =>
-        kubeletHealthOverForward(
-          session.client,
-          options.kubeletHealthzPort ?? DEFAULT_KUBELET_HEALTHZ_PORT,
-          options.kubeletTimeoutMs ?? DEFAULT_KUBELET_TIMEOUT_MS,
-          clock,
-          (err) => pool.logRawError(endpoint, 'kubelet healthz', err),
+        askKubeletHealthz(
+          {
+            where: `127.0.0.1:${options.kubeletHealthzPort} on the node`,
+            host: `127.0.0.1:${options.kubeletHealthzPort}`,
+            path: '/healthz',
+            open: () => forwardToNodeLoopback(session.client, options.kubeletHealthzPort),
+          },
+          { timeoutMs: options.kubeletTimeoutMs, clock, logRaw: (err) => pool.logRawError(endpoint, 'kubelet healthz', err) },
         ),
       ),
   })
@@ -130,7 +128,7 @@ async function crictlStatus(client: SshClient, nodeName: string, timeoutMs: numb
   try {
     return { available: true, pods: parseCrictl(pods.stdout, containers.stdout, nodeName, clock()) }
   } catch (err) {
-    return { available: false, reason: describeError(err) }
+    return { available: false, reason: errorText(err) }
   }
 }
 
@@ -209,61 +207,17 @@ function notConnectedAsError(reject: (err: Error) => void, open: () => unknown):
 // ---- kubelet healthz through a forward -------------------------------------------
 
 /**
- * GET /healthz on the node's 127.0.0.1:port, through a direct-tcpip channel.
- * Why it failed is said in fixed words; the raw error goes to logRaw.
+ * A direct-tcpip channel to the node's 127.0.0.1:port (sshd connects there,
+ * on the node). A channel the node would not open is a HealthzConnectError in
+ * fixed words; a connection that is gone is passed on, for the pool.
  */
-function kubeletHealthOverForward(
-  client: SshClient,
-  port: number,
-  timeoutMs: number,
-  clock: () => Date,
-  logRaw: (err: unknown) => void,
-): Promise<KubeletReport> {
-  const where = `127.0.0.1:${port} on the node`
+function forwardToNodeLoopback(client: SshClient, port: number): Promise<Duplex> {
   return new Promise((resolve, reject) => {
-    notConnectedAsError(reject, () => client.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, channel: ClientChannel) => {
-      if (err) {
-        logRaw(err)
-        return resolve({ available: false, reason: `no kubelet answers on ${where} (${channelFailure(err)})` })
-      }
-      const timer = setTimeout(() => {
-        channel.close()
-        resolve({ available: false, reason: `no kubelet answers on ${where} (no answer within ${timeoutMs / 1000} s)` })
-      }, timeoutMs)
-      const req = request(
-        { createConnection: () => channel as unknown as import('node:net').Socket, host: '127.0.0.1', port, path: '/healthz', method: 'GET', agent: false },
-        (res) => {
-          const chunks: Buffer[] = []
-          let size = 0
-          res.on('data', (chunk: Buffer) => {
-            size += chunk.length
-            if (size <= KUBELET_MESSAGE_MAX_CHARS * 4) chunks.push(chunk)
-          })
-          res.on('end', () => {
-            clearTimeout(timer)
-            channel.close()
-            const body = truncate(Buffer.concat(chunks).toString('utf8').trim())
-            const checkedAt = clock().toISOString()
-            resolve(
-              res.statusCode === 200
-                ? { available: true, status: { healthy: true, checkedAt, message: body === 'ok' ? null : body } }
-                : { available: true, status: { healthy: false, checkedAt, message: body || `HTTP ${res.statusCode}` } },
-            )
-          })
-        },
-      )
-      req.on('error', (requestError: Error & { code?: unknown }) => {
-        clearTimeout(timer)
-        channel.close()
-        logRaw(requestError)
-        const why = typeof requestError.code === 'string' && requestError.code.startsWith('HPE_') ? 'the answer is not HTTP' : 'the connection closed without an answer'
-        resolve({ available: false, reason: `no kubelet answers on ${where} (${why})` })
-      })
-      req.end()
-    }))
+    notConnectedAsError(reject, () =>
+      client.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, channel: ClientChannel) => {
+        if (err) return reject(new HealthzConnectError(channelFailure(err), { cause: err }))
+        resolve(channel)
+      }),
+    )
   })
-}
-
-function truncate(text: string): string {
-  return text.length > KUBELET_MESSAGE_MAX_CHARS ? `${text.slice(0, KUBELET_MESSAGE_MAX_CHARS)}…` : text
 }

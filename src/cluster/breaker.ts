@@ -18,6 +18,13 @@ export interface BreakerOutcome {
   error: string | null
 }
 
+/**
+ * closed: calls go through. open: they fail at once. half-open: retryAfterMs
+ * has passed since it opened, so the next call is the probe (or the probe is
+ * running now).
+ */
+export type BreakerState = 'closed' | 'open' | 'half-open'
+
 export class BreakerOpenError extends Error {
   override readonly name = 'BreakerOpenError'
 }
@@ -38,6 +45,12 @@ export class CircuitBreaker {
 
   get isOpen(): boolean {
     return this.openedAt !== null
+  }
+
+  get state(): BreakerState {
+    if (this.openedAt === null) return 'closed'
+    if (this.probe || this.options.clock().getTime() - this.openedAt >= this.options.retryAfterMs) return 'half-open'
+    return 'open'
   }
 
   /** The last call's outcome; null before the first call. */

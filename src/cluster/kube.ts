@@ -5,8 +5,6 @@
 
 import type { CoreV1Api, KubeConfig, V1Node, V1Pod, VersionApi } from '@kubernetes/client-node'
 
-export type { V1Node, V1Pod }
-
 /** Where the API server's address and credentials come from. */
 export type KubeSource = { kind: 'kubeconfig'; path: string } | { kind: 'in-cluster' }
 
@@ -82,6 +80,7 @@ async function loadClients(source: KubeSource, loadModule: () => Promise<ClientN
   const kc: KubeConfig = new k8s.KubeConfig()
   if (source.kind === 'kubeconfig') kc.loadFromFile(source.path)
   else kc.loadFromCluster()
+  plainHttpWithoutTlsOptions(kc)
   return {
     core: kc.makeApiClient(k8s.CoreV1Api),
     version: kc.makeApiClient(k8s.VersionApi),
@@ -98,6 +97,32 @@ async function loadClients(source: KubeSource, loadModule: () => Promise<ClientN
       middlewareMergeStrategy: 'append',
     }),
   }
+}
+
+/**
+ * A plain http:// server (kubectl proxy, an API server's insecure port behind
+ * a tunnel) needs no TLS options, and kubectl takes such a kubeconfig as it
+ * is. client-node 1.x refuses one unless `insecure-skip-tls-verify` is set: its
+ * KubeConfig.createAgent (node_modules/@kubernetes/client-node/dist/config.js)
+ * throws "HTTP protocol is not allowed when skipTLSVerify is not set or false"
+ * and otherwise makes an http.Agent, where the flag only sets
+ * rejectUnauthorized, an option plain HTTP has no use for. So the flag is set
+ * on the current cluster when its server is http:// and there is nothing it
+ * could loosen: an https:// server keeps its verification, and a cluster with
+ * a proxy-url is left as it is (client-node takes it without the flag, and
+ * there the flag would reach the TLS of an https proxy).
+ */
+function plainHttpWithoutTlsOptions(kc: KubeConfig): void {
+  const current = kc.getCurrentCluster()
+  // The same test as client-node's own (case and all), so that the flag lands only where it picks an http.Agent.
+  if (!current || current.skipTLSVerify || current.proxyUrl || !current.server.startsWith('http:')) return
+  // Cluster objects are read-only; the kubeconfig is loaded again with this one replaced.
+  kc.loadFromOptions({
+    clusters: kc.clusters.map((c) => (c === current ? { ...c, skipTLSVerify: true } : c)),
+    contexts: kc.contexts,
+    users: kc.users,
+    currentContext: kc.currentContext,
+  })
 }
 
 /** Runs fn with an abort signal; rejects with KubeTimeoutError when the deadline passes, whatever fn does. */

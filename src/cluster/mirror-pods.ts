@@ -4,12 +4,12 @@
 
 import type { ContainerSpec } from '../manifest/types.ts'
 import type { ContainerRuntimeState } from '../domain.ts'
+import { CONFIG_SOURCE_ANNOTATION } from '../kubelet-facts.ts'
 import type { V1ContainerStatus, V1Node, V1Pod } from '@kubernetes/client-node'
 
 /** The kubelet marks the pods it posts for static pods with this annotation (its value is the config hash). */
-export const MIRROR_ANNOTATION = 'kubernetes.io/config.mirror'
-export const CONFIG_HASH_ANNOTATION = 'kubernetes.io/config.hash'
-export const CONFIG_SOURCE_ANNOTATION = 'kubernetes.io/config.source'
+const MIRROR_ANNOTATION = 'kubernetes.io/config.mirror'
+const CONFIG_HASH_ANNOTATION = 'kubernetes.io/config.hash'
 
 export interface MirrorPodView {
   uid: string

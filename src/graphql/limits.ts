@@ -62,7 +62,7 @@ export function queryLimits(limits: QueryLimits) {
  * cannot make this walk exponential. A fragment spread inside itself is
  * graphql's own validation error and counts once here.
  */
-export function measureSelections(set: SelectionSetNode, fragments: Map<string, FragmentDefinitionNode>): QueryCost {
+function measureSelections(set: SelectionSetNode, fragments: Map<string, FragmentDefinitionNode>): QueryCost {
   const memo = new Map<string, QueryCost>()
   const walk = (selections: SelectionSetNode, inIntrospection: boolean, seen: ReadonlySet<string>): QueryCost => {
     const cost: QueryCost = { depth: 0, introspectionDepth: 0, fields: 0, aliases: 0, introspections: 0 }

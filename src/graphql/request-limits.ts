@@ -50,7 +50,7 @@ export function chargeMutationFields(app: FastifyInstance): void {
 }
 
 /** Top-level fields of the document's largest mutation (fragments spread at the top expanded). */
-export function mutationFieldCount(document: DocumentNode): number {
+function mutationFieldCount(document: DocumentNode): number {
   const fragments = new Map<string, SelectionSetNode>()
   for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d.selectionSet)
   const count = (set: SelectionSetNode, seen: Set<string>): number =>

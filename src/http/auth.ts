@@ -60,7 +60,7 @@ export interface AuthOptions {
   failuresPerAddressPerMinute: number
 }
 
-export function isPublicRoute(method: string, route: string | undefined, metricsPublic: boolean): boolean {
+function isPublicRoute(method: string, route: string | undefined, metricsPublic: boolean): boolean {
   if (route === undefined || !PUBLIC_METHODS.has(method)) return false
   return PUBLIC_ROUTES.has(route) || (metricsPublic && route === '/metrics')
 }
@@ -79,7 +79,7 @@ export function sendApiError(request: FastifyRequest, reply: FastifyReply, statu
 }
 
 /** Charges a GraphQL request's extra mutation fields to its actor (the request itself was charged one). */
-export type ChargeActor = (actor: Actor, units: number) => Charge
+type ChargeActor = (actor: Actor, units: number) => Charge
 
 declare module 'fastify' {
   interface FastifyInstance {

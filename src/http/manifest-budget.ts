@@ -23,7 +23,7 @@ import fp from 'fastify-plugin'
 import { sendApiError } from './auth.ts'
 
 /** Bodies up to this size are not counted: small requests are never made to wait. */
-export const BUDGET_THRESHOLD_BYTES = 64 * 1024
+const BUDGET_THRESHOLD_BYTES = 64 * 1024
 
 export interface ManifestBudgetOptions {
   /** Bytes of request bodies that may be in flight at once. */
@@ -124,7 +124,7 @@ declare module 'fastify' {
 }
 
 /** Retry-After for a 503 BUSY: the wait the request already had, in whole seconds (at least 1). */
-export function retryAfterSeconds(waitMs: number): number {
+function retryAfterSeconds(waitMs: number): number {
   return Math.max(1, Math.ceil(waitMs / 1000))
 }
 

@@ -6,15 +6,20 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { BreakerState } from '../cluster/breaker.ts'
 import type { NodeReadObserver } from '../services/node-state.ts'
 import type { Store } from '../store/store.ts'
 
 export interface GaugeSources {
   /** Open SSH connections (the pool), when there is a pool. */
   sshConnections?: () => number
-  /** 0 closed (calls go through), 1 open (failing fast), 2 half-open (probing); null: no API server configured. */
-  apiServerBreakerState?: () => number | null
+  /** The API server's circuit breaker (src/cluster/breaker.ts); null: no API server configured. */
+  apiServerBreakerState?: () => BreakerState | null
 }
+
+/** The gauge's values: 0 closed (calls go through), 1 open (failing fast), 2 half-open (the next call, or the one running, probes). */
+const BREAKER_STATE_VALUES: Record<BreakerState, number> = { closed: 0, open: 1, 'half-open': 2 }
+const NO_API_SERVER = -1
 
 export class Metrics implements NodeReadObserver {
   readonly registry = new Registry()
@@ -41,7 +46,8 @@ export class Metrics implements NodeReadObserver {
       help: 'API server circuit breaker: 0 closed, 1 open, 2 half-open, -1 no API server configured',
       registers: [this.registry],
       collect() {
-        this.set(sources.apiServerBreakerState?.() ?? -1)
+        const state = sources.apiServerBreakerState?.() ?? null
+        this.set(state === null ? NO_API_SERVER : BREAKER_STATE_VALUES[state])
       },
     })
   }

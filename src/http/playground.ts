@@ -24,7 +24,7 @@ function packageFile(pkg: string, file: string): string {
 }
 
 /** Opens in the playground: what an operator asks first. */
-export const EXAMPLE_QUERY = `# staticpod-api: the static pods of every node, read from the nodes
+const EXAMPLE_QUERY = `# staticpod-api: the static pods of every node, read from the nodes
 # themselves (no API server needed). Press the play button to run it.
 # With tokens configured, add {"Authorization": "Bearer <token>"} under Headers.
 query Overview {

@@ -5,10 +5,10 @@ import { hasLoneSurrogate } from './text.ts'
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
-export const DNS1123_LABEL_MAX = 63
+const DNS1123_LABEL_MAX = 63
 export const DNS1123_SUBDOMAIN_MAX = 253
 /** Longest file name most Linux file systems accept (NAME_MAX), in bytes. */
-export const FILE_NAME_MAX_BYTES = 255
+const FILE_NAME_MAX_BYTES = 255
 
 export function isDns1123Label(s: string): boolean {
   return s.length <= DNS1123_LABEL_MAX && DNS1123_LABEL.test(s)

@@ -43,7 +43,7 @@ export const MAX_MANIFEST_BYTES = 10 * 1024 * 1024
  * count). A real Pod manifest uses a handful at most; a billion-laughs document
  * trips it after a few dozen steps instead of eating all memory.
  */
-export const MAX_ALIAS_COUNT = 100
+const MAX_ALIAS_COUNT = 100
 
 /**
  * The most tokens (scalars and indicators such as `-`, `:`, `,`, `{`; not
@@ -66,10 +66,10 @@ const HELD_BYTES_PER_TOKEN = 72
  * whatever the size of each one, so a node holding 10 MB manifests costs no
  * parse per read.
  */
-export const PARSE_CACHE_MAX_ENTRIES = 64
+const PARSE_CACHE_MAX_ENTRIES = 64
 export const PARSE_CACHE_MAX_BYTES = 32 * 1024 * 1024
 
-export type ManifestFormat = 'yaml' | 'json'
+type ManifestFormat = 'yaml' | 'json'
 
 export interface ParsedManifest {
   /** Exactly the text given (or the bytes decoded), untouched. */
@@ -621,7 +621,7 @@ function firstLine(s: string): string {
  * rule (apimachinery's hasJSONPrefix). A BOM is not whitespace to it, so
  * BOM + '{' is YAML.
  */
-export function detectFormat(text: string): ManifestFormat {
+function detectFormat(text: string): ManifestFormat {
   return /^[^\S\ufeff]*\{/.test(text) ? 'json' : 'yaml'
 }
 

@@ -6,7 +6,7 @@ import { isMapping } from './parse.ts'
 import { mirrorPodName } from './names.ts'
 
 /** The kubelet puts a static pod without metadata.namespace into this one. */
-export const DEFAULT_NAMESPACE = 'default'
+const DEFAULT_NAMESPACE = 'default'
 
 export interface PodName {
   namespace: string

@@ -10,16 +10,13 @@ export interface DirEntry {
   size: number
 }
 
-export const FINDING_CODES = [
-  'UNPARSEABLE_FILE',
-  'NOT_A_POD',
-  'DUPLICATE_POD',
-  'STRAY_FILE',
-  'API_REFERENCE_FORBIDDEN',
-  'SUBDIRECTORY',
-] as const
-
-export type FindingCode = (typeof FINDING_CODES)[number]
+export type FindingCode =
+  | 'UNPARSEABLE_FILE'
+  | 'NOT_A_POD'
+  | 'DUPLICATE_POD'
+  | 'STRAY_FILE'
+  | 'API_REFERENCE_FORBIDDEN'
+  | 'SUBDIRECTORY'
 
 export interface Finding {
   code: FindingCode

@@ -139,7 +139,7 @@ export class AddressLookupError extends Error {
 export type HostResolver = (host: string) => Promise<string[]>
 
 /** The system's resolver (getaddrinfo: /etc/hosts, then DNS), as net.connect would use it. */
-export const systemResolver: HostResolver = async (host) => (await lookup(host, { all: true })).map((a) => a.address)
+const systemResolver: HostResolver = async (host) => (await lookup(host, { all: true })).map((a) => a.address)
 
 /** The IP addresses host stands for: itself when it is an IP literal, else what the resolver answers (all of them). */
 export async function lookupAddresses(host: string, timeoutMs: number = ADDRESS_LOOKUP_TIMEOUT_MS, resolve: HostResolver = systemResolver): Promise<string[]> {

@@ -100,11 +100,11 @@ const MAX_MESSAGE = 1024
  * copied into the store and the log whole. Identifiers keep their value when
  * they have the shape of one; anything else is a short prefix marked as cut.
  */
-export function boundedEntry(entry: AuditEntry): AuditEntry {
+function boundedEntry(entry: AuditEntry): AuditEntry {
   return { ...entry, node: auditIdentifier(entry.node), target: auditIdentifier(entry.target), message: entry.message && bounded(entry.message, MAX_MESSAGE) }
 }
 
-export function auditIdentifier(value: string | null): string | null {
+function auditIdentifier(value: string | null): string | null {
   if (value === null || (value.length <= MAX_IDENTIFIER && IDENTIFIER.test(value))) return value
   return `${value.slice(0, 32).replace(/[^A-Za-z0-9._:@/-]/g, '?')}…(invalid, ${value.length} characters)`
 }

@@ -19,7 +19,7 @@ const EXISTS = new RegExp(`^(!?)\\s*(${KEY})$`)
 const VALUE_ONLY = new RegExp(`^${VALUE}$`)
 
 /** Longer than any real selector (a key is at most 316 characters, a value 63), short enough to parse in no time. */
-export const MAX_LABEL_SELECTOR_LENGTH = 4096
+const MAX_LABEL_SELECTOR_LENGTH = 4096
 
 export function parseLabelSelector(selector: string, field: string[] = ['labelSelector']): LabelSelector {
   if (selector.length > MAX_LABEL_SELECTOR_LENGTH) {

@@ -245,7 +245,7 @@ export function observedPod(pod: Pick<FoundPod, 'namespace' | 'name' | 'fileName
   }
 }
 
-export function emptyObservation(node: string): NodeObservation {
+function emptyObservation(node: string): NodeObservation {
   return {
     node,
     observedAt: null,

@@ -21,11 +21,11 @@ import { ServiceError } from '../errors.ts'
 import type { ContainerSpec } from '../manifest/types.ts'
 
 /** A container of the new pod restarted this often: it crash-loops. */
-export const CRASH_LOOP_RESTARTS = 3
+const CRASH_LOOP_RESTARTS = 3
 /** readyTimeoutSeconds above this is refused: a wait that long is a stuck rollout. */
-export const MAX_READY_TIMEOUT_SECONDS = 3600
+const MAX_READY_TIMEOUT_SECONDS = 3600
 /** The contract's default for readyTimeoutSeconds. */
-export const DEFAULT_READY_TIMEOUT_SECONDS = 120
+const DEFAULT_READY_TIMEOUT_SECONDS = 120
 
 /** readyTimeoutSeconds, checked: VALIDATION_FAILED on the field when out of range. */
 export function readyTimeoutOf(seconds: number | null | undefined): number {

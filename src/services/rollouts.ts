@@ -26,10 +26,10 @@ import type { SettledWriteService } from './settled-write.ts'
 import type { StaticPodService } from './static-pods.ts'
 import type { StaticPodView } from './static-pod-view.ts'
 
-export type RolloutStrategy = 'ROLLING' | 'ALL_AT_ONCE'
-export type ApplyStatus = 'APPLIED' | 'UNCHANGED' | 'FAILED' | 'SKIPPED' | 'WOULD_APPLY' | 'ROLLED_BACK'
+type RolloutStrategy = 'ROLLING' | 'ALL_AT_ONCE'
+type ApplyStatus = 'APPLIED' | 'UNCHANGED' | 'FAILED' | 'SKIPPED' | 'WOULD_APPLY' | 'ROLLED_BACK'
 export type RolloutNodePhase = 'PENDING' | 'WRITING' | 'WAITING_FOR_READY' | 'ROLLING_BACK' | 'DONE'
-export type RolloutState = 'RUNNING' | 'SUCCEEDED' | 'FAILED'
+type RolloutState = 'RUNNING' | 'SUCCEEDED' | 'FAILED'
 
 export interface ApplyToNodesInput {
   nodes?: string[] | null | undefined

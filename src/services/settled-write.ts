@@ -19,7 +19,7 @@ import { readyTimeoutOf } from './readiness-signals.ts'
 import type { StaticPodView } from './static-pod-view.ts'
 import type { StaticPodResult, StaticPodService, UpdateInput } from './static-pods.ts'
 
-export type SettlePhase = 'WAITING_FOR_READY' | 'ROLLING_BACK'
+type SettlePhase = 'WAITING_FOR_READY' | 'ROLLING_BACK'
 
 export interface SettledWriteRequest {
   node: NodeRecord

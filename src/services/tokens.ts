@@ -66,8 +66,6 @@ export class TokenAuthenticator {
   }
 }
 
-export const sha256Hex = (token: string): string => createHash('sha256').update(token, 'utf8').digest('hex')
-
 function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? ''
 }

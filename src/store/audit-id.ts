@@ -46,7 +46,7 @@ export function newAuditId(at: string): string {
   return `${canonicalInstant(at, 'at')}-${counter}-${random}`
 }
 
-export function isAuditId(value: string): boolean {
+function isAuditId(value: string): boolean {
   return AUDIT_ID.test(value)
 }
 

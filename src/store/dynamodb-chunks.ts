@@ -34,7 +34,7 @@ export interface BlobRef {
 /** A value as stored in its owner's item: inline text, or a reference to chunks. */
 export type StoredText = { inline: string } | { blob: BlobRef; chunkItems: Item[] }
 
-export function utf8Length(text: string): number {
+function utf8Length(text: string): number {
   return Buffer.byteLength(text, 'utf8')
 }
 
@@ -52,7 +52,7 @@ export function storeText(partition: string, text: string): StoredText {
   return { blob, chunkItems }
 }
 
-export function chunkKeys(partition: string, blob: BlobRef): ItemKey[] {
+function chunkKeys(partition: string, blob: BlobRef): ItemKey[] {
   return Array.from({ length: blob.chunks }, (_, i) => keys.chunk(partition, blob.id, i))
 }
 

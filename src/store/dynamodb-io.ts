@@ -17,8 +17,8 @@ export type Item = Record<string, unknown>
 export type ItemKey = { pk: string; sk: string }
 
 /** DynamoDB's own limits per call. */
-export const BATCH_GET_MAX_KEYS = 100
-export const BATCH_WRITE_MAX_REQUESTS = 25
+const BATCH_GET_MAX_KEYS = 100
+const BATCH_WRITE_MAX_REQUESTS = 25
 
 export interface RetryPolicy {
   /** Calls for one batch before giving up on what is still unprocessed. */

@@ -32,8 +32,8 @@ import {
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb'
 
-export const PARTITION_KEY = 'pk'
-export const SORT_KEY = 'sk'
+const PARTITION_KEY = 'pk'
+const SORT_KEY = 'sk'
 export const AUDIT_BY_NODE_INDEX = 'byNode'
 export const AUDIT_NODE_ATTRIBUTE = 'auditNode'
 

@@ -1,19 +1,30 @@
-// The local agent: directories, the kubelet's healthz over real HTTP, and the
-// runtime through crictl. No container runtime can run here, so crictl is
+// The local agent: directories, the kubelet's healthz over real HTTP (the
+// misbehaving kubelets are real servers too), and the runtime through crictl. No container runtime can run here, so crictl is
 // test/support/fake-crictl.mjs, a stand-in that prints JSON shaped like the
 // real crictl's; the agent runs it exactly as it would run crictl.
 import assert from 'node:assert/strict'
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { test, type TestContext } from 'node:test'
+import { after, before, test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { askKubeletHealthz, createLocalAgent } from '../../src/agents/local.ts'
+import { createLocalAgent, kubeletHealthAt } from '../../src/agents/local.ts'
+import { LOCAL_AGENT_DEFAULTS } from '../support/agent-defaults.ts'
+import { startMisbehavingKubelets, type MisbehavingKubelets } from '../support/misbehaving-kubelets.ts'
+import { makeTestCa } from '../support/tls-certs.ts'
 import { controlPlaneFixture } from '../support/crictl-fixture.ts'
 
 const fakeCrictl = fileURLToPath(new URL('../support/fake-crictl.mjs', import.meta.url))
+const TIMEOUT_MS = LOCAL_AGENT_DEFAULTS.kubeletTimeoutMs
+
+let misbehaving: MisbehavingKubelets
+before(async () => {
+  misbehaving = await startMisbehavingKubelets()
+})
+after(() => misbehaving.stop())
 
 async function tempRoot(t: TestContext): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), 'staticpod-local-'))
@@ -33,7 +44,7 @@ async function listen(t: TestContext, handler: Parameters<typeof createServer>[1
 
 test('createLocalAgent creates staticPodPath and stateDir when they are missing', async (t) => {
   const root = await tempRoot(t)
-  const agent = await createLocalAgent({ nodeName: 'n1', staticPodPath: join(root, 'etc/manifests'), stateDir: join(root, 'var/state') })
+  const agent = await createLocalAgent({ ...LOCAL_AGENT_DEFAULTS, nodeName: 'n1', staticPodPath: join(root, 'etc/manifests'), stateDir: join(root, 'var/state') })
   assert.ok((await stat(join(root, 'etc/manifests'))).isDirectory())
   assert.ok((await stat(join(root, 'var/state'))).isDirectory())
   await agent.writeManifest('web.yaml', Buffer.from('x'))
@@ -43,7 +54,7 @@ test('createLocalAgent creates staticPodPath and stateDir when they are missing'
 
 test('kubelet healthz: 200 ok is healthy', async (t) => {
   const url = await listen(t, (_req, res) => res.end('ok'))
-  const report = await askKubeletHealthz(url, () => new Date('2024-06-10T07:00:00Z'))
+  const report = await kubeletHealthAt(url, TIMEOUT_MS, () => new Date('2024-06-10T07:00:00Z'))
   assert.deepEqual(report, { available: true, status: { healthy: true, checkedAt: '2024-06-10T07:00:00.000Z', message: null } })
 })
 
@@ -53,7 +64,7 @@ test('kubelet healthz: any other status is unhealthy, with the body as the messa
     res.statusCode = 500
     res.end(body)
   })
-  const report = await askKubeletHealthz(url)
+  const report = await kubeletHealthAt(url, TIMEOUT_MS)
   assert.equal(report.available, true)
   assert.equal(report.available && report.status.healthy, false)
   assert.equal(report.available && report.status.message, body.trim())
@@ -63,10 +74,36 @@ test('kubelet healthz: nothing listening is "no kubelet answers", not a failure'
   const url = await listen(t, (_req, res) => res.end('ok'))
   // Take a port that was free a moment ago and is closed now.
   const closedUrl = url.replace(/:\d+\//, `:${await closedPort()}/`)
-  assert.deepEqual(await askKubeletHealthz(closedUrl), {
+  assert.deepEqual(await kubeletHealthAt(closedUrl, TIMEOUT_MS), {
     available: false,
     reason: `no kubelet answers on ${closedUrl} (connection refused)`,
   })
+})
+
+// The same words as over SSH (test/agents/ssh-agent.test.ts): one reading of the answer for both agents.
+test('kubelet healthz: an answer that is not HTTP, and a connection closed without one, are said so', async () => {
+  const notHttp = `http://127.0.0.1:${misbehaving.notHttpPort}/healthz`
+  assert.deepEqual(await kubeletHealthAt(notHttp, TIMEOUT_MS), { available: false, reason: `no kubelet answers on ${notHttp} (the answer is not HTTP)` })
+  const hangsUp = `http://127.0.0.1:${misbehaving.hangsUpPort}/healthz`
+  assert.deepEqual(await kubeletHealthAt(hangsUp, TIMEOUT_MS), { available: false, reason: `no kubelet answers on ${hangsUp} (the connection closed without an answer)` })
+})
+
+test('kubelet healthz: an endless body is read only as far as the message needs, and answered at once', async () => {
+  const url = `http://127.0.0.1:${misbehaving.endlessBodyPort}/healthz`
+  const started = performance.now()
+  const report = await kubeletHealthAt(url, 10_000)
+  assert.ok(performance.now() - started < 5_000, 'not waited for the end of the body')
+  assert.equal(report.available && report.status.healthy, true)
+  assert.equal(report.available && report.status.message, `${'x'.repeat(1_000)}…`)
+})
+
+test('kubelet healthz over https:// verifies the server: a certificate of an unknown CA is no answer', async (t) => {
+  const pki = await makeTestCa()
+  const server = createHttpsServer({ key: pki.key, cert: pki.cert }, (_req, res) => res.end('ok'))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise((resolve) => server.close(resolve)))
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/healthz`
+  assert.deepEqual(await kubeletHealthAt(url, TIMEOUT_MS), { available: false, reason: `no kubelet answers on ${url} (UNABLE_TO_VERIFY_LEAF_SIGNATURE)` })
 })
 
 async function closedPort(): Promise<number> {
@@ -82,7 +119,7 @@ test('kubelet healthz: a kubelet that does not answer within the timeout', async
     // Accept the request and never answer.
   })
   const started = performance.now()
-  const report = await askKubeletHealthz(url, undefined, 300)
+  const report = await kubeletHealthAt(url, 300)
   assert.deepEqual(report, { available: false, reason: `no kubelet answers on ${url} (no answer within 0.3 s)` })
   assert.ok(performance.now() - started < 3_000)
 })
@@ -90,7 +127,7 @@ test('kubelet healthz: a kubelet that does not answer within the timeout', async
 test('the local agent asks the kubelet at its healthz URL', async (t) => {
   const root = await tempRoot(t)
   const url = await listen(t, (_req, res) => res.end('ok'))
-  const agent = await createLocalAgent({ nodeName: 'n1', staticPodPath: join(root, 'm'), stateDir: join(root, 's'), kubeletHealthzUrl: url })
+  const agent = await createLocalAgent({ ...LOCAL_AGENT_DEFAULTS, nodeName: 'n1', staticPodPath: join(root, 'm'), stateDir: join(root, 's'), kubeletHealthzUrl: url })
   const report = await agent.kubeletHealth()
   assert.equal(report.available && report.status.healthy, true)
 })
@@ -119,6 +156,7 @@ async function crictlStandIn(t: TestContext, state: object): Promise<{ root: str
 test('runtime: crictl found on PATH is run with fixed arguments, and its output parsed', async (t) => {
   const { root, bin, log } = await crictlStandIn(t, controlPlaneFixture())
   const agent = await createLocalAgent({
+    ...LOCAL_AGENT_DEFAULTS,
     nodeName: 'CP-1',
     staticPodPath: join(root, 'm'),
     stateDir: join(root, 's'),
@@ -138,7 +176,7 @@ test('runtime: crictl found on PATH is run with fixed arguments, and its output 
 
 test('runtime: no crictl on this machine', async (t) => {
   const root = await tempRoot(t)
-  const agent = await createLocalAgent({ nodeName: 'n1', staticPodPath: join(root, 'm'), stateDir: join(root, 's'), searchPath: join(root, 'empty') })
+  const agent = await createLocalAgent({ ...LOCAL_AGENT_DEFAULTS, nodeName: 'n1', staticPodPath: join(root, 'm'), stateDir: join(root, 's'), searchPath: join(root, 'empty') })
   assert.deepEqual(await agent.runtimeStatus(), { available: false, reason: 'crictl not found on this machine' })
 })
 
@@ -148,6 +186,7 @@ test('runtime: crictl failing, or too slow, is a reason, not an exception', asyn
     stderr: 'time="2024-06-10T07:00:00Z" level=fatal msg="validate service connection: dial unix /run/containerd/containerd.sock: connect: no such file or directory"\n',
   })
   const agent = await createLocalAgent({
+    ...LOCAL_AGENT_DEFAULTS,
     nodeName: 'n1',
     staticPodPath: join(failing.root, 'm'),
     stateDir: join(failing.root, 's'),
@@ -159,6 +198,7 @@ test('runtime: crictl failing, or too slow, is a reason, not an exception', asyn
 
   const slow = await crictlStandIn(t, { delayMs: 5_000 })
   const slowAgent = await createLocalAgent({
+    ...LOCAL_AGENT_DEFAULTS,
     nodeName: 'n1',
     staticPodPath: join(slow.root, 'm'),
     stateDir: join(slow.root, 's'),

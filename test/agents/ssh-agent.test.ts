@@ -10,14 +10,18 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { openSshFingerprint } from '../../src/agents/host-key.ts'
-import { LOCK_FILE_NAME, thisProcessIdentity } from '../../src/agents/file-agent.ts'
+import { LOCK_FILE_NAME, thisProcessIdentity } from '../../src/agents/node-lock.ts'
 import { FileExistsError } from '../../src/agents/node-fs.ts'
 import { SftpFileSystem } from '../../src/agents/sftp-fs.ts'
 import { createSshAgent, discoverStaticPodPath } from '../../src/agents/ssh.ts'
-import { DEFAULT_SSH_POOL_SETTINGS, SshPool, type SshEndpoint, type SshPoolSettings } from '../../src/agents/ssh-pool.ts'
+import { SshPool, type SshEndpoint, type SshPoolSettings } from '../../src/agents/ssh-pool.ts'
 import { ConfigError, loadConfig } from '../../src/config.ts'
 import { isServiceError } from '../../src/errors.ts'
+import { kubeletHealthAt } from '../../src/agents/local.ts'
+import { SSH_AGENT_DEFAULTS, SSH_POOL_DEFAULTS } from '../support/agent-defaults.ts'
 import { controlPlaneFixture } from '../support/crictl-fixture.ts'
+import { startMisbehavingKubelets } from '../support/misbehaving-kubelets.ts'
+import { clientIsThisProcess } from '../support/socket-owner.ts'
 import { sshKeygenFingerprint, startBlackHole, startSshdFleet, type SshdFleet, type SshdNode } from '../support/sshd.ts'
 
 let fleet: SshdFleet
@@ -41,7 +45,7 @@ after(async () => {
 })
 
 function poolFor(overrides: Partial<SshPoolSettings> = {}): SshPool {
-  return new SshPool({ ...DEFAULT_SSH_POOL_SETTINGS, privateKey: readKey(), connectTimeoutMs: 5_000, ...overrides })
+  return new SshPool({ ...SSH_POOL_DEFAULTS, privateKey: readKey(), connectTimeoutMs: 5_000, ...overrides })
 }
 
 const readKey = (): string => readFileSync(fleet.clientKeyFile, 'utf8')
@@ -58,6 +62,7 @@ function endpointOf(node: SshdNode, fingerprint = node.fingerprint): SshEndpoint
 
 function agentOn(pool: SshPool, node: SshdNode, options: { name?: string; manifests?: string } = {}) {
   return createSshAgent({
+    ...SSH_AGENT_DEFAULTS,
     endpoint: { ...endpointOf(node), nodeName: options.name ?? node.name },
     pool,
     staticPodPath: options.manifests ?? node.manifests,
@@ -166,7 +171,7 @@ describe('SSH agent', () => {
     )
 
     // The fixture's pods are named for node "CP-1".
-    const cp = createSshAgent({ endpoint: { ...endpointOf(controlPlane), nodeName: 'CP-1' }, pool, staticPodPath: controlPlane.manifests, stateDir: join(fleet.root, 'state', 'cp') })
+    const cp = createSshAgent({ ...SSH_AGENT_DEFAULTS, endpoint: { ...endpointOf(controlPlane), nodeName: 'CP-1' }, pool, staticPodPath: controlPlane.manifests, stateDir: join(fleet.root, 'state', 'cp') })
     const cpReport = await cp.runtimeStatus()
     assert.equal(cpReport.available, true)
     assert.deepEqual(
@@ -183,11 +188,53 @@ describe('SSH agent', () => {
     assert.equal(healthy.available && healthy.status.healthy, true)
 
     const bare = fleet.nodes[2]!
-    const agent = createSshAgent({ endpoint: endpointOf(bare), pool, staticPodPath: bare.manifests, stateDir: join(fleet.root, 'state', bare.name), kubeletHealthzPort: 9 })
+    const agent = createSshAgent({ ...SSH_AGENT_DEFAULTS, endpoint: endpointOf(bare), pool, staticPodPath: bare.manifests, stateDir: join(fleet.root, 'state', bare.name), kubeletHealthzPort: 9 })
     assert.deepEqual(await agent.runtimeStatus(), { available: false, reason: 'crictl not found on the node' })
     const noKubelet = await agent.kubeletHealth()
     assert.equal(noKubelet.available, false)
     assert.match(!noKubelet.available ? noKubelet.reason : '', /no kubelet answers on 127\.0\.0\.1:9 on the node/)
+  })
+
+  it('kubelet healthz is asked on the node, through the SSH channel, not from this machine', async (t) => {
+    // sshd runs on this machine too, so the kubelet stand-in tells the two apart by who opened the
+    // connection: sshd (forwarding the channel) or this process (dialling 127.0.0.1 itself).
+    const openedHere: boolean[] = []
+    const server = createServer((req, res) => {
+      void clientIsThisProcess(req.socket).then((here) => {
+        openedHere.push(here)
+        res.end('ok')
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    t.after(() => new Promise((resolve) => server.close(resolve)))
+    const port = (server.address() as AddressInfo).port
+    const pool = poolFor()
+    t.after(() => pool.close())
+    const node = fleet.nodes[0]!
+    const agent = createSshAgent({ ...SSH_AGENT_DEFAULTS, endpoint: endpointOf(node), pool, staticPodPath: node.manifests, stateDir: join(fleet.root, 'state', 'forward'), kubeletHealthzPort: port })
+    const report = await agent.kubeletHealth()
+    assert.equal(report.available && report.status.healthy, true, JSON.stringify(report))
+    // The same stand-in asked directly, as the local agent does: the check does tell this process.
+    assert.equal((await kubeletHealthAt(`http://127.0.0.1:${port}/healthz`, 2_000)).available, true)
+    assert.deepEqual(openedHere, [false, true])
+  })
+
+  // The same words as the local agent's (test/agents/local.test.ts): one reading of the answer for both agents.
+  it('kubelet healthz through the forward: not HTTP, closed without an answer, an endless body', async (t) => {
+    const kubelets = await startMisbehavingKubelets()
+    t.after(() => kubelets.stop())
+    const pool = poolFor()
+    t.after(() => pool.close())
+    const node = fleet.nodes[0]!
+    const at = (port: number, kubeletTimeoutMs = 5_000) =>
+      createSshAgent({ ...SSH_AGENT_DEFAULTS, endpoint: endpointOf(node), pool, staticPodPath: node.manifests, stateDir: join(fleet.root, 'state', 'misbehaving'), kubeletHealthzPort: port, kubeletTimeoutMs }).kubeletHealth()
+    assert.deepEqual(await at(kubelets.notHttpPort), { available: false, reason: `no kubelet answers on 127.0.0.1:${kubelets.notHttpPort} on the node (the answer is not HTTP)` })
+    assert.deepEqual(await at(kubelets.hangsUpPort), { available: false, reason: `no kubelet answers on 127.0.0.1:${kubelets.hangsUpPort} on the node (the connection closed without an answer)` })
+    const started = performance.now()
+    const endless = await at(kubelets.endlessBodyPort, 10_000)
+    assert.ok(performance.now() - started < 5_000, 'not waited for the end of the body')
+    assert.equal(endless.available && endless.status.healthy, true)
+    assert.equal(endless.available && endless.status.message, `${'x'.repeat(1_000)}…`)
   })
 
   it('a wrong pinned key is HOST_KEY_MISMATCH, tells the presented key, and writes nothing', async (t) => {
@@ -196,7 +243,7 @@ describe('SSH agent', () => {
     t.after(() => pool.close())
     const node = fleet.nodes[1]!
     const wrong = fleet.nodes[0]!.fingerprint
-    const agent = createSshAgent({ endpoint: endpointOf(node, wrong), pool, staticPodPath: node.manifests, stateDir: join(fleet.root, 'state', 'mismatch') })
+    const agent = createSshAgent({ ...SSH_AGENT_DEFAULTS, endpoint: endpointOf(node, wrong), pool, staticPodPath: node.manifests, stateDir: join(fleet.root, 'state', 'mismatch') })
     const before = await readdir(node.manifests)
     await assert.rejects(
       agent.withLock({ actor: 't', instance: 'i' }, () => agent.writeManifest('web.yaml', pod('web'))),
@@ -221,13 +268,13 @@ describe('SSH agent', () => {
     t.after(() => pool.close())
     const hole = await startBlackHole()
     t.after(() => hole.close())
-    const refused = createSshAgent({ endpoint: { ...endpointOf(fleet.nodes[0]!), port: 9 }, pool, staticPodPath: '/x', stateDir: '/y' })
+    const refused = createSshAgent({ ...SSH_AGENT_DEFAULTS, endpoint: { ...endpointOf(fleet.nodes[0]!), port: 9 }, pool, staticPodPath: '/x', stateDir: '/y' })
     await assert.rejects(refused.listManifestDir(), (err) => isServiceError(err) && err.code === 'NODE_UNREACHABLE' && /: connection refused$/.test(err.message))
     const started = performance.now()
-    const silent = createSshAgent({ endpoint: { ...endpointOf(fleet.nodes[0]!), port: hole.port }, pool, staticPodPath: '/x', stateDir: '/y' })
+    const silent = createSshAgent({ ...SSH_AGENT_DEFAULTS, endpoint: { ...endpointOf(fleet.nodes[0]!), port: hole.port }, pool, staticPodPath: '/x', stateDir: '/y' })
     await assert.rejects(silent.listManifestDir(), (err) => isServiceError(err) && err.code === 'NODE_UNREACHABLE' && /: timed out \(no SSH handshake within 500 ms/.test(err.message))
     assert.ok(performance.now() - started < 2_000)
-    const keyless = new SshPool({ ...DEFAULT_SSH_POOL_SETTINGS, privateKey: undefined })
+    const keyless = new SshPool({ ...SSH_POOL_DEFAULTS, privateKey: undefined })
     t.after(() => keyless.close())
     await assert.rejects(
       keyless.run(endpointOf(fleet.nodes[0]!), 'x', async () => 1),
@@ -309,7 +356,7 @@ describe('SSH agent', () => {
     const node = fleet.nodes[0]!
     const stateDir = join(fleet.root, 'state', 'liveness')
     await mkdir(stateDir, { recursive: true })
-    const agent = createSshAgent({ endpoint: endpointOf(node), pool, staticPodPath: node.manifests, stateDir, lockWaitMs: 300 })
+    const agent = createSshAgent({ ...SSH_AGENT_DEFAULTS, endpoint: endpointOf(node), pool, staticPodPath: node.manifests, stateDir, lockWaitMs: 300 })
     const self = thisProcessIdentity()
     const deadPid = await exitedPid()
     const lock = (identity: { hostname: string; pid: number; pidNamespace: string | null }) =>

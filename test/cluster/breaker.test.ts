@@ -69,3 +69,27 @@ test('an answer that is an error (404, 403) proves the server is up: it does not
   assert.equal(b.isOpen, false)
   assert.equal(b.lastOutcome?.ok, true)
 })
+
+test('state: closed, open until retryAfterMs, half-open when due a probe and while it runs, then closed or open again', async () => {
+  const { b, advance } = breaker()
+  assert.equal(b.state, 'closed')
+  await assert.rejects(b.run(async () => Promise.reject(new Outage('down'))))
+  assert.equal(b.state, 'open')
+  advance(999)
+  assert.equal(b.state, 'open')
+  advance(1)
+  assert.equal(b.state, 'half-open', 'the next call is the probe')
+
+  let failProbe!: () => void
+  const probe = b.run(() => new Promise<void>((_, reject) => (failProbe = () => reject(new Outage('still down')))))
+  advance(-1000) // the probe runs, whatever the time says
+  assert.equal(b.state, 'half-open')
+  advance(1000)
+  failProbe()
+  await assert.rejects(probe, Outage)
+  assert.equal(b.state, 'open', 'a failed probe opens it again')
+
+  advance(1000)
+  await b.run(async () => 'up')
+  assert.equal(b.state, 'closed')
+})

@@ -5,28 +5,14 @@
 // API server fills in.
 
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
-import { promisify } from 'node:util'
 import { lazyKubeApi } from '../../src/cluster/kube.ts'
 import { makeTempDir, podYaml } from '../helper.ts'
 import { FakeApiServer } from '../support/fake-apiserver.ts'
 import { FakeKubelet } from '../support/fake-kubelet.ts'
-
-const run = promisify(execFile)
-
-/** The real kubectl (apt-get install kubernetes-client, or kubectl); async, because the stand-in answers from this process. */
-async function kubectl(kubeconfig: string, ...args: string[]): Promise<string> {
-  try {
-    return (await run('kubectl', ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', timeout: 30_000 })).stdout
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: string }
-    if (e.code === 'ENOENT') assert.fail('kubectl is not installed: these tests check the API server stand-in with it (apt-get install kubernetes-client)')
-    throw new Error(`kubectl ${args.join(' ')} failed: ${e.stderr ?? e.message}`)
-  }
-}
+import { kubectl } from '../support/kubectl.ts'
 
 async function standIns(t: TestContext) {
   const dir = await makeTempDir('staticpod-api-fake-k8s-')
@@ -115,7 +101,7 @@ describe('the API server stand-in', () => {
     assert.equal(api.getPod('default', 'hidden-cp-1'), undefined, 'dotfiles are not run')
   })
 
-  it('the real client-node reads it over HTTP with a kubeconfig file, and refuses a wrong token', async (t) => {
+  it('the real client-node reads it over plain HTTP with a kubeconfig file that has no TLS field, and refuses a wrong token', async (t) => {
     const { kubeconfig } = await standIns(t)
     const client = lazyKubeApi({ kind: 'kubeconfig', path: kubeconfig }, 2000)
     assert.equal(await client.version(), 'v1.31.4')

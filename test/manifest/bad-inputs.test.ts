@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ServiceError, userErrorsOf, ValidationErrors } from '../../src/errors.ts'
-import { checkFileName, parseManifest, validateStaticPod } from '../../src/manifest/index.ts'
+import { checkFileName } from '../../src/manifest/names.ts'
+import { parseManifest } from '../../src/manifest/parse.ts'
+import { validateStaticPod } from '../../src/manifest/validate.ts'
 import { BAD_INPUT_NODE_NAME, badInputs } from './bad-inputs.ts'
 
 function firstError(run: () => void): ServiceError {

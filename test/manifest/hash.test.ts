@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { sha256Hex } from '../../src/manifest/index.ts'
+import { sha256Hex } from '../../src/manifest/hash.ts'
 
 describe('sha256Hex', () => {
   it('hashes the exact bytes, lowercase hex', () => {

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { lintManifestDir, MAX_MANIFEST_BYTES, sha256Hex, type DirEntry, type Finding } from '../../src/manifest/index.ts'
+import { sha256Hex } from '../../src/manifest/hash.ts'
+import { lintManifestDir } from '../../src/manifest/lint.ts'
+import { MAX_MANIFEST_BYTES } from '../../src/manifest/parse.ts'
+import { type DirEntry, type Finding } from '../../src/manifest/types.ts'
 import { etcdYaml, kubeApiserverYaml, validPodYaml } from './fixtures.ts'
 
 const file = (name: string, content: string | Uint8Array): DirEntry => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ServiceError } from '../../src/errors.ts'
-import { checkFileName, defaultFileName, isDns1123Label, isDns1123Subdomain, isStrayFileName, mirrorPodName } from '../../src/manifest/index.ts'
+import { checkFileName, defaultFileName, isDns1123Label, isDns1123Subdomain, mirrorPodName } from '../../src/manifest/names.ts'
+import { isStrayFileName } from '../../src/manifest/stray.ts'
 
 describe('DNS-1123 names', () => {
   it('labels', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { ServiceError } from '../../src/errors.ts'
 import { ValidationErrors } from '../../src/errors.ts'
-import { MAX_MANIFEST_BYTES, parseManifest } from '../../src/manifest/index.ts'
+import { MAX_MANIFEST_BYTES, parseManifest } from '../../src/manifest/parse.ts'
 import { kubeApiserverYaml, validPodYaml } from './fixtures.ts'
 
 /** The single problem parseManifest reports for input. */

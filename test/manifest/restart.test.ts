@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ServiceError, ValidationErrors } from '../../src/errors.ts'
-import { parseManifest, RESTART_ANNOTATION, setRestartAnnotation } from '../../src/manifest/index.ts'
+import { parseManifest } from '../../src/manifest/parse.ts'
+import { RESTART_ANNOTATION, setRestartAnnotation } from '../../src/manifest/restart.ts'
 import { kubeApiserverYaml } from './fixtures.ts'
 
 const TS = '2024-05-01T12:00:00.000Z'

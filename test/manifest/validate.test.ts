@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ValidationErrors } from '../../src/errors.ts'
-import { containerSpecs, findApiReferences, parseManifest, podIdentityOf, validateStaticPod } from '../../src/manifest/index.ts'
+import { findApiReferences } from '../../src/manifest/api-references.ts'
+import { parseManifest } from '../../src/manifest/parse.ts'
+import { containerSpecs, podIdentityOf } from '../../src/manifest/pod-fields.ts'
+import { validateStaticPod } from '../../src/manifest/validate.ts'
 import { etcdYaml, kubeApiserverYaml, validPodYaml } from './fixtures.ts'
 
 const objectOf = (yaml: string): Record<string, unknown> => parseManifest(yaml).object

@@ -15,7 +15,7 @@ import { TOKENS_DOCUMENT } from '../http/tokens.ts'
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
 /** The flags of package.json's start script. */
-export const START_FLAGS = ['--max-old-space-size=1024', '--max-semi-space-size=8', '--import', 'tsx']
+const START_FLAGS = ['--max-old-space-size=1024', '--max-semi-space-size=8', '--import', 'tsx']
 
 export interface LiveServer {
   base: string

@@ -50,7 +50,7 @@ export function nodeRecord(name: string, overrides: Partial<Omit<SshNodeRecord, 
   }
 }
 
-export function localNodeRecord(name: string, overrides: Partial<LocalNodeRecord> = {}): LocalNodeRecord {
+function localNodeRecord(name: string, overrides: Partial<LocalNodeRecord> = {}): LocalNodeRecord {
   return { name, kind: 'local', staticPodPath: '/srv/manifests', staticPodPathFrom: 'given', labels: [], createdAt: instant(0), updatedAt: instant(0), ...overrides }
 }
 

@@ -26,7 +26,7 @@ export interface CrictlContainer {
 const hex = (seed: string, length = 64): string => seed.repeat(Math.ceil(length / seed.length)).slice(0, length)
 
 /** Nanoseconds since the epoch, as crictl prints int64: a string. */
-export const ns = (isoTime: string): string => `${BigInt(Date.parse(isoTime)) * 1_000_000n + 123_456n}`
+const ns = (isoTime: string): string => `${BigInt(Date.parse(isoTime)) * 1_000_000n + 123_456n}`
 
 export function sandbox(opts: {
   podName: string

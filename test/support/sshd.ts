@@ -22,7 +22,7 @@ const SSHD_CANDIDATES = ['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/usr/bin/ssh
 const START_TIMEOUT_MS = 10_000
 
 /** Where the node's crictl stand-in gets its answers. */
-export type CrictlMode =
+type CrictlMode =
   /** No crictl on the node's PATH at all. */
   | 'none'
   /** A sandbox and running containers for every manifest present in staticPodPath. */
@@ -68,7 +68,7 @@ let sshdPath: string | undefined
  * The sshd binary: found, or installed with apt when running as root, or else
  * a one-line error saying what to install. The SSH tests never skip silently.
  */
-export function findSshd(): string {
+function findSshd(): string {
   if (sshdPath) return sshdPath
   const found = () => SSHD_CANDIDATES.find((p) => isExecutable(p))
   let path = found()
