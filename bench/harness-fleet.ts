@@ -53,7 +53,7 @@ export async function registerBenchNodes(store: Store, fleet: BenchFleet): Promi
     await store.createNode({
       name: node.name,
       kind: 'ssh',
-      ssh: { host: node.host, port: node.port, user: 'root', hostKeyFingerprint: fingerprint, observedHostKeyFingerprint: fingerprint },
+      ssh: { host: node.host, port: node.port, user: 'root', privilege: 'NONE', sftpServer: null, via: null, hostKeyFingerprint: fingerprint, observedHostKeyFingerprint: fingerprint },
       staticPodPath: node.dir,
       staticPodPathFrom: 'given',
       labels: [],

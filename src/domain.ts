@@ -42,11 +42,24 @@ export interface SshNodeRecord extends NodeRecordCommon {
   ssh: SshTarget
 }
 
+/**
+ * How the service gets root on an SSH node once logged in: NONE, it logs in
+ * as root; SUDO, it logs in as `user` and runs the SFTP server and its fixed
+ * commands through `sudo -n`.
+ */
+export type Privilege = 'NONE' | 'SUDO'
+
 /** How an SSH node is reached and recognised. */
 export interface SshTarget {
+  /** Resolved where the connection starts: here, or on the jump host (via), as OpenSSH does. */
   host: string
   port: number
   user: string
+  privilege: Privilege
+  /** The SFTP server to start through sudo on a SUDO node; null: the first of the usual paths found there. */
+  sftpServer: string | null
+  /** The name of the jump host the node is reached through (like ssh -J); null: directly. */
+  via: string | null
   /** Pinned SSH host key (OpenSSH SHA256:... form); null: unverified, nothing is sent to the node. */
   hostKeyFingerprint: string | null
   /** The key the node presented on the last connection attempt (a node fact, for an admin to compare and pin). */

@@ -40,6 +40,8 @@ const node = {
     host: { type: 'string' },
     port: { type: 'integer' },
     user: { type: 'string' },
+    privilege: { type: 'string', enum: ['NONE', 'SUDO'] },
+    via: { type: ['string', 'null'] },
     staticPodPath: { type: 'string' },
     hostKeyFingerprint: { type: ['string', 'null'] },
     observedHostKeyFingerprint: { type: ['string', 'null'] },

@@ -13,7 +13,7 @@ import { ServiceError, ValidationErrors, quoteInput, type UserError } from '../e
 import { KUBEADM_STATIC_POD_PATH } from '../kubelet-facts.ts'
 import { isDns1123Subdomain } from '../manifest/names.ts'
 import { lookupAddresses, type AddressAllowList, type HostResolver } from '../net/address-allow.ts'
-import type { Label, LocalNodeRecord, NodeFacts, NodeRecord, SshNodeRecord } from '../domain.ts'
+import type { Label, LocalNodeRecord, NodeFacts, NodeRecord, Privilege, SshNodeRecord } from '../domain.ts'
 import type { Store } from '../store/store.ts'
 import type { AuditService } from './audit.ts'
 import { parseLabelSelector } from './label-selector.ts'
@@ -32,6 +32,11 @@ export interface RegisterNodeInput {
   staticPodPath?: string | null
   hostKeyFingerprint?: string | null
   labels?: Label[] | null
+  privilege?: Privilege | null
+  /** A registered jump host's name; in an update, the empty string: connect directly. */
+  via?: string | null
+  /** The SFTP server's path on a SUDO node; absent: the first of the usual paths found there. */
+  sftpServer?: string | null
 }
 
 /** A field left out or null stays as it is (GraphQL's UpdateNodeInput lets a client send null). */
@@ -73,6 +78,17 @@ const nodeFields = {
     .regex(FINGERPRINT, 'must be an OpenSSH SHA256 fingerprint, e.g. SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s')
     .transform((f) => f.replace(/=$/, ''))
     .nullable(),
+  privilege: z.enum(['NONE', 'SUDO']),
+  via: z
+    .string()
+    .max(253)
+    .refine(isDns1123Subdomain, 'must be the name of a registered jump host (see the jumpHosts query)'),
+  sftpServer: z
+    .string()
+    .max(4096)
+    .refine((p) => p.startsWith('/') && !/[\0\n\r\s'"\\$`;&|<>*?()]/.test(p) && posix.normalize(p) === p && !p.split('/').includes('..'), {
+      message: 'must be a normalised absolute path to the SFTP server on the node, without spaces or shell characters',
+    }),
   labels: z
     .array(
       z.object({
@@ -94,6 +110,9 @@ const registerSchema = z.object({
   staticPodPath: nodeFields.staticPodPath.default(DISCOVERY_STAND_IN_PATH),
   hostKeyFingerprint: nodeFields.hostKeyFingerprint.default(null),
   labels: nodeFields.labels.default([]),
+  privilege: nodeFields.privilege.default('NONE'),
+  via: nodeFields.via.nullable().default(null),
+  sftpServer: nodeFields.sftpServer.nullable().default(null),
 })
 
 /** A new SSH node's record, with the registration's defaults for what the input leaves out. */
@@ -102,7 +121,16 @@ export function newSshNodeRecord(input: RegisterNodeInput, now: string): SshNode
   return {
     name: fields.name,
     kind: 'ssh',
-    ssh: { host: fields.host, port: fields.port, user: fields.user, hostKeyFingerprint: fields.hostKeyFingerprint, observedHostKeyFingerprint: null },
+    ssh: {
+      host: fields.host,
+      port: fields.port,
+      user: fields.user,
+      privilege: fields.privilege,
+      sftpServer: fields.sftpServer,
+      via: fields.via,
+      hostKeyFingerprint: fields.hostKeyFingerprint,
+      observedHostKeyFingerprint: null,
+    },
     staticPodPath: fields.staticPodPath,
     // The contract's input defaults the path to kubeadm's, so "none given" and
     // "kubeadm's given" look alike; either way the kubelet config on the node
@@ -122,6 +150,10 @@ const updateSchema = z.object({
   staticPodPath: nodeFields.staticPodPath.optional(),
   hostKeyFingerprint: nodeFields.hostKeyFingerprint.optional(),
   labels: nodeFields.labels.optional(),
+  privilege: nodeFields.privilege.optional(),
+  // The empty string: connect directly (no jump host) / find the SFTP server again.
+  via: z.union([z.literal(''), nodeFields.via]).optional(),
+  sftpServer: z.union([z.literal(''), nodeFields.sftpServer]).optional(),
 })
 
 /** GraphQL gives null for fields left out; the schemas want them absent. */
@@ -211,7 +243,7 @@ export class NodeService {
       const fields = parseInput(updateSchema, withoutNulls(input))
       const existing = await this.require(fields.name, actor)
       if (existing.kind === 'local') {
-        const fixed = (['host', 'port', 'user', 'staticPodPath', 'hostKeyFingerprint'] as const).find((k) => fields[k] !== undefined)
+        const fixed = (['host', 'port', 'user', 'staticPodPath', 'hostKeyFingerprint', 'privilege', 'via', 'sftpServer'] as const).find((k) => fields[k] !== undefined)
         if (fixed) {
           throw new ServiceError('VALIDATION_FAILED', `the local node's ${fixed} comes from the service's configuration (LOCAL_NODE_PATH); only labels can be changed`, [fixed])
         }
@@ -281,17 +313,27 @@ function withChanges(node: NodeRecord, fields: z.infer<typeof updateSchema>, now
   const path = fields.staticPodPath === undefined ? {} : { staticPodPath: fields.staticPodPath, staticPodPathFrom: 'given' as const }
   const common = { ...path, labels: fields.labels ?? node.labels, updatedAt: now }
   if (node.kind === 'local') return { ...node, ...common }
-  const { host, port, user, hostKeyFingerprint } = fields
-  return { ...node, ...common, ssh: { ...node.ssh, ...withoutNulls({ host, port, user }), ...(hostKeyFingerprint === undefined ? {} : { hostKeyFingerprint }) } }
+  const { host, port, user, privilege, hostKeyFingerprint, via, sftpServer } = fields
+  return {
+    ...node,
+    ...common,
+    ssh: {
+      ...node.ssh,
+      ...withoutNulls({ host, port, user, privilege }),
+      ...(hostKeyFingerprint === undefined ? {} : { hostKeyFingerprint }),
+      ...(via === undefined ? {} : { via: via === '' ? null : via }),
+      ...(sftpServer === undefined ? {} : { sftpServer: sftpServer === '' ? null : sftpServer }),
+    },
+  }
 }
 
 /**
  * How the API shows where a node is: an SSH node's address and keys; the
  * local node has none, and shows this machine as the service's own user sees it.
  */
-export function nodeAddressOf(node: NodeRecord): { host: string; port: number; user: string; hostKeyFingerprint: string | null; observedHostKeyFingerprint: string | null } {
+export function nodeAddressOf(node: NodeRecord): Omit<SshNodeRecord['ssh'], 'sftpServer'> {
   if (node.kind === 'ssh') return node.ssh
-  return { host: 'localhost', port: 0, user: LOCAL_USER, hostKeyFingerprint: null, observedHostKeyFingerprint: null }
+  return { host: 'localhost', port: 0, user: LOCAL_USER, privilege: 'NONE', via: null, hostKeyFingerprint: null, observedHostKeyFingerprint: null }
 }
 
 const LOCAL_USER = process.env.USER ?? 'root'

@@ -508,6 +508,10 @@ function nodeFromItem(item: Item): NodeRecord {
     host: String(item.host ?? ''),
     port: Number(item.port ?? 0),
     user: String(item.user ?? ''),
+    // Items written before these existed: root, directly.
+    privilege: item.privilege === 'SUDO' ? 'SUDO' : 'NONE',
+    sftpServer: nullableString(item.sftpServer),
+    via: nullableString(item.via),
     staticPodPath,
     staticPodPathGiven: typeof item.staticPodPathGiven === 'boolean' ? item.staticPodPathGiven : !(kind === 'ssh' && staticPodPath === LEGACY_DISCOVER_PATH),
     discoveredStaticPodPath: nullableString(item.discoveredStaticPodPath),

@@ -6,7 +6,7 @@
 // kept in columns of their own, so that neither write can undo the other:
 // updateNode never writes a fact column, recordNodeFacts writes nothing else.
 
-import type { Label, NodeFacts, NodeRecord } from '../domain.ts'
+import type { Label, NodeFacts, NodeRecord, Privilege } from '../domain.ts'
 import { KUBEADM_STATIC_POD_PATH } from '../kubelet-facts.ts'
 
 export interface NodeColumns {
@@ -16,6 +16,9 @@ export interface NodeColumns {
   host: string
   port: number
   user: string
+  privilege: Privilege
+  sftpServer: string | null
+  via: string | null
   /** The path an admin gave; for a node that discovers its path, the stand-in until then. */
   staticPodPath: string
   /** false: no path was given; the kubelet config on the node is read for it. */
@@ -38,6 +41,9 @@ export function nodeToColumns(node: NodeRecord): NodeColumns {
     host: ssh?.host ?? '',
     port: ssh?.port ?? 0,
     user: ssh?.user ?? '',
+    privilege: ssh?.privilege ?? 'NONE',
+    sftpServer: ssh?.sftpServer ?? null,
+    via: ssh?.via ?? null,
     staticPodPath: node.staticPodPath,
     staticPodPathGiven: node.staticPodPathFrom === 'given',
     discoveredStaticPodPath: node.staticPodPathFrom === 'discovered' ? node.staticPodPath : null,
@@ -63,7 +69,16 @@ export function nodeFromColumns(c: NodeColumns): NodeRecord {
   return {
     ...common,
     kind: 'ssh',
-    ssh: { host: c.host, port: c.port, user: c.user, hostKeyFingerprint: c.hostKeyFingerprint, observedHostKeyFingerprint: c.observedHostKeyFingerprint },
+    ssh: {
+      host: c.host,
+      port: c.port,
+      user: c.user,
+      privilege: c.privilege,
+      sftpServer: c.sftpServer,
+      via: c.via,
+      hostKeyFingerprint: c.hostKeyFingerprint,
+      observedHostKeyFingerprint: c.observedHostKeyFingerprint,
+    },
   }
 }
 

@@ -80,6 +80,12 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE nodes ADD COLUMN discovered_static_pod_path TEXT;
   UPDATE nodes SET static_pod_path_given = 0 WHERE kind = 'ssh' AND static_pod_path = '${LEGACY_DISCOVER_PATH}';
   `,
+  // 4: nodes reached as an unprivileged user with sudo, and through jump hosts.
+  `
+  ALTER TABLE nodes ADD COLUMN privilege TEXT NOT NULL DEFAULT 'NONE' CHECK (privilege IN ('NONE', 'SUDO'));
+  ALTER TABLE nodes ADD COLUMN sftp_server TEXT;
+  ALTER TABLE nodes ADD COLUMN via TEXT;
+  `,
 ]
 
 /** The file was written by a newer release: reading it could lose what that release stores. */

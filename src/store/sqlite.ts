@@ -36,7 +36,7 @@ import { requireCount } from './arguments.ts'
 import { auditCursorBound, newAuditId, pickAuditFields } from './audit-id.ts'
 import { migrate } from './sqlite-schema.ts'
 import { podKeyString } from '../domain.ts'
-import type { AuditEvent, Label, NewAuditEvent, NewRevision, NodeFacts, NodeKind, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
+import type { AuditEvent, Label, NewAuditEvent, NewRevision, NodeFacts, NodeKind, Privilege, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
 import { nodeFromColumns, nodeToColumns } from './node-columns.ts'
 import type { AuditQuery, Store, StoredObservation } from './store.ts'
 
@@ -65,6 +65,9 @@ interface NodeRow {
   host: string
   port: number
   user: string
+  privilege: string
+  sftp_server: string | null
+  via: string | null
   static_pod_path: string
   static_pod_path_given: number
   discovered_static_pod_path: string | null
@@ -109,6 +112,9 @@ function nodeFromRow(row: NodeRow): NodeRecord {
     host: row.host,
     port: row.port,
     user: row.user,
+    privilege: row.privilege as Privilege,
+    sftpServer: row.sftp_server,
+    via: row.via,
     staticPodPath: row.static_pod_path,
     staticPodPathGiven: row.static_pod_path_given === 1,
     discoveredStaticPodPath: row.discovered_static_pod_path,
@@ -128,6 +134,9 @@ function nodeParams(node: NodeRecord): NodeRow {
     host: c.host,
     port: c.port,
     user: c.user,
+    privilege: c.privilege,
+    sftp_server: c.sftpServer,
+    via: c.via,
     static_pod_path: c.staticPodPath,
     static_pod_path_given: c.staticPodPathGiven ? 1 : 0,
     discovered_static_pod_path: c.discoveredStaticPodPath,
@@ -237,14 +246,15 @@ export class SqliteStore implements Store {
     this.listNodesStatement = db.prepare('SELECT * FROM nodes ORDER BY name')
     this.getNodeStatement = db.prepare('SELECT * FROM nodes WHERE name = ?')
     this.insertNodeStatement = db.prepare(`
-      INSERT INTO nodes (name, kind, host, port, user, static_pod_path, static_pod_path_given, discovered_static_pod_path,
-                         host_key_fingerprint, observed_host_key_fingerprint, labels, created_at, updated_at)
-      VALUES (@name, @kind, @host, @port, @user, @static_pod_path, @static_pod_path_given, @discovered_static_pod_path,
-              @host_key_fingerprint, @observed_host_key_fingerprint, @labels, @created_at, @updated_at)
+      INSERT INTO nodes (name, kind, host, port, user, privilege, sftp_server, via, static_pod_path, static_pod_path_given,
+                         discovered_static_pod_path, host_key_fingerprint, observed_host_key_fingerprint, labels, created_at, updated_at)
+      VALUES (@name, @kind, @host, @port, @user, @privilege, @sftp_server, @via, @static_pod_path, @static_pod_path_given,
+              @discovered_static_pod_path, @host_key_fingerprint, @observed_host_key_fingerprint, @labels, @created_at, @updated_at)
       ON CONFLICT (name) DO NOTHING`)
     // What an admin sets, and nothing the service learnt from the node (node-columns.ts).
     this.updateNodeStatement = db.prepare(`
-      UPDATE nodes SET kind = @kind, host = @host, port = @port, user = @user, static_pod_path = @static_pod_path,
+      UPDATE nodes SET kind = @kind, host = @host, port = @port, user = @user, privilege = @privilege,
+        sftp_server = @sftp_server, via = @via, static_pod_path = @static_pod_path,
         static_pod_path_given = @static_pod_path_given, host_key_fingerprint = @host_key_fingerprint,
         labels = @labels, created_at = @created_at, updated_at = @updated_at
       WHERE name = @name`)

@@ -17,7 +17,7 @@ export function sshNodeRecord(fields: {
   return {
     name,
     kind: 'ssh',
-    ssh: { host, port, user, hostKeyFingerprint, observedHostKeyFingerprint: null },
+    ssh: { host, port, user, privilege: 'NONE', sftpServer: null, via: null, hostKeyFingerprint, observedHostKeyFingerprint: null },
     staticPodPath,
     staticPodPathFrom: 'given',
     labels,

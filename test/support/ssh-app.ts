@@ -55,7 +55,7 @@ export async function sshFleetApp(t: { after(fn: () => Promise<void>): unknown }
       const record: NodeRecord = {
         name: node.name,
         kind: 'ssh',
-        ssh: { host: '127.0.0.1', port: node.port, user: fleet.user, hostKeyFingerprint: node.fingerprint, observedHostKeyFingerprint: null, ...ssh },
+        ssh: { host: '127.0.0.1', port: node.port, user: fleet.user, privilege: 'NONE', sftpServer: null, via: null, hostKeyFingerprint: node.fingerprint, observedHostKeyFingerprint: null, ...ssh },
         staticPodPath: node.manifests,
         staticPodPathFrom: 'given',
         labels: [],

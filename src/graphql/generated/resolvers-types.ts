@@ -387,12 +387,16 @@ export type Node = {
   /** The host key the node presented on the last connection attempt, for an admin to compare and pin. */
   observedHostKeyFingerprint?: Maybe<Scalars['String']['output']>;
   port: Scalars['Int']['output'];
+  /** NONE: logged in as root. SUDO: logged in as user, root through sudo -n. */
+  privilege: Privilege;
   /** Why the static pods' runtime is null on this node: e.g. crictl is not installed there. */
   runtimeUnavailableReason?: Maybe<Scalars['String']['output']>;
   /** Directory the kubelet reads manifests from, e.g. /etc/kubernetes/manifests. */
   staticPodPath: Scalars['String']['output'];
   staticPods: Array<StaticPod>;
   user: Scalars['String']['output'];
+  /** The jump host this node is reached through; null: connected directly. */
+  via?: Maybe<Scalars['String']['output']>;
 };
 
 
@@ -430,6 +434,17 @@ export type PodRuntime = {
   /** As the container runtime reports it: READY, NOTREADY, or NOT_FOUND when the kubelet runs no sandbox for it. */
   state: Scalars['String']['output'];
 };
+
+/** How the service gets root on an SSH node once logged in. */
+export type Privilege =
+  /** It logs in as root (sshd: PermitRootLogin prohibit-password). */
+  | 'NONE'
+  /**
+   * It logs in as an unprivileged user and runs the SFTP server, crictl and
+   * journalctl through `sudo -n` (no password prompt, ever). The README gives the
+   * sudoers line that allows exactly those commands.
+   */
+  | 'SUDO';
 
 export type Query = {
   __typename?: 'Query';
@@ -527,8 +542,11 @@ export type RegisterNodeInput = {
   labels?: InputMaybe<Array<LabelInput>>;
   name: Scalars['String']['input'];
   port?: InputMaybe<Scalars['Int']['input']>;
+  privilege?: InputMaybe<Privilege>;
   staticPodPath?: InputMaybe<Scalars['String']['input']>;
   user?: InputMaybe<Scalars['String']['input']>;
+  /** Name of a registered jump host to reach the node through (like ssh -J). */
+  via?: InputMaybe<Scalars['String']['input']>;
 };
 
 export type RemoveNodePayload = {
@@ -701,8 +719,11 @@ export type UpdateNodeInput = {
   labels?: InputMaybe<Array<LabelInput>>;
   name: Scalars['String']['input'];
   port?: InputMaybe<Scalars['Int']['input']>;
+  privilege?: InputMaybe<Privilege>;
   staticPodPath?: InputMaybe<Scalars['String']['input']>;
   user?: InputMaybe<Scalars['String']['input']>;
+  /** A jump host's name; the empty string: connect directly. */
+  via?: InputMaybe<Scalars['String']['input']>;
 };
 
 export type UpdateStaticPodInput = {
@@ -838,6 +859,7 @@ export type ResolversTypes = {
   NodeKind: ResolverTypeWrapper<NodeKindModel>;
   NodePayload: ResolverTypeWrapper<NodeResultModel>;
   PodRuntime: ResolverTypeWrapper<PodRuntimeViewModel>;
+  Privilege: Privilege;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RegisterNodeInput: RegisterNodeInput;
   RemoveNodePayload: ResolverTypeWrapper<Omit<RemoveNodePayload, 'userErrors'> & { userErrors: Array<ResolversTypes['UserError']> }>;
@@ -1053,10 +1075,12 @@ export type NodeResolvers<ContextType = MercuriusContext, ParentType extends Res
   observedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   observedHostKeyFingerprint?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   port?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  privilege?: Resolver<ResolversTypes['Privilege'], ParentType, ContextType>;
   runtimeUnavailableReason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   staticPodPath?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   staticPods?: Resolver<Array<ResolversTypes['StaticPod']>, ParentType, ContextType, Partial<NodeStaticPodsArgs>>;
   user?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  via?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
 };
 
 export type NodeApplyResultResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['NodeApplyResult'] = ResolversParentTypes['NodeApplyResult']> = {
