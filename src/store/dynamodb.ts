@@ -27,7 +27,7 @@ import { deleteBlob, isBlobRef, readBlobs, storeText, type BlobRef, type StoredT
 import { DEFAULT_RETRY, DynamoIo, itemKeyString, type Item, type ItemKey, type RetryPolicy } from './dynamodb-io.ts'
 import { AUDIT_BY_NODE_INDEX, AUDIT_NODE_ATTRIBUTE, keys } from './dynamodb-table.ts'
 import { podKeyString, REVISION_ACTIONS } from '../domain.ts'
-import type { AuditEvent, Label, NewAuditEvent, NewRevision, NodeFacts, NodeKind, NodeObservation, NodeRecord, PodKey, RevisionAction, RevisionRecord } from '../domain.ts'
+import type { AuditEvent, JumpHostRecord, Label, NewAuditEvent, NewRevision, NodeFacts, NodeKind, NodeObservation, NodeRecord, PodKey, RevisionAction, RevisionRecord } from '../domain.ts'
 import type { AuditQuery, Store, StoredObservation } from './store.ts'
 import { definedFacts, LEGACY_DISCOVER_PATH, nodeFromColumns, nodeToColumns } from './node-columns.ts'
 
@@ -138,6 +138,27 @@ export class DynamoStore implements Store {
     }
   }
 
+  async pinNodeHostKey(name: string, fingerprint: string, at: string): Promise<string | null> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: keys.node(name),
+          UpdateExpression: 'SET hostKeyFingerprint = :fingerprint, updatedAt = :at',
+          ConditionExpression: 'attribute_exists(pk) AND #kind = :ssh AND (attribute_not_exists(hostKeyFingerprint) OR hostKeyFingerprint = :null)',
+          ExpressionAttributeNames: { '#kind': 'kind' },
+          ExpressionAttributeValues: { ':fingerprint': fingerprint, ':at': at, ':ssh': 'ssh', ':null': null },
+        }),
+      )
+      return fingerprint
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err
+    }
+    // Pinned already (or not an SSH node): what it is pinned to now.
+    const node = await this.getNode(name)
+    return node?.kind === 'ssh' ? node.ssh.hostKeyFingerprint : null
+  }
+
   async recordNodeFacts(name: string, facts: NodeFacts): Promise<void> {
     const { observedHostKeyFingerprint, discoveredStaticPodPath } = definedFacts(facts)
     // One update per fact: each has its own condition (a discovered path only while no path is given).
@@ -182,6 +203,60 @@ export class DynamoStore implements Store {
     })
     await this.io.batchWrite(owned.map((item) => ({ delete: item as ItemKey })))
     const { Attributes } = await this.doc.send(new DeleteCommand({ TableName: this.table, Key: keys.node(name), ReturnValues: 'ALL_OLD' }))
+    return Attributes !== undefined
+  }
+
+  // ---- jump hosts
+
+  async listJumpHosts(): Promise<JumpHostRecord[]> {
+    const items = await this.io.queryAll({
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: { ':pk': keys.jumpHostsPartition },
+      ConsistentRead: true,
+    })
+    return items.map(jumpHostFromItem)
+  }
+
+  async getJumpHost(name: string): Promise<JumpHostRecord | null> {
+    const { Item } = await this.doc.send(new GetCommand({ TableName: this.table, Key: keys.jumpHost(name), ConsistentRead: true }))
+    return Item ? jumpHostFromItem(Item) : null
+  }
+
+  async putJumpHost(jumpHost: JumpHostRecord): Promise<JumpHostRecord> {
+    // One update creates or replaces what an admin sets; the observed key (a fact) is not among them.
+    const set = { name: jumpHost.name, host: jumpHost.host, port: jumpHost.port, user: jumpHost.user, hostKeyFingerprint: jumpHost.hostKeyFingerprint, via: jumpHost.via }
+    const { Attributes } = await this.doc.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: keys.jumpHost(jumpHost.name),
+        UpdateExpression: `SET ${Object.keys(set).map((k) => `#${k} = :${k}`).join(', ')}`,
+        ExpressionAttributeNames: Object.fromEntries(Object.keys(set).map((k) => [`#${k}`, k])),
+        ExpressionAttributeValues: Object.fromEntries(Object.entries(set).map(([k, v]) => [`:${k}`, v])),
+        ReturnValues: 'ALL_NEW',
+      }),
+    )
+    if (!Attributes) throw new Error(`jump host ${jumpHost.name}: the update returned no item`)
+    return jumpHostFromItem(Attributes)
+  }
+
+  async recordJumpHostFacts(name: string, facts: { observedHostKeyFingerprint: string }): Promise<void> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: keys.jumpHost(name),
+          UpdateExpression: 'SET observedHostKeyFingerprint = :value',
+          ConditionExpression: 'attribute_exists(pk)',
+          ExpressionAttributeValues: { ':value': facts.observedHostKeyFingerprint },
+        }),
+      )
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err
+    }
+  }
+
+  async deleteJumpHost(name: string): Promise<boolean> {
+    const { Attributes } = await this.doc.send(new DeleteCommand({ TableName: this.table, Key: keys.jumpHost(name), ReturnValues: 'ALL_OLD' }))
     return Attributes !== undefined
   }
 
@@ -521,6 +596,18 @@ function nodeFromItem(item: Item): NodeRecord {
     createdAt: String(item.createdAt),
     updatedAt: String(item.updatedAt),
   })
+}
+
+function jumpHostFromItem(item: Item): JumpHostRecord {
+  return {
+    name: String(item.name),
+    host: String(item.host),
+    port: Number(item.port),
+    user: String(item.user),
+    hostKeyFingerprint: nullableString(item.hostKeyFingerprint),
+    observedHostKeyFingerprint: nullableString(item.observedHostKeyFingerprint),
+    via: nullableString(item.via),
+  }
 }
 
 function revisionFromItem(item: Item, manifest: string): RevisionRecord {

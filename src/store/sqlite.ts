@@ -36,7 +36,7 @@ import { requireCount } from './arguments.ts'
 import { auditCursorBound, newAuditId, pickAuditFields } from './audit-id.ts'
 import { migrate } from './sqlite-schema.ts'
 import { podKeyString } from '../domain.ts'
-import type { AuditEvent, Label, NewAuditEvent, NewRevision, NodeFacts, NodeKind, Privilege, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
+import type { AuditEvent, JumpHostRecord, Label, NewAuditEvent, NewRevision, NodeFacts, NodeKind, Privilege, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
 import { nodeFromColumns, nodeToColumns } from './node-columns.ts'
 import type { AuditQuery, Store, StoredObservation } from './store.ts'
 
@@ -104,6 +104,10 @@ const WANTED_KEYS = `wanted AS (
 )`
 
 const AUDIT_SELECT = `SELECT id, at, actor, action, node, target, from_hash, to_hash, result, message, dry_run FROM audit_events`
+
+// Jump host rows come back already shaped as JumpHostRecord.
+const JUMP_HOST_COLUMNS = `name, host, port, user, host_key_fingerprint AS hostKeyFingerprint,
+  observed_host_key_fingerprint AS observedHostKeyFingerprint, via`
 
 function nodeFromRow(row: NodeRow): NodeRecord {
   return nodeFromColumns({
@@ -184,6 +188,8 @@ export class SqliteStore implements Store {
   private readonly getNodeStatement: Statement<[string], NodeRow>
   private readonly insertNodeStatement: Statement<[NodeRow], unknown>
   private readonly updateNodeStatement: Statement<[NodeRow], unknown>
+  private readonly pinNodeHostKeyStatement: Statement<[{ name: string; fingerprint: string; at: string }], unknown>
+  private readonly nodeHostKeyStatement: Statement<[string], { host_key_fingerprint: string | null }>
   private readonly recordNodeFactsStatement: Statement<
     [{ name: string; observed_host_key_fingerprint: string | null; discovered_static_pod_path: string | null }],
     unknown
@@ -191,6 +197,11 @@ export class SqliteStore implements Store {
   private readonly deleteNodeRevisionsStatement: Statement<[string], unknown>
   private readonly deleteNodeObservationStatement: Statement<[string], unknown>
   private readonly deleteNodeStatement: Statement<[string], unknown>
+  private readonly listJumpHostsStatement: Statement<[], JumpHostRecord>
+  private readonly getJumpHostStatement: Statement<[string], JumpHostRecord>
+  private readonly putJumpHostStatement: Statement<[Omit<JumpHostRecord, 'observedHostKeyFingerprint'>], JumpHostRecord>
+  private readonly recordJumpHostFactsStatement: Statement<[{ name: string; observedHostKeyFingerprint: string }], unknown>
+  private readonly deleteJumpHostStatement: Statement<[string], unknown>
   private readonly latestRevisionNumberStatement: Statement<[string, string, string], { latest: number }>
   private readonly insertRevisionStatement: Statement<[RevisionRecord], unknown>
   private readonly listRevisionsStatement: Statement<[string, number], RevisionRecord>
@@ -259,6 +270,10 @@ export class SqliteStore implements Store {
         labels = @labels, created_at = @created_at, updated_at = @updated_at
       WHERE name = @name`)
     // A discovered path is kept only while the node still discovers its path: an admin's path wins.
+    this.pinNodeHostKeyStatement = db.prepare(`
+      UPDATE nodes SET host_key_fingerprint = @fingerprint, updated_at = @at
+      WHERE name = @name AND kind = 'ssh' AND host_key_fingerprint IS NULL`)
+    this.nodeHostKeyStatement = db.prepare("SELECT host_key_fingerprint FROM nodes WHERE name = ? AND kind = 'ssh'")
     this.recordNodeFactsStatement = db.prepare(`
       UPDATE nodes SET
         observed_host_key_fingerprint = coalesce(@observed_host_key_fingerprint, observed_host_key_fingerprint),
@@ -268,6 +283,21 @@ export class SqliteStore implements Store {
     this.deleteNodeRevisionsStatement = db.prepare('DELETE FROM revisions WHERE node = ?')
     this.deleteNodeObservationStatement = db.prepare('DELETE FROM observations WHERE node = ?')
     this.deleteNodeStatement = db.prepare('DELETE FROM nodes WHERE name = ?')
+
+    this.listJumpHostsStatement = db.prepare(`SELECT ${JUMP_HOST_COLUMNS} FROM jump_hosts ORDER BY name`)
+    this.getJumpHostStatement = db.prepare(`SELECT ${JUMP_HOST_COLUMNS} FROM jump_hosts WHERE name = ?`)
+    // What an admin sets; the observed key (a fact) stays as stored.
+    this.putJumpHostStatement = db.prepare(`
+      INSERT INTO jump_hosts (name, host, port, user, host_key_fingerprint, via)
+      VALUES (@name, @host, @port, @user, @hostKeyFingerprint, @via)
+      ON CONFLICT (name) DO UPDATE SET
+        host = excluded.host, port = excluded.port, user = excluded.user,
+        host_key_fingerprint = excluded.host_key_fingerprint, via = excluded.via
+      RETURNING ${JUMP_HOST_COLUMNS}`)
+    this.recordJumpHostFactsStatement = db.prepare(
+      'UPDATE jump_hosts SET observed_host_key_fingerprint = @observedHostKeyFingerprint WHERE name = @name',
+    )
+    this.deleteJumpHostStatement = db.prepare('DELETE FROM jump_hosts WHERE name = ?')
 
     this.latestRevisionNumberStatement = db.prepare(
       'SELECT coalesce(max(revision), 0) AS latest FROM revisions WHERE node = ? AND namespace = ? AND name = ?',
@@ -428,6 +458,13 @@ export class SqliteStore implements Store {
     })
   }
 
+  async pinNodeHostKey(name: string, fingerprint: string, at: string): Promise<string | null> {
+    return this.enqueueWrite(() => {
+      this.pinNodeHostKeyStatement.run({ name, fingerprint, at })
+      return this.nodeHostKeyStatement.get(name)?.host_key_fingerprint ?? null
+    })
+  }
+
   async recordNodeFacts(name: string, facts: NodeFacts): Promise<void> {
     const params = {
       name,
@@ -445,6 +482,38 @@ export class SqliteStore implements Store {
       this.deleteNodeObservationStatement.run(name)
       return this.deleteNodeStatement.run(name).changes > 0
     })
+  }
+
+  async listJumpHosts(): Promise<JumpHostRecord[]> {
+    await this.queuedWritesSettled()
+    return this.listJumpHostsStatement.all().map((row) => ({ ...row }))
+  }
+
+  async getJumpHost(name: string): Promise<JumpHostRecord | null> {
+    await this.queuedWritesSettled()
+    const row = this.getJumpHostStatement.get(name)
+    return row ? { ...row } : null
+  }
+
+  async putJumpHost(jumpHost: JumpHostRecord): Promise<JumpHostRecord> {
+    // Copied now: the caller may reuse its object before the write runs.
+    const { name, host, port, user, hostKeyFingerprint, via } = jumpHost
+    return this.enqueueWrite(() => {
+      const stored = this.putJumpHostStatement.get({ name, host, port, user, hostKeyFingerprint, via })
+      if (!stored) throw new Error(`jump host ${name}: the upsert returned no row`)
+      return { ...stored }
+    })
+  }
+
+  async recordJumpHostFacts(name: string, facts: { observedHostKeyFingerprint: string }): Promise<void> {
+    const params = { name, observedHostKeyFingerprint: facts.observedHostKeyFingerprint }
+    return this.enqueueWrite(() => {
+      this.recordJumpHostFactsStatement.run(params)
+    })
+  }
+
+  async deleteJumpHost(name: string): Promise<boolean> {
+    return this.enqueueWrite(() => this.deleteJumpHostStatement.run(name).changes > 0)
   }
 
   async appendRevision(rev: NewRevision, expectedLatest?: number): Promise<RevisionRecord> {

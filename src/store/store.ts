@@ -6,7 +6,7 @@
 // take many keys at once: a GraphQL query over 1,000 nodes must make a
 // constant number of store calls, not one per node.
 
-import type { AuditEvent, NewAuditEvent, NewRevision, NodeFacts, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
+import type { AuditEvent, JumpHostRecord, NewAuditEvent, NewRevision, NodeFacts, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
 
 /** A node's observation as stored, with the version of the write that stored it. */
 export interface StoredObservation {
@@ -48,8 +48,29 @@ export interface Store {
    * record still discovers its path. Nothing happens for an unknown node.
    */
   recordNodeFacts(name: string, facts: NodeFacts): Promise<void>
+  /**
+   * Pins an SSH node's host key only if it has none, in one step (an admin's
+   * updateNode made meanwhile is never undone), setting updatedAt to `at`
+   * when it pins. Returns the node's pin after the call (the existing one when
+   * it had one); null for an unknown or local node.
+   */
+  pinNodeHostKey(name: string, fingerprint: string, at: string): Promise<string | null>
   /** Forgets the node with its revisions and observation. false if it was unknown. */
   deleteNode(name: string): Promise<boolean>
+
+  /** Every jump host, by name. Jump hosts and nodes are apart: a name may be both. */
+  listJumpHosts(): Promise<JumpHostRecord[]>
+  getJumpHost(name: string): Promise<JumpHostRecord | null>
+  /**
+   * Creates the jump host, or replaces what an admin sets of an existing one
+   * (address, user, pinned key, via), leaving its observed key as stored.
+   * Answers the record as stored now.
+   */
+  putJumpHost(jumpHost: JumpHostRecord): Promise<JumpHostRecord>
+  /** Records the key the jump host presented, touching nothing else; nothing happens for an unknown one. */
+  recordJumpHostFacts(name: string, facts: { observedHostKeyFingerprint: string }): Promise<void>
+  /** false if it was unknown. */
+  deleteJumpHost(name: string): Promise<boolean>
 
   /**
    * Appends the next revision of (node, namespace, name), numbered one past the

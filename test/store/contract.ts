@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test'
 import { isServiceError } from '../../src/errors.ts'
 import type { ErrorCode } from '../../src/errors.ts'
 import { podKeyString } from '../../src/domain.ts'
-import type { AuditEvent, LocalNodeRecord, NewAuditEvent, NewRevision, NodeObservation, PodKey, RevisionRecord, SshNodeRecord, SshTarget } from '../../src/domain.ts'
+import type { AuditEvent, JumpHostRecord, LocalNodeRecord, NewAuditEvent, NewRevision, NodeObservation, PodKey, RevisionRecord, SshNodeRecord, SshTarget } from '../../src/domain.ts'
 import type { Store } from '../../src/store/store.ts'
 
 export interface StoreUnderTest {
@@ -50,6 +50,19 @@ export function nodeRecord(name: string, overrides: Partial<Omit<SshNodeRecord, 
     createdAt: instant(0),
     updatedAt: instant(0),
     ...rest,
+  }
+}
+
+function jumpHostRecord(name: string, overrides: Partial<JumpHostRecord> = {}): JumpHostRecord {
+  return {
+    name,
+    host: `${name}.bastion.example.internal`,
+    port: 22,
+    user: 'jump',
+    hostKeyFingerprint: 'SHA256:SnVtcEhvc3RGaW5nZXJwcmludEZvclRlc3Rz',
+    observedHostKeyFingerprint: null,
+    via: null,
+    ...overrides,
   }
 }
 
@@ -234,6 +247,20 @@ export function storeContract(name: string, makeStore: () => Promise<StoreUnderT
         assert.equal(given?.staticPodPathFrom, 'given')
       })
 
+      it('pinNodeHostKey pins only an unpinned SSH node, and says what the pin is', async () => {
+        await store.createNode(nodeRecord('cp-1', { ssh: { hostKeyFingerprint: null }, labels: [] }))
+        await store.createNode(localNodeRecord('here'))
+        assert.equal(await store.pinNodeHostKey('cp-1', 'SHA256:Zmlyc3Q', instant(5_000)), 'SHA256:Zmlyc3Q')
+        const pinned = await store.getNode('cp-1')
+        assert.equal(pinned?.kind === 'ssh' && pinned.ssh.hostKeyFingerprint, 'SHA256:Zmlyc3Q')
+        assert.equal(pinned?.updatedAt, instant(5_000))
+        assert.equal(await store.pinNodeHostKey('cp-1', 'SHA256:c2Vjb25k', instant(9_000)), 'SHA256:Zmlyc3Q', 'a pin is never replaced')
+        assert.equal((await store.getNode('cp-1'))?.updatedAt, instant(5_000))
+        assert.equal(await store.pinNodeHostKey('here', 'SHA256:Zmlyc3Q', instant(9_000)), null)
+        assert.equal(await store.pinNodeHostKey('ghost', 'SHA256:Zmlyc3Q', instant(9_000)), null)
+        assert.deepEqual(await store.getNode('here'), localNodeRecord('here'))
+      })
+
       it('recordNodeFacts of an unknown or local node changes nothing', async () => {
         await store.createNode(localNodeRecord('here'))
         await store.recordNodeFacts('ghost', { observedHostKeyFingerprint: 'SHA256:c2Vlbg' })
@@ -282,6 +309,90 @@ export function storeContract(name: string, makeStore: () => Promise<StoreUnderT
         // A node registered again under the same name starts a new history.
         await store.createNode(nodeRecord('cp-1'))
         assert.equal((await store.appendRevision(newRevision(gone))).revision, 1)
+      })
+    })
+
+    describe('jump hosts', () => {
+      it('putJumpHost creates; getJumpHost and listJumpHosts (by name) return the record as given', async () => {
+        const edge = jumpHostRecord('edge', { port: 2222, hostKeyFingerprint: null })
+        const inner = jumpHostRecord('inner', { host: '10.1.2.3', user: 'ops', via: 'edge' })
+        assert.deepEqual(await store.putJumpHost(inner), inner)
+        assert.deepEqual(await store.putJumpHost(edge), edge)
+        assert.deepEqual(await store.getJumpHost('edge'), edge)
+        assert.deepEqual(await store.getJumpHost('inner'), inner)
+        assert.deepEqual(await store.listJumpHosts(), [edge, inner])
+      })
+
+      it('listJumpHosts returns every one of many (paged backends page through), by name', async () => {
+        const names = Array.from({ length: 7 }, (_, i) => `bastion-${i}`)
+        for (const name of [...names].reverse()) await store.putJumpHost(jumpHostRecord(name))
+        assert.deepEqual((await store.listJumpHosts()).map((j) => j.name), names)
+      })
+
+      it('an empty store has none; getJumpHost of an unknown name is null', async () => {
+        assert.deepEqual(await store.listJumpHosts(), [])
+        assert.equal(await store.getJumpHost('nope'), null)
+      })
+
+      it('putJumpHost of an existing name replaces what an admin sets and keeps the observed key', async () => {
+        await store.putJumpHost(jumpHostRecord('edge', { hostKeyFingerprint: null }))
+        await store.recordJumpHostFacts('edge', { observedHostKeyFingerprint: 'SHA256:c2Vlbg' })
+        // An admin's put, from a record read before the fact, does not undo it ...
+        const replaced = jumpHostRecord('edge', { host: '192.0.2.7', port: 2022, user: 'bastion', hostKeyFingerprint: 'SHA256:cGlubmVk', via: 'outer' })
+        const stored = await store.putJumpHost(replaced)
+        assert.deepEqual(stored, { ...replaced, observedHostKeyFingerprint: 'SHA256:c2Vlbg' })
+        assert.deepEqual(await store.getJumpHost('edge'), stored)
+        // ... and one back to "direct, unpinned" clears those fields.
+        const direct = jumpHostRecord('edge', { hostKeyFingerprint: null, via: null })
+        assert.deepEqual(await store.putJumpHost(direct), { ...direct, observedHostKeyFingerprint: 'SHA256:c2Vlbg' })
+        assert.equal((await store.listJumpHosts()).length, 1)
+      })
+
+      it('recordJumpHostFacts changes only the observed key, and nothing for an unknown name', async () => {
+        const edge = jumpHostRecord('edge')
+        await store.putJumpHost(edge)
+        await store.recordJumpHostFacts('edge', { observedHostKeyFingerprint: 'SHA256:c2Vlbg' })
+        await store.recordJumpHostFacts('edge', { observedHostKeyFingerprint: 'SHA256:bmV3ZXI' })
+        assert.deepEqual(await store.getJumpHost('edge'), { ...edge, observedHostKeyFingerprint: 'SHA256:bmV3ZXI' })
+        await store.recordJumpHostFacts('ghost', { observedHostKeyFingerprint: 'SHA256:c2Vlbg' })
+        assert.equal(await store.getJumpHost('ghost'), null)
+        assert.deepEqual((await store.listJumpHosts()).map((j) => j.name), ['edge'])
+      })
+
+      it('deleteJumpHost removes only that jump host; false when there is none', async () => {
+        await store.putJumpHost(jumpHostRecord('edge'))
+        await store.putJumpHost(jumpHostRecord('inner', { via: 'edge' }))
+        assert.equal(await store.deleteJumpHost('edge'), true)
+        assert.equal(await store.getJumpHost('edge'), null)
+        assert.deepEqual((await store.listJumpHosts()).map((j) => j.name), ['inner'])
+        assert.equal(await store.deleteJumpHost('edge'), false, 'a second delete finds nothing')
+        assert.equal(await store.deleteJumpHost('ghost'), false)
+      })
+
+      it('jump hosts and nodes are apart: the same name can be both, and neither list, fact nor delete reaches the other', async () => {
+        const node = nodeRecord('shared', { ssh: { via: 'shared', observedHostKeyFingerprint: null } })
+        const jump = jumpHostRecord('shared')
+        await store.createNode(node)
+        await store.putJumpHost(jump)
+        assert.deepEqual(await store.listNodes(), [node])
+        assert.deepEqual(await store.listJumpHosts(), [jump])
+        await store.recordJumpHostFacts('shared', { observedHostKeyFingerprint: 'SHA256:anVtcA' })
+        assert.deepEqual(await store.getNode('shared'), node)
+        await store.recordNodeFacts('shared', { observedHostKeyFingerprint: 'SHA256:bm9kZQ' })
+        assert.equal((await store.getJumpHost('shared'))?.observedHostKeyFingerprint, 'SHA256:anVtcA')
+        assert.equal(await store.deleteNode('shared'), true)
+        assert.notEqual(await store.getJumpHost('shared'), null)
+        await store.createNode(node)
+        assert.equal(await store.deleteJumpHost('shared'), true)
+        assert.deepEqual(await store.getNode('shared'), node)
+      })
+
+      it('keeps the record across a reopen', async () => {
+        const stored = await store.putJumpHost(jumpHostRecord('edge', { via: 'outer' }))
+        await store.recordJumpHostFacts('edge', { observedHostKeyFingerprint: 'SHA256:c2Vlbg' })
+        await store.close()
+        store = await harness.reopen()
+        assert.deepEqual(await store.getJumpHost('edge'), { ...stored, observedHostKeyFingerprint: 'SHA256:c2Vlbg' })
       })
     })
 
