@@ -20,6 +20,13 @@ const optionalText = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v))
 
+// A Unix socket's path (an ssh-agent's): absolute, and within sockaddr_un's 108 bytes with the NUL on Linux.
+// Not checked for existence: an agent may start after the service, and is asked at each connection.
+const unixSocketPath = optionalText.refine(
+  (p) => p === undefined || (p.startsWith('/') && !p.includes('\0') && Buffer.byteLength(p) <= 107),
+  'expected the absolute path of a Unix socket (at most 107 bytes)',
+)
+
 export type StoreLocation = { kind: 'sqlite'; path: string } | { kind: 'dynamodb'; table: string }
 
 const storeUrl = z.string().default('sqlite:./data/staticpod-api.db').transform((url, ctx): StoreLocation => {
@@ -49,6 +56,10 @@ const envSchema = z.object({
   LOCAL_KUBELET_HEALTHZ_URL: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }).default(`http://127.0.0.1:${KUBELET_HEALTHZ_PORT}/healthz`),
   SSH_PRIVATE_KEY_FILE: optionalText,
   SSH_PRIVATE_KEY: optionalText,
+  // An ssh-agent to take SSH keys from; SSH_AGENT_SOCK wins, so the service can be given another agent than
+  // the SSH_AUTH_SOCK its login session has.
+  SSH_AUTH_SOCK: unixSocketPath,
+  SSH_AGENT_SOCK: unixSocketPath,
   // SSH nodes: TCP connect + handshake + authentication, then each operation on an open connection.
   SSH_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
   SSH_OPERATION_TIMEOUT_MS: positiveInt.default(30_000),
@@ -139,6 +150,8 @@ export type Config = {
   sshPrivateKeyFile: string | undefined
   /** The key text, read from SSH_PRIVATE_KEY_FILE or given as SSH_PRIVATE_KEY. */
   sshPrivateKey: string | undefined
+  /** The ssh-agent's socket (SSH_AGENT_SOCK, else SSH_AUTH_SOCK); with a key file too, the file's key is offered first. */
+  sshAgentSocket: string | undefined
   ssh: SshConfig
   kubeconfig: string | undefined
   /** In a pod (KUBERNETES_SERVICE_HOST set): the in-cluster config is used when there is no KUBECONFIG. */
@@ -239,6 +252,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     localNode,
     sshPrivateKeyFile: e.SSH_PRIVATE_KEY_FILE,
     sshPrivateKey: loadSshPrivateKey(e.SSH_PRIVATE_KEY_FILE, e.SSH_PRIVATE_KEY),
+    sshAgentSocket: e.SSH_AGENT_SOCK ?? e.SSH_AUTH_SOCK,
     ssh: {
       connectTimeoutMs: e.SSH_CONNECT_TIMEOUT_MS,
       operationTimeoutMs: e.SSH_OPERATION_TIMEOUT_MS,

@@ -78,6 +78,26 @@ export interface NodeFacts {
   discoveredStaticPodPath?: string
 }
 
+/**
+ * A bastion in front of nodes (OpenSSH's ProxyJump): the service keeps one
+ * connection to it and opens one forwarded channel per node behind it. What
+ * an admin sets (putJumpHost) and the one fact learnt from it (the key it
+ * presents) are stored apart, like a node's.
+ */
+export interface JumpHostRecord {
+  name: string
+  /** Resolved where its connection starts: here, or on the jump host in front of it (via). */
+  host: string
+  port: number
+  user: string
+  /** Pinned SSH host key (OpenSSH SHA256:... form); null: nothing is sent through it. */
+  hostKeyFingerprint: string | null
+  /** The key it presented on the last connection attempt (a fact, for an admin to compare and pin). */
+  observedHostKeyFingerprint: string | null
+  /** Another jump host in front of this one (a chain, like ssh -J a,b: b's via is a); null: reached directly. */
+  via: string | null
+}
+
 export const REVISION_ACTIONS = ['CREATE', 'UPDATE', 'DELETE', 'RESTART', 'ROLLBACK', 'OBSERVED'] as const
 export type RevisionAction = (typeof REVISION_ACTIONS)[number]
 

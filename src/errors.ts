@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'TIMEOUT'
   | 'FORBIDDEN'
   | 'UNAUTHENTICATED'
+  | 'PRIVILEGE_DENIED'
   // Not in the contract's ErrorCode enum: top-level errors only (GraphQL
   // extensions.code, REST error.code), never a UserError.
   | 'RATE_LIMITED'
@@ -29,6 +30,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   VALIDATION_FAILED: 400,
   UNAUTHENTICATED: 401,
   FORBIDDEN: 403,
+  // The node refused the service root (sudo -n said no) or a file: the service's access to the node, not the caller's, is at fault.
+  PRIVILEGE_DENIED: 403,
   NOT_FOUND: 404,
   ALREADY_EXISTS: 409,
   CONFLICT: 412,

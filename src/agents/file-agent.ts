@@ -9,6 +9,13 @@
 //   dotfile, and backups live in stateDir, outside staticPodPath.
 // - The temp file sits in staticPodPath itself: same filesystem, so the rename
 //   over the target is atomic and the kubelet sees the old file or the new one.
+// - Files keep what the kubelet host expects: a replaced manifest keeps its
+//   mode and owner (the temp file gets them before the rename); a new one,
+//   and every backup, is 0600 and belongs to the writer, root on a kubelet
+//   host (a root login, or the SFTP server started through sudo: sudo.ts), as
+//   kubeadm writes them.
+// - "Permission denied" is PRIVILEGE_DENIED: a directory the service may not
+//   list is not an empty one.
 
 import { createHash, randomBytes } from 'node:crypto'
 import { posix } from 'node:path'
@@ -16,7 +23,7 @@ import { errorText, ServiceError, isServiceError } from '../errors.ts'
 import type { DirEntry } from '../manifest/types.ts'
 import type { BackupInfo, KubeletReport, LockOwner, NodeAgent, RuntimeReport } from './agent.ts'
 import { NodeLock, sameMachineProcessLiveness, thisProcessIdentity, type LockHolderLiveness, type ProcessIdentity } from './node-lock.ts'
-import type { NodeFileSystem } from './node-fs.ts'
+import { isPermissionDenied, type NodeFileSystem } from './node-fs.ts'
 
 /** Every temp file this service creates ends with this, so leftovers are recognisably ours. */
 export const TEMP_FILE_SUFFIX = '.staticpod-api.tmp'
@@ -151,7 +158,9 @@ export class FileAgent implements NodeAgent {
   // ---- reading -------------------------------------------------------------
 
   async listManifestDir(): Promise<DirEntry[]> {
-    const all = await this.#fs.readDir(this.staticPodPath)
+    const all = await this.#fs.readDir(this.staticPodPath).catch((err: unknown) => {
+      throw this.#readFailed(this.staticPodPath, err)
+    })
     // Under the lock, the leftovers seen here are the ones the next write removes, without listing again.
     const held = this.#lock.held
     if (held) held.leftoverTemps = all.filter((entry) => isTempFileName(entry.name)).map((entry) => entry.name)
@@ -167,7 +176,10 @@ export class FileAgent implements NodeAgent {
             if (entry.kind !== 'file' || entry.size > this.#maxFileBytes) {
               return { name: entry.name, kind: entry.kind, size: entry.size }
             }
-            const bytes = await this.#fs.readFile(posix.join(this.staticPodPath, entry.name))
+            const path = posix.join(this.staticPodPath, entry.name)
+            const bytes = await this.#fs.readFile(path).catch((err: unknown) => {
+              throw this.#readFailed(path, err)
+            })
             if (bytes === null) return null // removed since the listing
             if (bytes.length > this.#maxFileBytes) return { name: entry.name, kind: 'file', size: bytes.length }
             return { name: entry.name, kind: 'file', size: bytes.length, bytes }
@@ -180,7 +192,10 @@ export class FileAgent implements NodeAgent {
 
   async readManifest(fileName: string): Promise<Buffer | null> {
     assertSafeFileName(fileName)
-    return this.#fs.readFile(posix.join(this.staticPodPath, fileName))
+    const path = posix.join(this.staticPodPath, fileName)
+    return this.#fs.readFile(path).catch((err: unknown) => {
+      throw this.#readFailed(path, err)
+    })
   }
 
   // ---- writing -------------------------------------------------------------
@@ -195,7 +210,7 @@ export class FileAgent implements NodeAgent {
       )
     }
     await this.#removeLeftoverTempFiles(this.staticPodPath)
-    await this.#replaceAtomically(this.staticPodPath, fileName, bytes, `writing ${fileName}`, this.#hooks.afterTempWrite)
+    await this.#replaceAtomically(this.staticPodPath, fileName, bytes, `writing ${fileName}`, { keepModeAndOwner: true, afterTempWrite: this.#hooks.afterTempWrite })
   }
 
   async deleteManifest(fileName: string): Promise<void> {
@@ -226,7 +241,7 @@ export class FileAgent implements NodeAgent {
       this.#backupDirs.set(dir, known)
     }
     try {
-      await this.#replaceAtomically(dir, backupName, bytes, `backing up ${fileName}`)
+      await this.#replaceAtomically(dir, backupName, bytes, `backing up ${fileName}`, { keepModeAndOwner: false })
     } catch (err) {
       this.#backupDirs.delete(dir) // removed under us, perhaps: look again next time
       throw err
@@ -237,8 +252,9 @@ export class FileAgent implements NodeAgent {
   }
 
   /**
-   * Temp dotfile next to the target, written and flushed, renamed over the
-   * target, then the directory flushed so the rename survives a power cut.
+   * Temp dotfile next to the target, written and flushed (with the target's
+   * mode and owner when asked and there is a target, else 0600), renamed over
+   * the target, then the directory flushed so the rename survives a power cut.
    * On failure the temp file is removed and the target is untouched.
    */
   async #replaceAtomically(
@@ -246,15 +262,16 @@ export class FileAgent implements NodeAgent {
     fileName: string,
     bytes: Uint8Array,
     what: string,
-    afterTempWrite?: (tempPath: string) => Promise<void>,
+    options: { keepModeAndOwner: boolean; afterTempWrite?: ((tempPath: string) => Promise<void>) | undefined },
   ): Promise<void> {
     const tempPath = posix.join(dir, `.${fileName}.${randomHex()}${TEMP_FILE_SUFFIX}`)
+    const target = posix.join(dir, fileName)
     this.#tempsInFlight.add(tempPath)
     try {
       // Exclusive: never write through a file (or symlink) someone planted under our name.
-      await this.#fs.writeNewFile(tempPath, bytes, { exclusive: true })
-      await afterTempWrite?.(tempPath)
-      await this.#fs.rename(tempPath, posix.join(dir, fileName))
+      await this.#fs.writeNewFile(tempPath, bytes, { exclusive: true, ...(options.keepModeAndOwner ? { sameModeAndOwnerAs: target } : {}) })
+      await options.afterTempWrite?.(tempPath)
+      await this.#fs.rename(tempPath, target)
     } catch (err) {
       await this.#fs.unlink(tempPath).catch(() => undefined)
       throw this.#writeFailed(what, err)
@@ -314,9 +331,16 @@ export class FileAgent implements NodeAgent {
 
   #writeFailed(what: string, err: unknown): ServiceError {
     // A failure that already says what went wrong (the node unreachable, an
-    // operation timing out) keeps its code: the caller acts on it differently.
-    const code = isServiceError(err) ? err.code : 'WRITE_FAILED'
-    return new ServiceError(code, `${what} on node ${this.nodeName} failed: ${errorText(err)}`)
+    // operation timing out, sudo refusing) keeps its code: the caller acts on it differently.
+    const code = isServiceError(err) ? err.code : isPermissionDenied(err) ? 'PRIVILEGE_DENIED' : 'WRITE_FAILED'
+    const hint = code === 'PRIVILEGE_DENIED' && !isServiceError(err) ? ` (${NEEDS_ROOT})` : ''
+    return new ServiceError(code, `${what} on node ${this.nodeName} failed: ${errorText(err)}${hint}`)
+  }
+
+  /** A read that failed for want of permission is PRIVILEGE_DENIED; any other failure passes on as it is. */
+  #readFailed(path: string, err: unknown): unknown {
+    if (isServiceError(err) || !isPermissionDenied(err)) return err
+    return new ServiceError('PRIVILEGE_DENIED', `node ${this.nodeName}: ${path} cannot be read: permission denied (${NEEDS_ROOT})`)
   }
 
   // ---- runtime and kubelet ---------------------------------------------------
@@ -343,6 +367,9 @@ export class FileAgent implements NodeAgent {
     await this.#onClose?.()
   }
 }
+
+/** What a permission error on a node means for its registration. */
+const NEEDS_ROOT = 'the service needs root on the node: a root login (privilege NONE), or privilege SUDO with the sudoers rule in the README'
 
 const BACKUP_NAME = /^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{12}\.yaml$/
 

@@ -1,6 +1,6 @@
 // NodeFileSystem on this machine's filesystem (node:fs/promises).
 
-import { constants } from 'node:fs'
+import { constants, type Stats } from 'node:fs'
 import { lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FileExistsError, type NodeDirEntry, type NodeFileSystem, type WriteNewFileOptions } from './node-fs.ts'
@@ -10,6 +10,16 @@ const FILE_MODE = 0o600
 
 function errorCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined
+}
+
+/** The file's mode and owner (symlinks followed, as the kubelet reads it), or null when there is none. */
+async function statOrNull(path: string): Promise<Stats | null> {
+  try {
+    return await stat(path)
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return null
+    throw err
+  }
 }
 
 async function isSymlink(path: string): Promise<boolean> {
@@ -51,6 +61,7 @@ export class LocalFileSystem implements NodeFileSystem {
 
   async writeNewFile(path: string, bytes: Uint8Array, options: WriteNewFileOptions): Promise<void> {
     const flags = constants.O_WRONLY | constants.O_CREAT | (options.exclusive ? constants.O_EXCL : constants.O_TRUNC)
+    const like = options.sameModeAndOwnerAs === undefined ? null : await statOrNull(options.sameModeAndOwnerAs)
     let handle
     try {
       handle = await open(path, flags, FILE_MODE)
@@ -59,6 +70,11 @@ export class LocalFileSystem implements NodeFileSystem {
       throw err
     }
     try {
+      if (like) {
+        // The owner first: a change of owner clears set-id bits, which the mode then sets as the target had them.
+        await handle.chown(like.uid, like.gid)
+        await handle.chmod(like.mode & 0o7777)
+      }
       await handle.writeFile(bytes)
       if (options.durable !== false) await handle.sync()
     } finally {

@@ -35,9 +35,29 @@ export function isFileExistsError(err: unknown): err is FileExistsError {
   return err instanceof FileExistsError
 }
 
+/**
+ * "Permission denied" (EACCES, EPERM, SFTP's PERMISSION_DENIED): the node's
+ * user may not do this. Implementations pass their own errors on; this tells
+ * them apart, so the agent can say PRIVILEGE_DENIED rather than "unreachable"
+ * or, for a directory it may not list, "no static pods".
+ */
+export function isPermissionDenied(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false
+  if ('permissionDenied' in err && err.permissionDenied === true) return true
+  return 'code' in err && (err.code === 'EACCES' || err.code === 'EPERM')
+}
+
 export interface WriteNewFileOptions {
   /** Create with O_CREAT|O_EXCL: fail with FileExistsError if the path exists. */
   exclusive: boolean
+  /**
+   * Give the new file the permission bits, owner and group of this file (its
+   * target, about to be replaced), when it exists. Otherwise, and without
+   * it, a new file is 0600 (manifests may carry credentials in flags; kubeadm
+   * writes them so) and belongs to the writer: root, on a kubelet host. Done
+   * on the open file, before it has the name the kubelet reads.
+   */
+  sameModeAndOwnerAs?: string
   /**
    * Flush the bytes to stable storage before resolving (default true). Only
    * for files worthless after a power cut anyway, such as the node lock (its
@@ -52,8 +72,9 @@ export interface NodeFileSystem {
   /** The whole file, or null if it does not exist. */
   readFile(path: string): Promise<Buffer | null>
   /**
-   * Creates (or truncates, when not exclusive) path, writes bytes, flushes them
-   * to stable storage (unless durable is false) and closes the file.
+   * Creates (or truncates, when not exclusive) path, with the mode and owner
+   * the options ask for, writes bytes, flushes them to stable storage (unless
+   * durable is false) and closes the file.
    */
   writeNewFile(path: string, bytes: Uint8Array, options: WriteNewFileOptions): Promise<void>
   /** Atomically replaces `to` (if it exists) with `from`. Same filesystem only. */

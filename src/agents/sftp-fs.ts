@@ -16,6 +16,7 @@ export type SftpRunner = <T>(what: string, fn: (sftp: SFTPWrapper) => Promise<T>
 /** SFTP status codes (draft-ietf-secsh-filexfer-02), as ssh2 sets them on err.code. */
 const END_OF_FILE = 1
 const NO_SUCH_FILE = 2
+const PERMISSION_DENIED = 3
 const FAILURE = 4
 
 /** Manifests may carry credentials in flags; kubeadm writes them 0600 too. */
@@ -52,6 +53,8 @@ export class SftpError extends Error {
   readonly status: number | undefined
   /** The server does not offer the extension the request needs (ssh2 refuses to send it). */
   readonly unsupported: boolean
+  /** The node's user may not do this (node-fs.ts isPermissionDenied). */
+  readonly permissionDenied: boolean
 
   constructor(operation: string, path: string, cause: unknown) {
     const status = statusOf(cause)
@@ -65,6 +68,7 @@ export class SftpError extends Error {
     super(`${operation} ${path}: ${why}`, { cause })
     this.status = status
     this.unsupported = unsupported
+    this.permissionDenied = status === PERMISSION_DENIED
   }
 }
 
@@ -134,6 +138,9 @@ export class SftpFileSystem implements NodeFileSystem {
 
   writeNewFile(path: string, bytes: Uint8Array, options: WriteNewFileOptions): Promise<void> {
     return this.run(`writing ${path}`, async (sftp) => {
+      // Sent before the open, so answered before it: no round trip of its own.
+      const model = options.sameModeAndOwnerAs === undefined ? Promise.resolve(null) : statOrNull(sftp, options.sameModeAndOwnerAs)
+      model.catch(() => undefined) // awaited below once the file is open; a failed open goes first
       let handle: Buffer | undefined
       for (let attempt = 1; handle === undefined; attempt++) {
         try {
@@ -149,11 +156,19 @@ export class SftpFileSystem implements NodeFileSystem {
         }
       }
       try {
-        // Sent together, answered in order: one round trip for the bytes and their flush.
+        const like = await model
+        // Sent together, answered in order: one round trip for the owner, the mode, the bytes and their flush.
+        // The owner first: a change of owner clears set-id bits, which the mode then sets as the target had them.
+        const attributes = like
+          ? Promise.all([
+              call<void>('fchown', path, (done) => sftp.fsetstat(handle, { uid: like.uid, gid: like.gid }, done)),
+              call<void>('fchmod', path, (done) => sftp.fsetstat(handle, { mode: like.mode & 0o7777 }, done)),
+            ])
+          : Promise.resolve()
         const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
         const written = call<number>('write', path, (done) => sftp.write(handle, data, 0, data.length, 0, done))
         const flushed = options.durable === false ? Promise.resolve() : flush(sftp, handle, path)
-        await Promise.all([written, flushed])
+        await Promise.all([attributes, written, flushed])
       } finally {
         closeUnawaited(sftp, handle)
       }
@@ -274,6 +289,16 @@ async function flush(sftp: SFTPWrapper, handle: Buffer, path: string): Promise<v
     await call<unknown>('fsync', path, (done) => sftp.ext_openssh_fsync(handle, done))
   } catch (err) {
     if (err instanceof SftpError && err.unsupported) return
+    throw err
+  }
+}
+
+/** The file's mode and owner (symlinks followed, as the kubelet reads them), or null when there is none. */
+async function statOrNull(sftp: SFTPWrapper, path: string): Promise<Stats | null> {
+  try {
+    return await call<Stats>('stat', path, (done) => sftp.stat(path, done))
+  } catch (err) {
+    if (isNoSuchFile(err)) return null
     throw err
   }
 }

@@ -17,9 +17,23 @@
 // resolved here, checked against the list, and the connection goes to the
 // address that was checked (a DNS answer that changes later cannot get around
 // the check); a node outside the list is refused before any packet goes to it.
+//
+// Jump hosts (OpenSSH's ProxyJump, ssh -J): a node with `via` is reached
+// through one connection per jump host, shared by every node behind it; each
+// node gets one forwarded channel (direct-tcpip) on it, and its own SSH
+// connection runs inside that channel (ssh2 connect({ sock })), so the node
+// authenticates and checks its host key end to end, as with ssh -J. A chain
+// (a, then b through a) is the same step again. The node's host travels in
+// the channel request and is resolved by the jump host, not here (so
+// NODE_ADDRESS_ALLOW applies to the first hop only). A jump host's connection
+// is pinned, kept alive and counted like a node's; it stays open while a node
+// connection runs through it and closes after SSH_IDLE_TIMEOUT_MS without one.
+// When it drops, every connection through it drops with it (NODE_UNREACHABLE
+// for those nodes only), and the next operation opens it again.
 
 import { connect as tcpConnect, type Socket } from 'node:net'
-import type { Client as SshClient, ConnectConfig, SFTPWrapper } from 'ssh2'
+import type { Duplex } from 'node:stream'
+import type { ClientChannel, Client as SshClient, ConnectConfig, SFTPWrapper } from 'ssh2'
 import { ServiceError, isServiceError } from '../errors.ts'
 import { ADDRESS_LOOKUP_TIMEOUT_MS, allowedAddress, lookupAddresses, type AddressAllowList, type HostResolver } from '../net/address-allow.ts'
 import { channelFailure, CONNECT_FAILURE, connectFailure, connectionLost, loggableError } from './connect-errors.ts'
@@ -56,19 +70,51 @@ export interface SshPoolLog {
 export interface SshAddress {
   /** The node this connection is for: errors name it. */
   nodeName: string
+  /** Resolved here, or by the jump host when there is one (via). */
   host: string
   port: number
   username: string
+  /** The jump host the node is reached through (ssh -J); absent or null: directly. */
+  via?: JumpHostEndpoint | null
+}
+
+/** A jump host as the pool reaches it: pinned, with the jump hosts in front of it. */
+export interface JumpHostEndpoint {
+  /** The jump host's name: errors name it. */
+  name: string
+  /** Resolved here, or by the jump host in front of it. */
+  host: string
+  port: number
+  username: string
+  /** Nothing is sent through a jump host that presents another key. */
+  hostKeyFingerprint: string
+  /** The jump host in front of this one (ssh -J a,b: b's via is a); null: reached directly. */
+  via: JumpHostEndpoint | null
 }
 
 export interface SshEndpoint extends SshAddress {
   /** The pinned host key: the connection goes no further unless the node presents it. */
   hostKeyFingerprint: string
+  /** Set on a SUDO node (privilege SUDO): root is had through sudo there, and the SFTP session is its SFTP server started with sudo. */
+  sudo?: SudoAccess
+}
+
+/** Root through sudo on a node (sudo.ts), as far as the pool needs it. */
+export interface SudoAccess {
+  /** Part of the connection key: an SFTP session started one way is never used by an endpoint that wants another. */
+  readonly key: string
+  /** The node's SFTP session: its SFTP server, started through sudo -n on an exec channel. Errors are in fixed words. */
+  openSftp(client: SshClient): Promise<SFTPWrapper>
 }
 
 export interface SshPoolSettings {
-  /** The service's private key (PEM/OpenSSH text); without one, SSH nodes are unreachable. */
+  /** The service's private key (PEM/OpenSSH text); without one (or an agent), SSH nodes are unreachable. */
   privateKey: Buffer | string | undefined
+  /**
+   * An ssh-agent's socket (SSH_AGENT_SOCK / SSH_AUTH_SOCK) to take keys from,
+   * after privateKey's when both are set (ssh2 tries a key file, then the agent).
+   */
+  agent?: string | undefined
   /** TCP connect + SSH handshake + authentication. */
   connectTimeoutMs: number
   /** One operation over an open connection (a file read, a write, a crictl run). */
@@ -103,6 +149,8 @@ export interface SshPoolStats {
   /** Connections closed because they were idle. */
   idleClosed: number
   operationsInFlight: number
+  /** Connections to jump hosts open or opening right now (also counted in connectionsOpen once they hold a slot). */
+  jumpHostConnections: number
 }
 
 /** What an operation gets: the node's connection, and its SFTP channel on demand. */
@@ -114,6 +162,9 @@ export interface SshSession {
 export class SshPool {
   readonly settings: SshPoolSettings
   readonly #connections = new Map<string, PooledConnection>()
+  /** One per jump host (and the chain in front of it), shared by the nodes behind it. */
+  readonly #jumpConnections = new Map<string, PooledConnection>()
+  #jumpHostKeySeen: ((jumpHostName: string, fingerprint: string) => Promise<void> | void) | undefined
   readonly #operationSlots = new Map<string, Semaphore>()
   readonly #connectionSlots: Semaphore
   #closed = false
@@ -141,8 +192,17 @@ export class SshPool {
     }
   }
 
+  /**
+   * Where the key a jump host presents at each handshake is recorded (the
+   * jump host service, wired after the pool is made, like attachLog); awaited
+   * before the handshake goes on, as onHostKey is for nodes.
+   */
+  attachJumpHostKeyRecorder(record: (jumpHostName: string, fingerprint: string) => Promise<void> | void): void {
+    this.#jumpHostKeySeen = record
+  }
+
   stats(): SshPoolStats {
-    return { ...this.#stats, connectionsOpen: this.#connectionSlots.used }
+    return { ...this.#stats, connectionsOpen: this.#connectionSlots.used, jumpHostConnections: this.#jumpConnections.size }
   }
 
   /**
@@ -191,12 +251,13 @@ export class SshPool {
    * refuses it: no authentication is attempted and nothing is sent beyond the
    * key exchange. For nodes without a pinned key.
    */
-  async observeHostKey(address: SshAddress): Promise<string> {
-    if (this.#closed) throw new ServiceError('NODE_UNREACHABLE', `node ${address.nodeName}: the service is shutting down`)
+  async observeHostKey(address: SshAddress, role: ConnectionRole = 'node'): Promise<string> {
+    if (this.#closed) throw new ServiceError('NODE_UNREACHABLE', `${role} ${address.nodeName}: the service is shutting down`)
     const { connectTimeoutMs } = this.settings
     await loadSsh2()
+    const target: RoleAddress = { ...address, role }
     const startedAt = performance.now()
-    const host = await this.connectTarget(address, connectTimeoutMs)
+    const opened = await this.#openSocket(target, connectTimeoutMs)
     const remainingMs = Math.max(1, connectTimeoutMs - (performance.now() - startedAt))
     return new Promise((resolve, reject) => {
       const client = newClient()
@@ -207,19 +268,20 @@ export class SshPool {
         done = true
         clearTimeout(timer)
         client.destroy()
+        opened.sock.destroy()
+        opened.release()
         if (presented !== null) resolve(presented)
-        else reject(err ?? unreachable(address, CONNECT_FAILURE.notSsh))
+        else reject(err ?? unreachable(target, CONNECT_FAILURE.notSsh))
       }
-      const timer = setTimeout(() => finish(unreachable(address, handshakeTimedOut(connectTimeoutMs))), remainingMs)
+      const timer = setTimeout(() => finish(unreachable(target, handshakeTimedOut(connectTimeoutMs))), remainingMs)
       client.on('error', (err) => {
         if (presented === null) this.logRawError(address, 'observing the host key', err)
-        finish(unreachable(address, connectFailure(err)))
+        finish(unreachable(target, connectFailure(err)))
       })
       client.on('close', () => finish())
       try {
         client.connect({
-          host,
-          port: address.port,
+          sock: opened.sock,
           username: address.username,
           readyTimeout: remainingMs + SSH2_READY_TIMEOUT_SLACK_MS,
           hostVerifier: (key: Buffer) => {
@@ -229,9 +291,20 @@ export class SshPool {
         })
       } catch (err) {
         this.logRawError(address, 'observing the host key', err)
-        finish(unreachable(address, CONNECT_FAILURE.failed))
+        finish(unreachable(target, CONNECT_FAILURE.failed))
       }
     })
+  }
+
+  /**
+   * Opens (or reuses) the connection to a pinned jump host, through the ones
+   * in front of it: resolves once it is up, rejects with the ServiceError
+   * saying why not. It then stays open for the idle timeout, as any.
+   */
+  async checkJumpHost(jump: JumpHostEndpoint): Promise<void> {
+    if (this.#closed) throw new ServiceError('NODE_UNREACHABLE', `jump host ${jump.name}: the service is shutting down`)
+    await loadSsh2()
+    await this.#jumpConnectionTo(jump)
   }
 
   /**
@@ -263,6 +336,10 @@ export class SshPool {
     const connections = [...this.#connections.values()]
     this.#connections.clear()
     await Promise.all(connections.map((c) => c.end()))
+    // The jump hosts last: the goodbyes above travel through them.
+    const jumps = [...this.#jumpConnections.values()]
+    this.#jumpConnections.clear()
+    await Promise.all(jumps.map((c) => c.end()))
   }
 
   #slotsOf(key: string): Semaphore {
@@ -277,45 +354,158 @@ export class SshPool {
   async #connectionTo(endpoint: SshEndpoint, key: string): Promise<PooledConnection> {
     let connection = this.#connections.get(key)
     if (!connection || connection.closed) {
-      connection = new PooledConnection(endpoint, this.settings, {
-        target: () => this.connectTarget(endpoint, this.settings.connectTimeoutMs),
-        logRawError: (what, err) => this.logRawError(endpoint, what, err),
-        reserveSlot: () => this.#reserveConnectionSlot(endpoint),
-        releaseSlot: () => this.#connectionSlots.release(),
-        onOpened: () => this.#stats.connectionsOpened++,
-        onFailed: (mismatch) => {
-          this.#stats.connectFailures++
-          if (mismatch) this.#stats.hostKeyMismatches++
-        },
-        onIdleClose: () => this.#stats.idleClosed++,
-        onClosed: (closed) => {
-          if (this.#connections.get(key) === closed) this.#connections.delete(key)
-        },
-      })
-      this.#connections.set(key, connection)
+      connection = this.#newConnection({ ...endpoint, role: 'node' }, this.#connections, key, (fingerprint) => this.settings.onHostKey?.(endpoint.nodeName, fingerprint))
     }
     await connection.ready
     return connection
   }
 
+  /** The jump host's shared connection, opened (through the ones in front of it) if there is none. */
+  async #jumpConnectionTo(jump: JumpHostEndpoint): Promise<PooledConnection> {
+    const key = jumpKey(jump)
+    let connection = this.#jumpConnections.get(key)
+    if (!connection || connection.closed) {
+      const target: ConnectionTarget = { nodeName: jump.name, host: jump.host, port: jump.port, username: jump.username, hostKeyFingerprint: jump.hostKeyFingerprint, via: jump.via, role: 'jump host' }
+      connection = this.#newConnection(target, this.#jumpConnections, key, (fingerprint) => this.#jumpHostKeySeen?.(jump.name, fingerprint))
+    }
+    await connection.ready
+    return connection
+  }
+
+  #newConnection(
+    target: ConnectionTarget,
+    pool: Map<string, PooledConnection>,
+    key: string,
+    hostKeySeen: (fingerprint: string) => Promise<void> | void,
+  ): PooledConnection {
+    const connection = new PooledConnection(target, this.settings, {
+      // Through a jump host, its connection is up before this one takes a slot: a
+      // connection holding a slot while it waits for its jump host's would starve
+      // that jump host of slots when many nodes behind it connect at once. It is
+      // held (not idle, so not closed to make room) until the channel is open.
+      prepare: async () => {
+        if (!target.via) return () => undefined
+        const jump = await this.#jumpConnectionTo(target.via).catch((err: unknown) => Promise.reject(throughJumpHostFailed(target, err)))
+        jump.startOperation()
+        let held = true
+        return () => {
+          if (held) jump.endOperation()
+          held = false
+        }
+      },
+      socket: () => this.#openSocket(target, this.settings.connectTimeoutMs),
+      hostKeySeen,
+      logRawError: (what, err) => this.logRawError(target, what, err),
+      reserveSlot: () => this.#reserveConnectionSlot(target),
+      releaseSlot: () => this.#connectionSlots.release(),
+      onOpened: () => this.#stats.connectionsOpened++,
+      onFailed: (mismatch) => {
+        this.#stats.connectFailures++
+        if (mismatch) this.#stats.hostKeyMismatches++
+      },
+      onIdleClose: () => this.#stats.idleClosed++,
+      onClosed: (closed) => {
+        if (pool.get(key) === closed) pool.delete(key)
+      },
+    })
+    pool.set(key, connection)
+    return connection
+  }
+
+  /**
+   * The byte stream a connection's SSH session runs over: a TCP connection to
+   * the (checked) address, or a channel forwarded by its jump host to
+   * host:port, which the jump host resolves and dials. Bounded by timeoutMs;
+   * rejects with a ServiceError. release() tells the jump host's connection
+   * that this stream is done (its idle timer starts when the last one is).
+   */
+  async #openSocket(target: RoleAddress, timeoutMs: number): Promise<OpenedSocket> {
+    const via = target.via
+    if (!via) {
+      const host = await this.connectTarget(target, timeoutMs)
+      return { sock: coalescingWritesPerTick(tcpConnect({ host, port: target.port })), release: () => undefined, onLost: () => () => undefined }
+    }
+    const jump = await this.#jumpConnectionTo(via).catch((err: unknown) => Promise.reject(throughJumpHostFailed(target, err)))
+    jump.startOperation()
+    let released = false
+    const release = (): void => {
+      if (released) return
+      released = true
+      jump.endOperation()
+    }
+    let timedOut = false
+    try {
+      const channel = await withTimeout(
+        new Promise<ClientChannel>((resolve, reject) => {
+          try {
+            jump.client.forwardOut('127.0.0.1', 0, target.host, target.port, (err, stream) => {
+              if (err) return reject(err)
+              // Opened after the wait was given up: nobody will use it.
+              if (timedOut) {
+                stream.destroy()
+                return
+              }
+              resolve(stream)
+            })
+          } catch (err) {
+            // ssh2 throws "Not connected" once the connection is gone.
+            reject(err)
+          }
+        }),
+        timeoutMs,
+        () => {
+          timedOut = true
+          return unreachable(target, `${CONNECT_FAILURE.timedOut} (jump host ${via.name} opened no channel to it within ${timeoutMs} ms, SSH_CONNECT_TIMEOUT_MS)`)
+        },
+      )
+      return { sock: channel, release, onLost: (listener) => jump.onClose(listener) }
+    } catch (err) {
+      release()
+      if (isServiceError(err)) throw err
+      this.logRawError(target, `opening a channel through jump host ${via.name}`, err)
+      throw unreachable(target, jump.closed ? `the connection to jump host ${via.name} was lost (${jump.closeReason ?? 'closed'})` : forwardFailure(err, via.name))
+    }
+  }
+
   /** A connection slot; when all are taken, an idle connection gives its slot up, else we wait. */
-  async #reserveConnectionSlot(endpoint: SshEndpoint): Promise<void> {
+  async #reserveConnectionSlot(target: ConnectionTarget): Promise<void> {
     if (this.#connectionSlots.tryAcquire()) return
-    const idle = [...this.#connections.values()].filter((c) => c.isIdle).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0]
-    idle?.destroy('closed to make room for another node')
+    const idle = [...this.#connections.values(), ...this.#jumpConnections.values()].filter((c) => c.isIdle).sort((a, b) => a.lastUsedAt - b.lastUsedAt)[0]
+    idle?.destroy(`closed to make room for another ${target.role}`)
     const acquired = await this.#connectionSlots.acquire(this.settings.connectTimeoutMs)
     if (!acquired) {
       throw new ServiceError(
         'TIMEOUT',
-        `node ${endpoint.nodeName}: all ${this.settings.maxConnections} SSH connections stayed busy for ${this.settings.connectTimeoutMs} ms (SSH_MAX_CONNECTIONS)`,
+        `${target.role} ${target.nodeName}: all ${this.settings.maxConnections} SSH connections stayed busy for ${this.settings.connectTimeoutMs} ms (SSH_MAX_CONNECTIONS)`,
       )
     }
   }
 }
 
+/** Whom a connection is to: a node, or a jump host in front of nodes (messages say which). */
+type ConnectionRole = 'node' | 'jump host'
+type RoleAddress = SshAddress & { role: ConnectionRole }
+type ConnectionTarget = SshEndpoint & RoleAddress
+
+interface OpenedSocket {
+  sock: Duplex
+  /** The stream is done with (idempotent). */
+  release(): void
+  /** Calls listener with the reason when the jump host's connection under the stream drops; answers an unsubscribe. */
+  onLost(listener: (reason: string) => void): () => void
+}
+
 interface ConnectionHooks {
-  /** The host to connect to (the checked address with NODE_ADDRESS_ALLOW); rejects with a ServiceError. */
-  target(): Promise<string>
+  /**
+   * What must be up before the connection takes a slot (its jump host's
+   * connection), held until the socket is open; answers the release of that
+   * hold. Rejects with a ServiceError.
+   */
+  prepare(): Promise<() => void>
+  /** The stream to run SSH over (TCP to the checked address, or a channel through the jump host); rejects with a ServiceError. */
+  socket(): Promise<OpenedSocket>
+  /** Told the key presented at every handshake, before it is accepted or refused (so that it can be recorded). */
+  hostKeySeen(fingerprint: string): Promise<void> | void
   logRawError(what: string, err: unknown): void
   reserveSlot(): Promise<void>
   releaseSlot(): void
@@ -337,14 +527,19 @@ class PooledConnection {
   #holdsSlot = false
   #idleTimer: NodeJS.Timeout | undefined
   #sftp: Promise<SFTPWrapper> | null = null
+  /** The stream under the session, once it is there: released when the connection closes. */
+  #socket: OpenedSocket | null = null
+  #stopListeningToJumpHost: (() => void) | null = null
+  #releasePrepared: () => void = () => undefined
+  readonly #closeListeners = new Set<(reason: string) => void>()
 
   constructor(
-    private readonly endpoint: SshEndpoint,
+    private readonly endpoint: ConnectionTarget,
     private readonly settings: SshPoolSettings,
     private readonly hooks: ConnectionHooks,
   ) {
     this.session = { client: this.client, sftp: () => this.#sftpChannel() }
-    this.client.on('close', () => this.#markClosed(this.closeReason ?? 'the node closed the connection'))
+    this.client.on('close', () => this.#markClosed(this.closeReason ?? `the ${endpoint.role} closed the connection`))
     this.ready = this.#open()
     this.ready.catch(() => undefined)
   }
@@ -361,6 +556,25 @@ class PooledConnection {
   endOperation(): void {
     this.#inFlight--
     this.lastUsedAt = Date.now()
+    this.#armIdleTimer()
+  }
+
+  /**
+   * Calls listener with the reason once the connection is closed (at once
+   * when it already is); answers an unsubscribe. The connections through a
+   * jump host listen to its connection so.
+   */
+  onClose(listener: (reason: string) => void): () => void {
+    if (this.closed) {
+      listener(this.closeReason ?? 'closed')
+      return () => undefined
+    }
+    this.#closeListeners.add(listener)
+    return () => this.#closeListeners.delete(listener)
+  }
+
+  /** Closes the connection once it has had no operation (for a jump host: no connection through it) for the idle timeout. */
+  #armIdleTimer(): void {
     if (this.#inFlight > 0 || this.closed) return
     clearTimeout(this.#idleTimer)
     this.#idleTimer = setTimeout(() => {
@@ -391,6 +605,13 @@ class PooledConnection {
 
   async #open(): Promise<void> {
     try {
+      this.#releasePrepared = await this.hooks.prepare()
+    } catch (err) {
+      this.hooks.onFailed(false)
+      this.#markClosed(isServiceError(err) ? err.message : 'its jump host could not be reached')
+      throw isServiceError(err) ? err : unreachable(this.endpoint, CONNECT_FAILURE.failed)
+    }
+    try {
       await this.hooks.reserveSlot()
     } catch (err) {
       this.#markClosed(isServiceError(err) ? err.message : 'no connection slot')
@@ -402,6 +623,8 @@ class PooledConnection {
       await this.#handshake()
       this.#established = true
       this.hooks.onOpened()
+      // Unused from the start (a jump host checked, a caller gone): closed after the idle timeout like any.
+      this.#armIdleTimer()
     } catch (err) {
       if (!isServiceError(err)) this.hooks.logRawError('connecting', err)
       const serviceError = isServiceError(err) ? err : unreachable(this.endpoint, connectFailure(err))
@@ -413,12 +636,14 @@ class PooledConnection {
 
   #handshake(): Promise<void> {
     const { endpoint, settings } = this
-    const privateKey = settings.privateKey
-    if (privateKey === undefined) {
+    const { privateKey, agent } = settings
+    if (privateKey === undefined && agent === undefined) {
       return Promise.reject(
-        unreachable(endpoint, 'no SSH private key is configured (set SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY)'),
+        unreachable(endpoint, 'no SSH authentication is configured: no private key (set SSH_PRIVATE_KEY_FILE or SSH_PRIVATE_KEY) and no ssh-agent (SSH_AUTH_SOCK or SSH_AGENT_SOCK)'),
       )
     }
+    // ssh2 reports an agent it cannot reach (or that cannot sign) as an error, then goes on to the next method.
+    let agentUnusable = false
     return new Promise((resolve, reject) => {
       let presented: string | null = null
       let settled = false
@@ -439,34 +664,50 @@ class PooledConnection {
       this.client.on('error', (err: Error & { level?: string }) => {
         if (failed) return // the echo of the connection being dropped after it failed
         this.hooks.logRawError(settled ? 'the connection' : 'connecting', err)
+        if (err.level === 'agent' && !settled) {
+          agentUnusable = true
+          return
+        }
         if (settled) {
           this.closeReason ??= connectionLost(err)
           return
         }
         if (presented !== null && !sameFingerprint(presented, endpoint.hostKeyFingerprint)) {
+          const pin = endpoint.role === 'jump host' ? 'putJumpHost(hostKeyFingerprint)' : 'updateNode(hostKeyFingerprint)'
           settle(
             new ServiceError(
               'HOST_KEY_MISMATCH',
-              `node ${endpoint.nodeName} (${endpoint.host}:${endpoint.port}) presented host key ${presented}, not the pinned ${endpoint.hostKeyFingerprint}; nothing was sent to it. If the node was reinstalled, check its key on its console (ssh-keygen -lf) and pin the new one with updateNode(hostKeyFingerprint).`,
+              `${describe(endpoint)} presented host key ${presented}, not the pinned ${endpoint.hostKeyFingerprint}; nothing was sent to it. If the ${endpoint.role} was reinstalled, check its key on its console (ssh-keygen -lf) and pin the new one with ${pin}.`,
             ),
           )
           return
         }
         const why = connectFailure(err)
         settle(
-          unreachable(endpoint, why === CONNECT_FAILURE.authFailed ? `${why} (the node refused the service's key for user ${endpoint.username})` : why),
+          unreachable(endpoint, why === CONNECT_FAILURE.authFailed ? `${why} (${authRefusal(privateKey !== undefined, agent !== undefined, agentUnusable, endpoint.username)})` : why),
         )
       })
       this.client.once('close', () => settle(unreachable(endpoint, `${CONNECT_FAILURE.notSsh} (the connection closed during the SSH handshake)`)))
-      const connect = (host: string): void => {
+      const connect = (opened: OpenedSocket): void => {
+        if (settled || this.closed) {
+          opened.sock.destroy()
+          opened.release()
+          return
+        }
+        this.#socket = opened
+        const sock = opened.sock
+        // The jump host's connection dropping takes this one down, saying why (its channel just closes).
+        this.#stopListeningToJumpHost = opened.onLost((reason) => {
+          const why = `the connection to jump host ${endpoint.via?.name ?? ''} was lost (${reason})`
+          this.destroy(why)
+          settle(unreachable(endpoint, why))
+        })
         if (settled) return
-        const sock = coalescingWritesPerTick(tcpConnect({ host, port: endpoint.port }))
         const config: ConnectConfig = {
-          host,
-          port: endpoint.port,
           sock,
           username: endpoint.username,
           privateKey,
+          agent,
           readyTimeout: settings.connectTimeoutMs + SSH2_READY_TIMEOUT_SLACK_MS,
           keepaliveInterval: settings.keepaliveIntervalMs,
           keepaliveCountMax: KEEPALIVE_COUNT_MAX,
@@ -474,7 +715,7 @@ class PooledConnection {
           hostVerifier: (key: Buffer, verify: (accepted: boolean) => void) => {
             const seen = openSshFingerprint(key)
             presented = seen
-            void Promise.resolve(settings.onHostKey?.(endpoint.nodeName, seen))
+            void Promise.resolve(this.hooks.hostKeySeen(seen))
               .catch(() => undefined)
               .then(() => verify(sameFingerprint(seen, endpoint.hostKeyFingerprint)))
           },
@@ -485,13 +726,21 @@ class PooledConnection {
           // ssh2 refused the configuration (a key it cannot use): the socket has no listener yet.
           sock.on('error', () => undefined)
           sock.destroy()
+          opened.release()
           this.hooks.logRawError('connecting', err)
           settle(unreachable(endpoint, CONNECT_FAILURE.failed))
         }
       }
-      this.hooks.target().then(connect, (err: unknown) => {
-        settle(isServiceError(err) ? err : unreachable(endpoint, connectFailure(err)))
-      })
+      this.hooks.socket().then(
+        (opened) => {
+          this.#releasePrepared()
+          connect(opened)
+        },
+        (err: unknown) => {
+          this.#releasePrepared()
+          settle(isServiceError(err) ? err : unreachable(endpoint, connectFailure(err)))
+        },
+      )
     })
   }
 
@@ -505,6 +754,11 @@ class PooledConnection {
             if (this.#sftp === channel) this.#sftp = null
           })
           resolve(sftp)
+        }
+        const sudo = this.endpoint.sudo
+        if (sudo) {
+          sudo.openSftp(this.client).then((sftp) => opened(undefined, sftp), reject)
+          return
         }
         try {
           this.client.sftp(opened)
@@ -531,6 +785,11 @@ class PooledConnection {
       this.#holdsSlot = false
       this.hooks.releaseSlot()
     }
+    this.#stopListeningToJumpHost?.()
+    this.#releasePrepared()
+    this.#socket?.release()
+    for (const listener of [...this.#closeListeners]) listener(this.closeReason)
+    this.#closeListeners.clear()
   }
 }
 
@@ -579,7 +838,7 @@ class Semaphore {
 }
 
 function connectionKey(endpoint: SshEndpoint): string {
-  return JSON.stringify([endpoint.nodeName, endpoint.username, endpoint.host, endpoint.port, endpoint.hostKeyFingerprint])
+  return JSON.stringify([endpoint.nodeName, endpoint.username, endpoint.host, endpoint.port, endpoint.hostKeyFingerprint, endpoint.sudo?.key ?? null, endpoint.via ? jumpKey(endpoint.via) : null])
 }
 
 /** NODE_UNREACHABLE for a node whose address NODE_ADDRESS_ALLOW does not allow: nothing was sent to it. */
@@ -589,8 +848,53 @@ export class AddressNotAllowedError extends ServiceError {
   }
 }
 
-function unreachable(address: SshAddress, why: string): ServiceError {
-  return new ServiceError('NODE_UNREACHABLE', `node ${address.nodeName} (${address.host}:${address.port}) cannot be reached over SSH: ${why}`)
+function unreachable(address: SshAddress & { role?: ConnectionRole }, why: string): ServiceError {
+  return new ServiceError('NODE_UNREACHABLE', `${describe(address)} cannot be reached over SSH: ${why}`)
+}
+
+/** "node cp-1 (10.0.0.5:22)", "node cp-1 (10.0.0.5:22 via jump host bastion)", "jump host bastion (192.0.2.7:22)". */
+function describe(address: SshAddress & { role?: ConnectionRole }): string {
+  const via = address.via ? ` via jump host ${address.via.name}` : ''
+  return `${address.role ?? 'node'} ${address.nodeName} (${address.host}:${address.port}${via})`
+}
+
+/** A connection that could not be made because its jump host's could not: the jump host's code, and why, after whom it was for. */
+function throughJumpHostFailed(target: RoleAddress, err: unknown): ServiceError {
+  if (!isServiceError(err)) return unreachable(target, CONNECT_FAILURE.failed)
+  return new ServiceError(err.code, `${describe(target)} cannot be reached over SSH: ${err.message}`)
+}
+
+/** Why a jump host did not open a forwarded channel, from the SSH reason code (RFC 4254 5.1); its own words are not repeated. */
+function forwardFailure(err: unknown, jumpHostName: string): string {
+  const reason = typeof err === 'object' && err !== null && 'reason' in err ? err.reason : undefined
+  switch (reason) {
+    case 1:
+      return `jump host ${jumpHostName} does not allow forwarding (sshd AllowTcpForwarding)`
+    case 2:
+      return `jump host ${jumpHostName} could not connect to it (refused, unreachable or not resolved there)`
+    default:
+      return `jump host ${jumpHostName} refused the forwarded channel`
+  }
+}
+
+/** The identity of a jump host's connection: its address, user and pin, and those of every jump host in front of it. */
+function jumpKey(jump: JumpHostEndpoint): string {
+  const chain: unknown[] = []
+  for (let hop: JumpHostEndpoint | null = jump; hop !== null && chain.length <= MAX_CHAIN_KEY_HOPS; hop = hop.via) {
+    chain.push([hop.name, hop.username, hop.host, hop.port, hop.hostKeyFingerprint])
+  }
+  return JSON.stringify(chain)
+}
+
+/** jumpKey stops walking here; the registry refuses longer chains long before (MAX_JUMP_HOSTS_IN_CHAIN in registry.ts). */
+const MAX_CHAIN_KEY_HOPS = 64
+
+/** Why authentication failed, naming what was offered, never a key. */
+function authRefusal(keyFile: boolean, agent: boolean, agentUnusable: boolean, username: string): string {
+  if (!agent) return `the node refused the service's key for user ${username}`
+  const offered = keyFile ? 'the key file and the ssh-agent' : 'the ssh-agent'
+  if (agentUnusable) return `the ssh-agent (SSH_AGENT_SOCK / SSH_AUTH_SOCK) could not be reached or could not sign, and the node accepted no other key for user ${username}`
+  return `the node accepted none of the keys of ${offered} for user ${username}`
 }
 
 function handshakeTimedOut(ms: number): string {

@@ -3,11 +3,14 @@
 // and the kubelet's healthz asked through an SSH port forward on the node's
 // own loopback. Nothing built from user input ever reaches a shell: file
 // names travel as SFTP path arguments, and the only commands are constants.
+// On a SUDO node (endpoint.sudo) the SFTP server and crictl run through
+// sudo -n (sudo.ts); everything else is the same.
 
 import { posix } from 'node:path'
 import type { Duplex } from 'node:stream'
 import type { Client as SshClient, ClientChannel } from 'ssh2'
 import { parse as parseYaml } from 'yaml'
+import type { Privilege } from '../domain.ts'
 import { errorText } from '../errors.ts'
 import type { RuntimeReport } from './agent.ts'
 import { channelFailure } from './connect-errors.ts'
@@ -16,13 +19,15 @@ import { FileAgent, type FileAgentHooks } from './file-agent.ts'
 import type { LockHolderLiveness } from './node-lock.ts'
 import { askKubeletHealthz, HealthzConnectError } from './kubelet-health.ts'
 import { SftpFileSystem, type SftpRunner } from './sftp-fs.ts'
-import type { SshEndpoint, SshPool } from './ssh-pool.ts'
+import { execFixed, EXIT_COMMAND_NOT_FOUND, notConnectedAsError } from './ssh-exec.ts'
+import type { SshEndpoint, SshPool, SudoAccess } from './ssh-pool.ts'
+import { sudoCommand, sudoOutcome, SudoSftp } from './sudo.ts'
 
-/** The fixed command lines: the argv constants the local agent runs too, joined. */
-const CRICTL_PODS_COMMAND = ['crictl', ...CRICTL_PODS_ARGS].join(' ')
-const CRICTL_CONTAINERS_COMMAND = ['crictl', ...CRICTL_CONTAINERS_ARGS].join(' ')
-/** A shell's "command not found". */
-const EXIT_COMMAND_NOT_FOUND = 127
+/** The fixed command lines: the argv constants the local agent runs too, joined; through sudo -n on a SUDO node. */
+const CRICTL_COMMANDS = {
+  root: { pods: ['crictl', ...CRICTL_PODS_ARGS].join(' '), containers: ['crictl', ...CRICTL_CONTAINERS_ARGS].join(' ') },
+  sudo: { pods: sudoCommand(['crictl', ...CRICTL_PODS_ARGS]), containers: sudoCommand(['crictl', ...CRICTL_CONTAINERS_ARGS]) },
+} as const
 const CRICTL_NOT_FOUND = 'crictl not found on the node'
 const CRICTL_ABSENCE_REMEMBERED_MS = 60_000
 
@@ -70,7 +75,7 @@ export function createSshAgent(options: SshAgentOptions): FileAgent {
     runtime: rememberingAbsence(
       () =>
         pool.run(endpoint, 'crictl', (session) =>
-          crictlStatus(session.client, endpoint.nodeName, options.crictlTimeoutMs, clock),
+          crictlStatus(session.client, endpoint.nodeName, endpoint.sudo !== undefined, options.crictlTimeoutMs, clock),
         ),
       clock,
     ),
@@ -87,6 +92,14 @@ export function createSshAgent(options: SshAgentOptions): FileAgent {
         ),
       ),
   })
+}
+
+/**
+ * How root is had on a node, for its endpoint: nothing to add for a root
+ * login; for SUDO, the SFTP server started through sudo -n (sudo.ts).
+ */
+export function sudoAccessFor(nodeName: string, privilege: Privilege, sftpServer: string | null): { sudo?: SudoAccess } {
+  return privilege === 'SUDO' ? { sudo: new SudoSftp(nodeName, sftpServer) } : {}
 }
 
 /**
@@ -110,15 +123,22 @@ export async function discoverStaticPodPath(pool: SshPool, endpoint: SshEndpoint
 
 // ---- crictl over SSH exec ----------------------------------------------------
 
-async function crictlStatus(client: SshClient, nodeName: string, timeoutMs: number, clock: () => Date): Promise<RuntimeReport> {
+async function crictlStatus(client: SshClient, nodeName: string, sudo: boolean, timeoutMs: number, clock: () => Date): Promise<RuntimeReport> {
+  const commands = sudo ? CRICTL_COMMANDS.sudo : CRICTL_COMMANDS.root
   const [pods, containers] = await Promise.all([
-    execFixed(client, CRICTL_PODS_COMMAND, timeoutMs),
-    execFixed(client, CRICTL_CONTAINERS_COMMAND, timeoutMs),
+    execFixed(client, commands.pods, timeoutMs, CRICTL_MAX_OUTPUT_BYTES),
+    execFixed(client, commands.containers, timeoutMs, CRICTL_MAX_OUTPUT_BYTES),
   ])
   for (const [run, command] of [
-    [pods, CRICTL_PODS_COMMAND],
-    [containers, CRICTL_CONTAINERS_COMMAND],
+    [pods, commands.pods],
+    [containers, commands.containers],
   ] as const) {
+    if (sudo) {
+      // sudo's own failures first: a shell's 127 is no sudo at all, and sudo says "command not found" itself.
+      const outcome = sudoOutcome(run.exitCode, run.stderr)
+      if (outcome && 'notFound' in outcome) return { available: false, reason: CRICTL_NOT_FOUND }
+      if (outcome) return { available: false, reason: `${command} could not run as root on the node: ${outcome.refused}` }
+    }
     if (run.exitCode === EXIT_COMMAND_NOT_FOUND) return { available: false, reason: CRICTL_NOT_FOUND }
     if (run.exitCode !== 0) {
       const detail = run.stderr.trim().split('\n').slice(-1)[0] || `exit code ${run.exitCode ?? run.signal}`
@@ -144,63 +164,6 @@ function rememberingAbsence(ask: () => Promise<RuntimeReport>, clock: () => Date
     const report = await ask()
     absent = !report.available && report.reason === CRICTL_NOT_FOUND ? { report, until: clock().getTime() + CRICTL_ABSENCE_REMEMBERED_MS } : null
     return report
-  }
-}
-
-interface ExecResult {
-  exitCode: number | null
-  signal: string | null
-  stdout: string
-  stderr: string
-}
-
-/**
- * Runs one of the constant command lines above; the channel is closed after
- * timeoutMs. A command the node would not start is an error in fixed words
- * (ssh2's own is its cause, which the pool logs).
- */
-function execFixed(client: SshClient, command: string, timeoutMs: number): Promise<ExecResult> {
-  return new Promise((resolve, reject) => {
-    notConnectedAsError(reject, () => client.exec(command, (err, channel) => {
-      if (err) return reject(new Error(`the node did not start ${command} (${channelFailure(err)})`, { cause: err }))
-      const stdout: Buffer[] = []
-      const stderr: Buffer[] = []
-      let size = 0
-      let exitCode: number | null = null
-      let signal: string | null = null
-      const timer = setTimeout(() => {
-        channel.close()
-        reject(new Error(`${command} did not finish within ${timeoutMs} ms`))
-      }, timeoutMs)
-      const collect = (into: Buffer[]) => (chunk: Buffer) => {
-        size += chunk.length
-        if (size > CRICTL_MAX_OUTPUT_BYTES) {
-          channel.close()
-          return
-        }
-        into.push(chunk)
-      }
-      channel.on('data', collect(stdout))
-      channel.stderr.on('data', collect(stderr))
-      channel.on('exit', (code: number | null, signalName?: string) => {
-        exitCode = code
-        signal = signalName ?? null
-      })
-      channel.on('close', () => {
-        clearTimeout(timer)
-        if (size > CRICTL_MAX_OUTPUT_BYTES) return reject(new Error(`${command} printed more than ${CRICTL_MAX_OUTPUT_BYTES} bytes`))
-        resolve({ exitCode, signal, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') })
-      })
-    }))
-  })
-}
-
-/** ssh2 throws ("Not connected") when asked for a channel on a connection that is gone: a rejection in fixed words. */
-function notConnectedAsError(reject: (err: Error) => void, open: () => unknown): void {
-  try {
-    open()
-  } catch (err) {
-    reject(new Error('the SSH connection is closed', { cause: err }))
   }
 }
 

@@ -50,13 +50,17 @@ export const resolvers: Omit<Resolvers, keyof typeof enumValues> = {
       scope.services.audit.list({ node: args.node ?? undefined, limit: args.limit, before: args.before ?? undefined }, scope.actor),
     rollouts: (_, args, { scope }) => scope.services.rollouts.list(args, scope.actor),
     rollout: (_, args, { scope }) => scope.services.rollouts.get(args.id, scope.actor),
+    jumpHosts: (_, _args, { scope }) => scope.services.jumpHosts.list(scope.actor),
   },
 
   Mutation: {
     registerNode: (_, { input }, { scope }) => scope.services.nodes.registerNode(input, scope.actor),
     updateNode: (_, { input }, { scope }) => scope.services.nodes.updateNode(input, scope.actor),
     removeNode: (_, { name }, { scope }) => scope.services.nodes.removeNode(name, scope.actor),
+    putJumpHost: (_, { input }, { scope }) => scope.services.jumpHosts.putJumpHost(input, scope.actor),
+    removeJumpHost: (_, { name }, { scope }) => scope.services.jumpHosts.removeJumpHost(name, scope.actor),
     importNodesFromCluster: (_, args, { scope }) => scope.services.cluster.importNodes(args.labelSelector, scope.actor),
+    importKnownHosts: (_, args, { scope }) => scope.services.knownHosts.importKnownHosts(args.knownHosts, args.names, scope.actor),
     createStaticPod: (_, { input }, { scope }) => scope.services.staticPods.createStaticPod(input, scope.actor),
     updateStaticPod: (_, { input }, { scope }) => scope.services.settledWrites.updateStaticPod(input, scope.actor),
     deleteStaticPod: (_, { input }, { scope }) => scope.services.staticPods.deleteStaticPod(input, scope.actor),
@@ -74,6 +78,7 @@ export const resolvers: Omit<Resolvers, keyof typeof enumValues> = {
     observedHostKeyFingerprint: (node) => nodeAddressOf(node).observedHostKeyFingerprint,
     privilege: (node) => nodeAddressOf(node).privilege,
     via: (node) => nodeAddressOf(node).via,
+    sftpServer: (node) => (node.kind === 'ssh' ? node.ssh.sftpServer : null),
     agent: async (node, _args, { scope }) => (await scope.nodeState(node)).observation.agent,
     kubelet: async (node, _args, { scope }) => (await scope.nodeState(node)).observation.kubelet,
     kubeletUnavailableReason: async (node, _args, { scope }) => (await scope.nodeState(node)).observation.kubeletUnavailableReason,
@@ -83,6 +88,14 @@ export const resolvers: Omit<Resolvers, keyof typeof enumValues> = {
     staticPods: async (node, args, { scope }) => scope.services.staticPods.viewsOf(await scope.nodeState(node, args.maxAgeSeconds), args.namespace),
     mirrorPods: (node, _args, { scope }) => scope.mirrorPodsOn(node.name),
     kubernetes: (node, _args, { scope }) => scope.kubernetesNode(node.name),
+  },
+
+  JumpHost: {
+    // Asked live, once per jump host per query (the service shares the check between these fields).
+    reachable: async (jumpHost, _args, { scope }) => (await scope.services.jumpHosts.status(jumpHost)).reachable,
+    lastError: async (jumpHost, _args, { scope }) => (await scope.services.jumpHosts.status(jumpHost)).lastError,
+    observedHostKeyFingerprint: async (jumpHost, _args, { scope }) => (await scope.services.jumpHosts.status(jumpHost)).observedHostKeyFingerprint,
+    nodes: (jumpHost, _args, { scope }) => scope.services.jumpHosts.nodesThrough(jumpHost, scope.actor),
   },
 
   StaticPod: {

@@ -9,6 +9,8 @@ import type { AddressAllowList, HostResolver } from '../net/address-allow.ts'
 import type { Store } from '../store/store.ts'
 import { AuditService } from './audit.ts'
 import { ClusterService, type ClusterSettings } from './cluster.ts'
+import { JumpHostService } from './jump-hosts.ts'
+import { KnownHostsService } from './known-hosts.ts'
 import { MirrorPodService } from './mirror-pods.ts'
 import { NodeStateService, type NodeReadObserver } from './node-state.ts'
 import { NodeService, type LocalNodeSettings } from './nodes.ts'
@@ -38,6 +40,7 @@ export interface Services {
   agents: AgentProvider
   audit: AuditService
   nodes: NodeService
+  jumpHosts: JumpHostService
   nodeState: NodeStateService
   staticPods: StaticPodService
   cluster: ClusterService
@@ -45,6 +48,7 @@ export interface Services {
   readiness: ReadinessService
   settledWrites: SettledWriteService
   rollouts: RolloutService
+  knownHosts: KnownHostsService
   close(): Promise<void>
 }
 
@@ -60,9 +64,12 @@ export async function createServices(deps: {
   const { store, agents, log, settings } = deps
   const clock = deps.clock ?? (() => new Date())
   const audit = new AuditService(store, clock, log)
-  const nodes = new NodeService(store, audit, clock, settings.localNode, settings.nodeAddressAllow, settings.resolveHost)
+  const jumpHosts = new JumpHostService({ store, audit, agents, addressAllow: settings.nodeAddressAllow, resolveHost: settings.resolveHost })
+  const nodes = new NodeService(store, audit, clock, settings.localNode, settings.nodeAddressAllow, settings.resolveHost, jumpHosts)
   // The raw errors behind the agents' messages go to the service log (debug), not to the API.
   agents.attachLog?.(log)
+  // The agents read jump hosts' records through the jump host service, and record the keys they present there.
+  agents.attachJumpHosts?.(jumpHosts)
   const nodeState = new NodeStateService({ store, agents, clock, fanOut: settings.fanOut, maxNodesPerRequest: settings.maxNodesPerRequest, observer: deps.nodeReadObserver })
   const cluster = new ClusterService({ settings: settings.cluster, store, audit, clock })
   const readiness = new ReadinessService({ agents, cluster })
@@ -88,6 +95,7 @@ export async function createServices(deps: {
     log,
     maxNodesPerRequest: settings.maxNodesPerRequest,
   })
+  const knownHosts = new KnownHostsService({ nodes, jumpHosts, audit, maxNodesPerRequest: settings.maxNodesPerRequest })
   await nodes.ensureLocalNode()
   return {
     settings,
@@ -95,6 +103,7 @@ export async function createServices(deps: {
     agents,
     audit,
     nodes,
+    jumpHosts,
     nodeState,
     staticPods,
     cluster,
@@ -102,6 +111,7 @@ export async function createServices(deps: {
     readiness,
     settledWrites,
     rollouts,
+    knownHosts,
     async close() {
       await agents.close()
       await store.close()

@@ -4,7 +4,10 @@
 // With NODE_ADDRESS_ALLOW set, a node's host and port must be allowed by it to
 // be registered: an IP literal as it is, a host name by at least one of the
 // addresses it resolves to now. (The SSH pool checks again at every
-// connection, and connects only to an address it checked.)
+// connection, and connects only to an address it checked.) A node reached
+// through a jump host (via) is not checked here: its host is resolved and
+// dialled by the jump host, as OpenSSH's ProxyJump does, and the jump host's
+// own address is the one checked (services/jump-hosts.ts).
 
 import { isIP } from 'node:net'
 import { posix } from 'node:path'
@@ -54,7 +57,8 @@ const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/
 const HOSTNAME = /^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$/
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}=?$/
 
-const nodeFields = {
+/** The rules of a node's fields, which jump hosts share (services/jump-hosts.ts). */
+export const nodeFields = {
   name: z
     .string()
     .max(253)
@@ -157,11 +161,11 @@ const updateSchema = z.object({
 })
 
 /** GraphQL gives null for fields left out; the schemas want them absent. */
-function withoutNulls<T extends object>(input: T): Partial<T> {
+export function withoutNulls<T extends object>(input: T): Partial<T> {
   return Object.fromEntries(Object.entries(input).filter(([, v]) => v !== null && v !== undefined)) as Partial<T>
 }
 
-function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
   const parsed = schema.safeParse(input)
   if (parsed.success) return parsed.data
   throw new ValidationErrors(
@@ -171,6 +175,15 @@ function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> 
 
 // ---------------------------------------------------------------- service
 
+/** How a node's `via` is checked: the jump host service (services/jump-hosts.ts). */
+export interface JumpHostReferences {
+  /**
+   * Runs write while jump host `name` is registered, and keeps it from being
+   * removed until write is done; VALIDATION_FAILED on `via` when there is none.
+   */
+  whileRegistered<T>(name: string, write: () => Promise<T>): Promise<T>
+}
+
 export class NodeService {
   constructor(
     private readonly store: Store,
@@ -179,7 +192,8 @@ export class NodeService {
     private readonly localNode: LocalNodeSettings | null,
     /** NODE_ADDRESS_ALLOW; null: nodes may be anywhere. */
     private readonly addressAllow: AddressAllowList | null,
-    private readonly resolveHost?: HostResolver,
+    private readonly resolveHost: HostResolver | undefined,
+    private readonly jumpHosts: JumpHostReferences,
   ) {}
 
   /** Puts the built-in local node in the store, or brings its record up to date with the configuration. */
@@ -232,8 +246,9 @@ export class NodeService {
       if (node.name === this.localNode?.name) {
         throw new ServiceError('ALREADY_EXISTS', `${node.name} is the built-in local node (LOCAL_NODE_NAME)`, ['name'])
       }
-      await this.checkAddressAllowed(node.ssh.host, node.ssh.port)
-      await this.store.createNode(node)
+      const { via } = node.ssh
+      if (via === null) await this.checkAddressAllowed(node.ssh.host, node.ssh.port)
+      await (via === null ? this.store.createNode(node) : this.jumpHosts.whileRegistered(via, () => this.store.createNode(node)))
       return { node, userErrors: [] }
     }, failedNode)
   }
@@ -250,8 +265,13 @@ export class NodeService {
       }
       const node = withChanges(existing, fields, this.clock().toISOString())
       // Only a new address is checked: labels and keys stay editable on a node registered before the list changed.
-      if (node.kind === 'ssh' && (fields.host !== undefined || fields.port !== undefined)) await this.checkAddressAllowed(node.ssh.host, node.ssh.port)
-      await this.store.updateNode(node)
+      // Behind a jump host, the address is the jump host's to resolve; leaving it is checked like a new address.
+      const via = node.kind === 'ssh' ? node.ssh.via : null
+      const leftJumpHost = fields.via === '' && existing.kind === 'ssh' && existing.ssh.via !== null
+      if (node.kind === 'ssh' && via === null && (fields.host !== undefined || fields.port !== undefined || leftJumpHost)) await this.checkAddressAllowed(node.ssh.host, node.ssh.port)
+      // A jump host named now must exist; one kept as it was cannot be removed while this node uses it (removeJumpHost).
+      const newVia = fields.via !== undefined && fields.via !== '' ? fields.via : null
+      await (newVia === null ? this.store.updateNode(node) : this.jumpHosts.whileRegistered(newVia, () => this.store.updateNode(node)))
       return { node, userErrors: [] }
     }, failedNode)
   }
@@ -266,29 +286,33 @@ export class NodeService {
   }
 
   /**
+   * Pins an SSH node's host key only while it has none (importKnownHosts; the
+   * caller has authorised and audits). The record is read again right before
+   * the write, so a pin an admin set since the caller looked is kept; the
+   * store has no conditional update, so an updateNode landing between this
+   * read and this write (one round trip) is the one it could undo. Returns
+   * the node's pin now, and whether this call set it; null when the node is
+   * gone or is not an SSH node.
+   */
+  async pinHostKeyIfUnpinned(name: string, fingerprint: string): Promise<{ pinnedNow: boolean; hostKeyFingerprint: string } | null> {
+    const before = await this.store.getNode(name)
+    if (before?.kind !== 'ssh') return null
+    if (before.ssh.hostKeyFingerprint !== null) return { pinnedNow: false, hostKeyFingerprint: before.ssh.hostKeyFingerprint }
+    // One conditional store write: a pin an admin set meanwhile is kept, and reported.
+    const pin = await this.store.pinNodeHostKey(name, fingerprint, this.clock().toISOString())
+    if (pin === null) return null
+    return { pinnedNow: pin === fingerprint, hostKeyFingerprint: pin }
+  }
+
+  /**
    * VALIDATION_FAILED unless NODE_ADDRESS_ALLOW (when set) allows host:port:
    * an IP literal itself, a host name one of the addresses it resolves to
    * (within a few seconds). The field is port when the address is allowed on
    * other ports, else host. The message names the host and port as given (both
    * validated already), never what a name resolved to.
    */
-  private async checkAddressAllowed(host: string, port: number): Promise<void> {
-    const allow = this.addressAllow
-    if (!allow) return
-    let addresses: string[]
-    try {
-      addresses = await lookupAddresses(host, undefined, this.resolveHost)
-    } catch {
-      addresses = [] // a name that does not resolve has no allowed address
-    }
-    if (addresses.some((ip) => allow.allows(ip, port))) return
-    const field = addresses.some((ip) => allow.allowsAddress(ip)) ? 'port' : 'host'
-    const where = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`
-    throw new ServiceError(
-      'VALIDATION_FAILED',
-      `${field}: address not allowed by NODE_ADDRESS_ALLOW (${where}${isIP(host) === 0 ? ': a host name must resolve to an allowed address' : ''})`,
-      [field],
-    )
+  private checkAddressAllowed(host: string, port: number): Promise<void> {
+    return checkAddressAllowed(this.addressAllow, host, port, this.resolveHost)
   }
 
   removeNode(name: string, actor: Actor): Promise<{ removed: boolean; userErrors: UserError[] }> {
@@ -307,6 +331,25 @@ export class NodeService {
 }
 
 const failedNode = (userErrors: UserError[]): NodeResult => ({ node: null, userErrors })
+
+/** NodeService.checkAddressAllowed's rule, for nodes and jump hosts alike (allow null: anywhere). */
+export async function checkAddressAllowed(allow: AddressAllowList | null, host: string, port: number, resolveHost: HostResolver | undefined): Promise<void> {
+  if (!allow) return
+  let addresses: string[]
+  try {
+    addresses = await lookupAddresses(host, undefined, resolveHost)
+  } catch {
+    addresses = [] // a name that does not resolve has no allowed address
+  }
+  if (addresses.some((ip) => allow.allows(ip, port))) return
+  const field = addresses.some((ip) => allow.allowsAddress(ip)) ? 'port' : 'host'
+  const where = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`
+  throw new ServiceError(
+    'VALIDATION_FAILED',
+    `${field}: address not allowed by NODE_ADDRESS_ALLOW (${where}${isIP(host) === 0 ? ': a host name must resolve to an allowed address' : ''})`,
+    [field],
+  )
+}
 
 /** The record with an admin's changes (fields already checked); a path given is taken as given. */
 function withChanges(node: NodeRecord, fields: z.infer<typeof updateSchema>, now: string): NodeRecord {

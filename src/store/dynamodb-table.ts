@@ -4,6 +4,7 @@
 //
 //   pk                 sk                              what
 //   NODES              <node>                          a NodeRecord
+//   JUMP_HOSTS         <jump host>                     a JumpHostRecord
 //   NODE#<node>        HEAD#<namespace>/<name>         { latest }: newest revision number, a hint (see dynamodb.ts)
 //   NODE#<node>        REV#<namespace>/<name>#<n>      a RevisionRecord, n zero-padded to 10 digits
 //   NODE#<node>        OBSERVATION                     the NodeObservation
@@ -12,8 +13,9 @@
 //
 // Everything a node owns shares its partition, so deleteNode finds it with one
 // paged Query. Node records share one partition so that listNodes is a Query,
-// not a Scan of the whole table. Audit events live apart from their node: they
-// outlive it.
+// not a Scan of the whole table; jump hosts likewise, in a partition of their
+// own (listJumpHosts is a Query, and a jump host and a node may share a name).
+// Audit events live apart from their node: they outlive it.
 //
 // The one index, `byNode` (auditNode, sk), exists for listAudit's node filter:
 // without it, listing one node's events means reading every event of every node
@@ -43,6 +45,8 @@ const REVISION_DIGITS = 10
 export const keys = {
   nodesPartition: 'NODES',
   node: (name: string) => ({ pk: 'NODES', sk: name }),
+  jumpHostsPartition: 'JUMP_HOSTS',
+  jumpHost: (name: string) => ({ pk: 'JUMP_HOSTS', sk: name }),
   nodePartition: (node: string) => `NODE#${part(node)}`,
   head: (node: string, namespace: string, name: string) => ({ pk: `NODE#${part(node)}`, sk: `HEAD#${part(namespace)}/${part(name)}` }),
   revisionPrefix: (namespace: string, name: string) => `REV#${part(namespace)}/${part(name)}#`,

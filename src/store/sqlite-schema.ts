@@ -86,6 +86,20 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE nodes ADD COLUMN sftp_server TEXT;
   ALTER TABLE nodes ADD COLUMN via TEXT;
   `,
+  // 5: jump hosts (bastions). No foreign keys for via (to another jump host,
+  // or from nodes.via): the DynamoDB store cannot enforce them either, and the
+  // jump host service checks references before it writes.
+  `
+  CREATE TABLE jump_hosts (
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    host_key_fingerprint TEXT,
+    observed_host_key_fingerprint TEXT, -- a fact: the key it last presented
+    via TEXT
+  ) STRICT;
+  `,
 ]
 
 /** The file was written by a newer release: reading it could lose what that release stores. */

@@ -32,6 +32,13 @@ type CrictlMode =
 
 export interface SshdNodeOptions {
   crictl?: CrictlMode
+  /** sshd's PermitRootLogin: 'no' for a node that is reached as an unprivileged user (and root through sudo). */
+  permitRootLogin?: 'no' | 'prohibit-password'
+  /**
+   * Run the daemon in this network namespace (test/support/netns.ts), listening
+   * on these addresses of it, instead of on 127.0.0.1 of the test's own.
+   */
+  network?: { namespace: string; listen: string[] }
 }
 
 export interface SshdNode {
@@ -180,7 +187,8 @@ export async function startSshdFleet(count: number, options: { prefix?: string; 
   const user = userInfo().username
   const clientKeyFile = join(root, 'id_ed25519')
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'staticpod-api-test', '-f', clientKeyFile])
-  await writeFile(join(root, 'authorized_keys'), await readFile(`${clientKeyFile}.pub`), { mode: 0o600 })
+  // sshd reads it as the user logging in, who is not always root (test/support/sudo-user.ts): a public key, readable by all.
+  await writeFile(join(root, 'authorized_keys'), await readFile(`${clientKeyFile}.pub`), { mode: 0o644 })
   if (process.getuid?.() === 0) await mkdir('/run/sshd', { recursive: true, mode: 0o755 })
 
   const prefix = options.prefix ?? 'ssh'
@@ -235,24 +243,27 @@ async function prepareNode(sshd: string, root: string, user: string, name: strin
   // A real node's login scripts are its own; a test node gets an empty HOME.
   const sessionEnv = [`PATH=${bin}:/usr/local/bin:/usr/bin:/bin`, `HOME=${dir}`]
   if (crictl !== 'none') {
-    await writeFile(join(bin, 'crictl'), `#!/bin/sh\nexec ${process.execPath} ${fakeCrictl} "$@"\n`, { mode: 0o755 })
+    // Its settings are in the script, not only the session: sudo (a SUDO node's crictl) starts it with a fresh environment.
+    const crictlEnv: string[] = []
     if (crictl === 'from-manifests') {
-      sessionEnv.push(`FAKE_CRICTL_MANIFESTS=${manifests}`, `FAKE_CRICTL_NODE=${name}`)
+      crictlEnv.push(`FAKE_CRICTL_MANIFESTS=${manifests}`, `FAKE_CRICTL_NODE=${name}`)
     } else {
       await writeFile(join(dir, 'crictl.json'), JSON.stringify(crictl.state))
-      sessionEnv.push(`FAKE_CRICTL_STATE=${join(dir, 'crictl.json')}`)
+      crictlEnv.push(`FAKE_CRICTL_STATE=${join(dir, 'crictl.json')}`)
     }
+    sessionEnv.push(...crictlEnv)
+    await writeFile(join(bin, 'crictl'), `#!/bin/sh\n${crictlEnv.join(' ')} exec ${process.execPath} ${fakeCrictl} "$@"\n`, { mode: 0o755 })
   }
 
   let port = await freePort()
   let child: ChildProcess | undefined
   const config = (p: number) => `# test node ${name} (test/support/sshd.ts)
 Port ${p}
-ListenAddress 127.0.0.1
+${(options.network?.listen ?? ['127.0.0.1']).map((address) => `ListenAddress ${address}`).join('\n')}
 AddressFamily inet
 HostKey ${hostKey}
 PidFile ${pidFile}
-PermitRootLogin prohibit-password
+PermitRootLogin ${options.permitRootLogin ?? 'prohibit-password'}
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -282,13 +293,16 @@ Subsystem sftp internal-sftp
     for (let attempt = 0; attempt < 3; attempt++) {
       await writeFile(configFile, config(port))
       await rm(pidFile, { force: true })
-      const proc = spawn(sshd, ['-D', '-f', configFile, '-E', join(dir, 'sshd.log')], { stdio: 'ignore' })
+      const args = ['-D', '-f', configFile, '-E', join(dir, 'sshd.log')]
+      // ip netns exec execs sshd in place: the pid is still the daemon's.
+      const proc = options.network ? spawn('ip', ['netns', 'exec', options.network.namespace, sshd, ...args], { stdio: 'ignore' }) : spawn(sshd, args, { stdio: 'ignore' })
       running.add(proc)
       proc.once('exit', () => running.delete(proc))
       const deadline = Date.now() + START_TIMEOUT_MS
       const up = () => proc.exitCode === null && wrotePidFile(pidFile, proc.pid)
       while (Date.now() < deadline && proc.exitCode === null && !up()) await sleep(20)
-      if (up() && (await acceptsTcp(port))) {
+      // In a namespace of its own the daemon is out of this process's reach; its PID file says it listens.
+      if (up() && (options.network !== undefined || (await acceptsTcp(port)))) {
         child = proc
         return
       }
