@@ -229,6 +229,10 @@ export class SshPool {
       } catch (err) {
         if (isServiceError(err)) throw err
         this.logRawError(endpoint, what, err)
+        // A session cut off with its node (sshd killed, the node gone) fails
+        // its requests a moment before the connection says it closed: wait
+        // that moment, so that the caller hears NODE_UNREACHABLE, not a failed write.
+        if (!connection.closed && looksLikeLostSession(err)) await closedWithin(connection, LOST_SESSION_GRACE_MS)
         if (connection.closed) {
           throw new ServiceError(
             'NODE_UNREACHABLE',
@@ -791,6 +795,30 @@ class PooledConnection {
     for (const listener of [...this.#closeListeners]) listener(this.closeReason)
     this.#closeListeners.clear()
   }
+}
+
+/** How long a request failed by a lost session waits for its connection to say it closed. */
+const LOST_SESSION_GRACE_MS = 1_000
+
+/** ssh2's words for requests failed because their channel or connection went away. */
+function looksLikeLostSession(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : ''
+  return /No response from server|the SSH connection is closed|Not connected|Channel is not open|channel.*closed|ECONNRESET|EPIPE/i.test(message)
+}
+
+/** Resolves when the connection closes, or after ms, whichever is first. */
+function closedWithin(connection: PooledConnection, ms: number): Promise<void> {
+  if (connection.closed) return Promise.resolve()
+  return new Promise((resolve) => {
+    // Not closed yet, so onClose does not call back before it returns.
+    const timer = setTimeout(finish, ms)
+    const unsubscribe = connection.onClose(finish)
+    function finish(): void {
+      clearTimeout(timer)
+      unsubscribe()
+      resolve()
+    }
+  })
 }
 
 /** Counting semaphore with FIFO waiters and an optional wait limit. */
