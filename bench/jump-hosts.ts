@@ -9,7 +9,7 @@
 //
 // The nodes are the shared harness's (../shared/bench: nodes.sh up N, in
 // $BENCH_DIR, default /tmp/bench-jump, ports from BENCH_BASE_PORT + 1, default
-// 23001, so a bench:fanout run on the default /tmp/bench is left alone). The
+// 20001, so a bench:fanout run on the default /tmp/bench is left alone). The
 // jump host is one more OpenSSH sshd started here on 127.0.0.1 (forwarding
 // allowed), trusting the harness's client key. With RTT_MS = r, nodes.sh puts
 // its latency proxy in front of every node (r ms per round trip) and this
@@ -42,7 +42,9 @@ const harness = process.env.BENCH_HARNESS ?? join(repo, '..', 'shared', 'bench')
 const benchDir = process.env.BENCH_DIR ?? '/tmp/bench-jump'
 // readBenchFleet (harness-fleet.ts) reads the harness's files from here.
 process.env.BENCH_DIR = benchDir
-const basePort = Number(process.env.BENCH_BASE_PORT ?? 23000)
+// 20001.., and 30001.. behind the latency proxies: below Linux's ephemeral ports (32768 and up), which
+// outgoing connections take and a busy machine would then hold when a node wants to listen there.
+const basePort = Number(process.env.BENCH_BASE_PORT ?? 20000)
 const n = Math.max(1, Math.min(500, Number(process.env.BENCH_N ?? 50)))
 const rtts = (process.env.BENCH_RTT ?? '0 20').split(/\s+/).filter(Boolean).map(Number)
 const rounds = Math.max(1, Math.min(20, Number(process.env.BENCH_ROUNDS ?? 3)))
