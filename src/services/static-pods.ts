@@ -279,10 +279,12 @@ export class StaticPodService {
     return this.mutate('rollbackStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
       audit.target = targetOf(input)
       const node = await this.o.nodes.require(input.node, actor)
-      const key = { node: node.name, namespace: await this.namespaceOf(node, input), name: input.name }
+      const key = { node: node.name, namespace: input.namespace ?? (await this.namespaceOf(node, input)), name: input.name }
       audit.target = `${key.namespace}/${key.name}`
       const target = await this.o.store.getRevision(key, input.revision)
       if (!target) {
+        // No such revision: perhaps the name is a mirror pod's (etcd-cp-1), which namespaceOf says.
+        if (input.namespace) await this.namespaceOf(node, input)
         throw new ServiceError('NOT_FOUND', `${key.namespace}/${key.name} on node ${node.name} has no revision ${input.revision}`, ['revision'])
       }
       if (target.action === 'DELETE') {
@@ -431,9 +433,8 @@ export class StaticPodService {
   }
 
   /**
-   * The namespace of the pod addressed (given, or, by name alone, from the
-   * node's current state); NOT_FOUND naming the static pod when the name is
-   * its mirror pod's.
+   * The namespace of the pod addressed, from the node's current state (read
+   * live); NOT_FOUND naming the static pod when the name is its mirror pod's.
    */
   private async namespaceOf(node: NodeRecord, ref: PodRef): Promise<string> {
     const { states } = await this.o.nodeState.statesOf([node], 0)
