@@ -66,7 +66,9 @@ export const resolvers: Omit<Resolvers, keyof typeof enumValues> = {
     deleteStaticPod: (_, { input }, { scope }) => scope.services.staticPods.deleteStaticPod(input, scope.actor),
     restartStaticPod: (_, { input }, { scope }) => scope.services.staticPods.restartStaticPod(input, scope.actor),
     rollbackStaticPod: (_, { input }, { scope }) => scope.services.staticPods.rollbackStaticPod(input, scope.actor),
+    patchStaticPod: (_, { input }, { scope }) => scope.services.settledWrites.patchStaticPod(input, scope.actor),
     applyStaticPodToNodes: (_, { input }, { scope }) => scope.services.rollouts.apply(input, scope.actor),
+    patchStaticPodOnNodes: (_, { input }, { scope }) => scope.services.rollouts.patch(input, scope.actor),
     recreateMirrorPod: (_, { input }, { scope }) => scope.services.mirrorPods.recreateMirrorPod(input, scope.actor),
   },
 

@@ -179,6 +179,28 @@ export function readLikeKubelet(bytes: Uint8Array): KubeletRead {
   return { ok: true, text: parsed.text, format: parsed.format, value: parsed.value, documentCount: parsed.documentCount, heldBytes: parsed.heldBytes }
 }
 
+/** What readDocument makes of a text. */
+export type DocumentRead =
+  | { ok: true; format: ManifestFormat; documentCount: number; value: unknown }
+  | { ok: false; reason: string }
+
+/**
+ * Reads a text that is not a Pod (a patch, whose top level may be a list) as
+ * strictly as parseManifest reads a manifest: valid UTF-8, at most maxBytes
+ * and MAX_MANIFEST_TOKENS, aliases bounded, no duplicate keys. Brace-first
+ * text that is not strict JSON is read as YAML, as kubeadm and kubectl read
+ * patches. The value is the first document's (undefined when there is none),
+ * frozen; the caller judges documentCount. Reasons speak of "the manifest".
+ */
+export function readDocument(input: string | Uint8Array, maxBytes = MAX_MANIFEST_BYTES): DocumentRead {
+  const decoded = decodeInput(input, maxBytes)
+  if (!decoded.ok) return decoded
+  const parsed = analysed(decoded.text, decoded.byteLength)
+  if (parsed.tooComplex) return { ok: false, reason: parsed.tooComplex }
+  if (parsed.writeProblem) return { ok: false, reason: parsed.writeProblem }
+  return { ok: true, format: parsed.format, documentCount: parsed.documentCount, value: parsed.value }
+}
+
 /**
  * Everything both readers need from one parse of a text; independent of the
  * caller (no field paths), so it can be kept for the next one.

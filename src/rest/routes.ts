@@ -12,6 +12,7 @@ import type { Services } from '../services/index.ts'
 import { nodeAddressOf } from '../services/nodes.ts'
 import type { StaticPodView } from '../services/static-pod-view.ts'
 import type { NodeKind, NodeRecord } from '../domain.ts'
+import type { PatchType } from '../manifest/change.ts'
 import * as schemas from './schemas.ts'
 
 interface PodParams {
@@ -21,6 +22,13 @@ interface PodParams {
 }
 
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml']
+
+/** The patch content types the Kubernetes API takes, and the patch type each means. */
+const PATCH_TYPES: Record<string, PatchType> = {
+  'application/strategic-merge-patch+json': 'STRATEGIC',
+  'application/merge-patch+json': 'MERGE',
+  'application/json-patch+json': 'JSON',
+}
 
 export async function restRoutes(app: FastifyInstance, opts: { services: Services }): Promise<void> {
   const { services } = opts
@@ -89,6 +97,37 @@ export async function restRoutes(app: FastifyInstance, opts: { services: Service
       const pod = result.staticPod as StaticPodView
       reply.header('etag', `"${pod.hash}"`)
       return reply.code(result.created && !result.dryRun ? 201 : 200).send({ ...staticPodJson(pod), changed: result.changed, dryRun: result.dryRun, previousHash: result.previousHash })
+    },
+  )
+
+  app.patch<{ Params: PodParams; Querystring: { dryRun?: boolean } }>(
+    '/api/v1/nodes/:node/staticpods/:namespace/:name',
+    { schema: schemas.patchStaticPod },
+    async (request, reply) => {
+      const contentType = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
+      const patchType = PATCH_TYPES[contentType]
+      if (!patchType) {
+        return reply.code(415).send({
+          error: { code: 'VALIDATION_FAILED', message: `Content-Type must be one of ${Object.keys(PATCH_TYPES).join(', ')}; got ${quoteInput(contentType || '(none)')}`, field: ['Content-Type'] },
+        })
+      }
+      const body = request.body
+      if (!Buffer.isBuffer(body) || body.length === 0) throw new ServiceError('VALIDATION_FAILED', 'the request body must be the patch (JSON or YAML)', ['change', 'patch'])
+      const precondition = ifMatch(request)
+      const result = await services.staticPods.patchStaticPod(
+        {
+          ...request.params,
+          change: { patch: body.toString('utf8'), patchType },
+          expectedHash: precondition === '*' ? null : precondition,
+          dryRun: request.query.dryRun ?? false,
+        },
+        actor(request),
+      )
+      const failure = result.userErrors[0]
+      if (failure) return sendUserError(reply, failure)
+      const pod = result.staticPod as StaticPodView
+      reply.header('etag', `"${pod.hash}"`)
+      return { ...staticPodJson(pod), changed: result.changed, dryRun: result.dryRun, previousHash: result.previousHash, diff: result.diff }
     },
   )
 

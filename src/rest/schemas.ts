@@ -141,6 +141,25 @@ export const putStaticPod = {
   response: { 200: { ...putResult, description: 'Updated (or unchanged, or a dry run)' }, 201: { ...putResult, description: 'Created' }, ...errors },
 }
 
+export const patchStaticPod = {
+  summary: 'Change the manifest in place with a patch',
+  description:
+    'The body is a patch (JSON or YAML text) in the format its Content-Type names, as the Kubernetes API takes them: application/strategic-merge-patch+json (strategic merge patch for a v1 Pod), application/merge-patch+json (RFC 7386) or application/json-patch+json (RFC 6902). It is applied to the node\'s own manifest, and only the lines it changes are written: comments, key order and formatting stay. If-Match as for PUT (412 when stale); a JSON patch test that fails is 412 too. Other content types: 415.',
+  tags: ['static pods'],
+  security,
+  params: podParams,
+  querystring: dryRun,
+  response: {
+    200: {
+      ...putResult,
+      properties: { ...putResult.properties, diff: { type: ['string', 'null'], description: 'Unified diff from the previous manifest; empty when unchanged' } },
+      description: 'Patched (or unchanged, or a dry run)',
+    },
+    415: { ...errorBody, description: 'The Content-Type is not one of the three patch types' },
+    ...errors,
+  },
+}
+
 export const deleteStaticPod = {
   summary: 'Remove the manifest; the kubelet then stops the pod',
   description: 'If-Match as for PUT.',

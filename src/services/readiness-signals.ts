@@ -25,7 +25,7 @@ const CRASH_LOOP_RESTARTS = 3
 /** readyTimeoutSeconds above this is refused: a wait that long is a stuck rollout. */
 const MAX_READY_TIMEOUT_SECONDS = 3600
 /** The contract's default for readyTimeoutSeconds. */
-const DEFAULT_READY_TIMEOUT_SECONDS = 120
+export const DEFAULT_READY_TIMEOUT_SECONDS = 120
 
 /** readyTimeoutSeconds, checked: VALIDATION_FAILED on the field when out of range. */
 export function readyTimeoutOf(seconds: number | null | undefined): number {

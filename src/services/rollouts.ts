@@ -1,7 +1,11 @@
-// Fleet operations: one manifest applied to many nodes (applyStaticPodToNodes),
-// ROLLING (maxUnavailable nodes at a time, stopping at the first node that
-// fails) or ALL_AT_ONCE. Each node goes through the static pod service's own
-// write path (UPSERT, as REST PUT: lock, compare, back up, write, read back,
+// Fleet operations, one engine for two kinds of work: one manifest applied to
+// many nodes (applyStaticPodToNodes: the upsert of REST PUT on each), and each
+// node's own manifest changed in place (patchStaticPodOnNodes: patchStaticPod
+// on each, compared on every node before any is written). ROLLING
+// (maxUnavailable nodes at a time, stopping at the first node that fails) or
+// ALL_AT_ONCE, unless the quorum guard slows it down (etcd: one at a time;
+// control plane: maxUnavailable at a time). Each node goes through the static
+// pod service's own write path (lock, compare, back up, write, read back,
 // record) and then through the readiness wait and rollback that
 // updateStaticPod(waitForReady) uses too. Nothing here writes to a node itself.
 //
@@ -16,30 +20,41 @@ import { isServiceError, quoteInput, ServiceError, toUserError, type UserError }
 import { sha256Hex } from '../manifest/hash.ts'
 import { parseManifest } from '../manifest/parse.ts'
 import { validateStaticPod, type PodIdentity } from '../manifest/validate.ts'
+import { changeHash, checkChange, isControlPlanePod, isEtcdPod, type ManifestChange } from '../manifest/change.ts'
 import type { NodeRecord } from '../domain.ts'
 import { authorize, canSeeNode, type Actor } from './actor.ts'
-import type { AuditService } from './audit.ts'
+import type { AuditDraft, AuditService } from './audit.ts'
 import { mapWithConcurrency } from '../concurrency.ts'
 import type { NodeService } from './nodes.ts'
-import { readyTimeoutOf } from './readiness-signals.ts'
+import { DEFAULT_READY_TIMEOUT_SECONDS, readyTimeoutOf } from './readiness-signals.ts'
 import type { SettledWriteService } from './settled-write.ts'
-import type { StaticPodService } from './static-pods.ts'
+import type { StaticPodResult, StaticPodService } from './static-pods.ts'
 import type { StaticPodView } from './static-pod-view.ts'
 
 type RolloutStrategy = 'ROLLING' | 'ALL_AT_ONCE'
 type ApplyStatus = 'APPLIED' | 'UNCHANGED' | 'FAILED' | 'SKIPPED' | 'WOULD_APPLY' | 'ROLLED_BACK'
 export type RolloutNodePhase = 'PENDING' | 'WRITING' | 'WAITING_FOR_READY' | 'ROLLING_BACK' | 'DONE'
 type RolloutState = 'RUNNING' | 'SUCCEEDED' | 'FAILED'
+type RolloutKind = 'APPLY' | 'PATCH'
 
-export interface ApplyToNodesInput {
+interface RolloutSettingsInput {
   nodes?: string[] | null | undefined
   labelSelector?: string | null | undefined
-  manifest: string
   strategy?: RolloutStrategy | null | undefined
   maxUnavailable?: number | null | undefined
   readyTimeoutSeconds?: number | null | undefined
   autoRollback?: boolean | null | undefined
   dryRun?: boolean | null | undefined
+}
+
+export interface ApplyToNodesInput extends RolloutSettingsInput {
+  manifest: string
+}
+
+export interface PatchOnNodesInput extends RolloutSettingsInput {
+  namespace?: string | null | undefined
+  name: string
+  change: ManifestChange
 }
 
 export interface NodeApplyResult {
@@ -73,10 +88,12 @@ export interface RolloutNodeView {
 
 export interface RolloutView {
   id: string
+  /** APPLY: one manifest on every node; PATCH: each node's own manifest changed. */
+  kind: RolloutKind
   actor: string
   /** namespace/name of the static pod. */
   target: string
-  /** SHA-256 of the manifest applied. */
+  /** SHA-256 of the manifest applied (APPLY), or of the change as given (PATCH: manifest/change.ts changeHash). */
   hash: string
   strategy: RolloutStrategy
   maxUnavailable: number
@@ -86,6 +103,8 @@ export interface RolloutView {
   state: RolloutState
   startedAt: string
   finishedAt: string | null
+  /** The rollout's own steps: started, the quorum guard's pace, finished. */
+  messages: string[]
   nodes: RolloutNodeView[]
 }
 
@@ -93,7 +112,12 @@ export interface RolloutView {
 const ALL_AT_ONCE_CONCURRENCY = 64
 /** Dry runs compare this many nodes at a time, whatever the strategy: they change nothing. */
 const DRY_RUN_CONCURRENCY = 32
-const AUDIT_ACTION = 'applyStaticPodToNodes'
+/** A rollout keeps at most this many of its own messages (the log has all). */
+const MAX_ROLLOUT_MESSAGES = 200
+const APPLY_ACTION = 'applyStaticPodToNodes'
+const PATCH_ACTION = 'patchStaticPodOnNodes'
+/** The node labels kubeadm (and older clusters) put on control-plane nodes. */
+const CONTROL_PLANE_NODE_LABELS = ['node-role.kubernetes.io/control-plane', 'node-role.kubernetes.io/master']
 
 /**
  * Rollouts of this process, for the progress queries: every running one, and
@@ -135,7 +159,7 @@ export class RolloutRegistry {
 /** A copy (the live record keeps changing while a response is written), with the nodes the actor may see; null if none. */
 function visiblePart(rollout: RolloutView, actor: Actor): RolloutView | null {
   const nodes = rollout.nodes.filter((n) => canSeeNode(actor, n.node)).map((n) => ({ ...n }))
-  return nodes.length > 0 ? { ...rollout, nodes } : null
+  return nodes.length > 0 ? { ...rollout, messages: [...rollout.messages], nodes } : null
 }
 
 export interface RolloutServiceOptions {
@@ -150,12 +174,37 @@ export interface RolloutServiceOptions {
   maxNodesPerRequest: number
 }
 
+/**
+ * What a rollout writes on each node: one manifest on all of them (apply), or
+ * each node's own manifest changed (patch). Everything else (pace, waits,
+ * rollbacks, progress, audit) is the one engine's.
+ */
+interface RolloutWork {
+  kind: RolloutKind
+  /** The mutation the per-node writes and waits are audited under. */
+  action: string
+  /** The pod on that node, known before its write (the wait's baseline needs it). */
+  podOn(node: NodeRecord): { namespace: string; name: string }
+  /** The write on one node through the static pod service (dryRun: compared only). */
+  write(node: NodeRecord, dryRun: boolean): Promise<StaticPodResult>
+}
+
+/** How fast a rollout may go: the strategy, unless the pod's role asks for care (the quorum guard). */
+interface Pace {
+  concurrency: number
+  /** ROLLING, and every guarded rollout: no node is started after one failed. */
+  stopAtFirstFailure: boolean
+  readyTimeoutSeconds: number
+  /** Why the pace is not what strategy and maxUnavailable say; null when it is. */
+  guard: string | null
+}
+
 /** Everything a rollout needs to know, checked. */
 interface RolloutPlan {
   rollout: RolloutView
   nodes: NodeRecord[]
-  text: string
-  identity: PodIdentity
+  work: RolloutWork
+  pace: Pace
   actor: Actor
 }
 
@@ -180,89 +229,180 @@ export class RolloutService {
   apply(input: ApplyToNodesInput, actor: Actor): Promise<ApplyToNodesResult> {
     const dryRun = input.dryRun ?? false
     return this.o.audit.runMutation<ApplyToNodesResult>(
-      { action: AUDIT_ACTION, actor, requires: 'operator', node: null, dryRun },
+      { action: APPLY_ACTION, actor, requires: 'operator', node: null, dryRun },
       async (audit) => {
         const settings = rolloutSettings(input)
         const nodes = await this.targetNodes(input, actor)
-        const { text, identity } = validateForEveryNode(input.manifest, nodes)
+        const { text, identity, pod } = validateForEveryNode(input.manifest, nodes)
         const hash = sha256Hex(Buffer.from(text, 'utf8'))
         audit.target = `${identity.namespace}/${identity.name}`
         audit.toHash = hash
-        const rollout: RolloutView = {
-          id: randomUUID(),
-          actor: actor.name,
-          target: audit.target,
-          hash,
-          ...settings,
-          dryRun,
-          state: 'RUNNING',
-          startedAt: this.now(),
-          finishedAt: null,
-          nodes: nodes.map((n) => ({ node: n.name, phase: 'PENDING', status: null, error: null, message: null, startedAt: null, finishedAt: null })),
+        const work: RolloutWork = {
+          kind: 'APPLY',
+          action: APPLY_ACTION,
+          podOn: () => identity,
+          write: (node, dry) =>
+            this.o.staticPods.putStaticPod(
+              { node: node.name, namespace: identity.namespace, name: identity.name, manifest: text, dryRun: dry, auditAction: APPLY_ACTION },
+              actor,
+            ),
         }
-        this.o.registry.add(rollout)
-        const plan: RolloutPlan = { rollout, nodes, text, identity, actor }
-        this.step(rollout, null, `started: ${audit.target} (sha256 ${hash}) on ${nodes.length} nodes, ${describeSettings(rollout)}`)
-        let results: NodeApplyResult[]
-        try {
-          results = dryRun ? await this.compare(plan) : await this.roll(plan)
-        } finally {
-          this.o.registry.finish(rollout, this.now())
-        }
-        audit.message = `rollout ${rollout.id} ${rollout.state}: ${summary(results)}`
-        this.step(rollout, null, `finished ${rollout.state}: ${summary(results)}`)
-        return { rolloutId: rollout.id, results, userErrors: [] }
+        const rollout = this.start(work, audit.target, hash, settings, dryRun, nodes, actor)
+        const pace = paceOf(settings, nodes, [pod])
+        return this.run(audit, { rollout, nodes, work, pace, actor }, () => (dryRun ? this.compare(work, nodes, rollout) : this.roll({ rollout, nodes, work, pace, actor })))
       },
       (userErrors) => ({ rolloutId: null, results: [], userErrors }),
     )
   }
 
-  // ------------------------------------------------------------------ per node
-
-  /** Dry run: each node compared (WOULD_APPLY or UNCHANGED, with the diff); nothing written. */
-  private compare(plan: RolloutPlan): Promise<NodeApplyResult[]> {
-    return mapWithConcurrency(plan.nodes, DRY_RUN_CONCURRENCY, async (node) =>
-      this.onNode(plan, node, async () => {
-        const put = await this.put(plan, node, true)
-        const error = put.userErrors[0]
-        if (error) return { status: 'FAILED', staticPod: null, error, diff: null }
-        return { status: put.changed ? 'WOULD_APPLY' : 'UNCHANGED', staticPod: put.staticPod, error: null, diff: put.diff }
-      }),
+  /**
+   * Operator. Each node's own manifest changed (patchStaticPod on every node):
+   * first compared on every node (each node's diff, every result validated);
+   * nothing is written anywhere when the change makes an invalid static pod
+   * on any node. Then rolled out like apply, each node written only if its
+   * manifest is still the one its diff was made from (expectedHash).
+   */
+  patch(input: PatchOnNodesInput, actor: Actor): Promise<ApplyToNodesResult> {
+    const dryRun = input.dryRun ?? false
+    return this.o.audit.runMutation<ApplyToNodesResult>(
+      { action: PATCH_ACTION, actor, requires: 'operator', node: null, dryRun },
+      async (audit) => {
+        const settings = rolloutSettings(input)
+        checkChange(input.change)
+        const nodes = await this.targetNodes(input, actor)
+        const hash = changeHash(input.change)
+        audit.target = `${input.namespace ?? '*'}/${input.name}`
+        audit.toHash = hash
+        // The base each node's diff is made from; a node is written only while it still has it.
+        const planned = new Map<string, { base: string; namespace: string }>()
+        const work: RolloutWork = {
+          kind: 'PATCH',
+          action: PATCH_ACTION,
+          podOn: (node) => ({ namespace: planned.get(node.name)?.namespace ?? input.namespace ?? 'default', name: input.name }),
+          write: (node, dry) =>
+            this.o.staticPods.patchStaticPod(
+              {
+                node: node.name,
+                namespace: input.namespace ?? planned.get(node.name)?.namespace ?? null,
+                name: input.name,
+                change: input.change,
+                expectedHash: planned.get(node.name)?.base ?? null,
+                dryRun: dry,
+                auditAction: PATCH_ACTION,
+              },
+              actor,
+            ),
+        }
+        const comparisons = await this.compareAll(work, nodes)
+        refuseInvalidResults(comparisons)
+        for (const { node, result } of comparisons) {
+          if (result.staticPod && result.previousHash) planned.set(node.name, { base: result.previousHash, namespace: result.staticPod.namespace })
+        }
+        const first = comparisons.find((c) => c.result.staticPod)?.result.staticPod
+        if (first) audit.target = `${first.namespace}/${first.name}`
+        const rollout = this.start(work, audit.target, hash, settings, dryRun, nodes, actor)
+        const pods = comparisons.flatMap((c) => (c.result.staticPod ? [c.result.staticPod.pod] : []))
+        const pace = paceOf(settings, nodes, pods)
+        return this.run(audit, { rollout, nodes, work, pace, actor }, async () => {
+          const results = comparisons.map(({ node, result }) => this.recordComparison(rollout, node, result, dryRun))
+          if (dryRun) return results
+          // Nodes that could not be compared (no such pod, a failing test, unreachable) are FAILED already and never touched.
+          const writable = comparisons.filter((c) => planned.has(c.node.name)).map((c) => c.node)
+          const rolled = new Map((await this.roll({ rollout, nodes: writable, work, pace, actor })).map((r) => [r.node, r]))
+          return results.map((r) => rolled.get(r.node) ?? r)
+        })
+      },
+      (userErrors) => ({ rolloutId: null, results: [], userErrors }),
     )
   }
 
-  /** ROLLING stops starting nodes at the first failure (later ones SKIPPED); ALL_AT_ONCE carries on. */
+  // ------------------------------------------------------------------ one engine
+
+  private start(work: RolloutWork, target: string, hash: string, settings: RolloutSettings, dryRun: boolean, nodes: NodeRecord[], actor: Actor): RolloutView {
+    const rollout: RolloutView = {
+      id: randomUUID(),
+      kind: work.kind,
+      actor: actor.name,
+      target,
+      hash,
+      ...settings,
+      dryRun,
+      state: 'RUNNING',
+      startedAt: this.now(),
+      finishedAt: null,
+      messages: [],
+      nodes: nodes.map((n) => ({ node: n.name, phase: 'PENDING', status: null, error: null, message: null, startedAt: null, finishedAt: null })),
+    }
+    this.o.registry.add(rollout)
+    return rollout
+  }
+
+  private async run(audit: AuditDraft, plan: RolloutPlan, body: () => Promise<NodeApplyResult[]>): Promise<ApplyToNodesResult> {
+    const { rollout, pace } = plan
+    if (!rollout.dryRun) rollout.readyTimeoutSeconds = pace.readyTimeoutSeconds
+    this.step(rollout, null, `started: ${rollout.target} (${rollout.kind === 'APPLY' ? 'manifest' : 'change'} sha256 ${rollout.hash}) on ${plan.nodes.length} nodes, ${describeSettings(rollout)}`)
+    if (pace.guard && !rollout.dryRun) this.step(rollout, null, pace.guard)
+    let results: NodeApplyResult[]
+    try {
+      results = await body()
+    } finally {
+      this.o.registry.finish(rollout, this.now())
+    }
+    audit.message = `rollout ${rollout.id} ${rollout.state}: ${summary(results)}`
+    this.step(rollout, null, `finished ${rollout.state}: ${summary(results)}`)
+    return { rolloutId: rollout.id, results, userErrors: [] }
+  }
+
+  /** Dry run of apply: each node compared (WOULD_APPLY or UNCHANGED, with the diff); nothing written. */
+  private async compare(work: RolloutWork, nodes: NodeRecord[], rollout: RolloutView): Promise<NodeApplyResult[]> {
+    return (await this.compareAll(work, nodes)).map(({ node, result }) => this.recordComparison(rollout, node, result, true))
+  }
+
+  private compareAll(work: RolloutWork, nodes: NodeRecord[]): Promise<Array<{ node: NodeRecord; result: StaticPodResult }>> {
+    return mapWithConcurrency(nodes, DRY_RUN_CONCURRENCY, async (node) => ({ node, result: await work.write(node, true) }))
+  }
+
+  /** A node's comparison as a result: FAILED (done), or, for a dry run, WOULD_APPLY / UNCHANGED (done). */
+  private recordComparison(rollout: RolloutView, node: NodeRecord, compared: StaticPodResult, dryRun: boolean): NodeApplyResult {
+    const error = compared.userErrors[0]
+    const result: NodeApplyResult = error
+      ? { node: node.name, status: 'FAILED', staticPod: null, error, diff: null }
+      : { node: node.name, status: compared.changed ? 'WOULD_APPLY' : 'UNCHANGED', staticPod: compared.staticPod, error: null, diff: compared.diff }
+    if (error || dryRun) this.finishNode(rollout, node.name, result, error?.message ?? null)
+    return result
+  }
+
+  /** The pace's concurrency; stopping at the first failure where the pace says so (later nodes SKIPPED). */
   private async roll(plan: RolloutPlan): Promise<NodeApplyResult[]> {
-    const { rollout } = plan
-    const rolling = rollout.strategy === 'ROLLING'
+    const { rollout, pace } = plan
     let stoppedAt: string | null = null
-    return mapWithConcurrency(plan.nodes, rolling ? rollout.maxUnavailable : ALL_AT_ONCE_CONCURRENCY, async (node) => {
+    return mapWithConcurrency(plan.nodes, pace.concurrency, async (node) => {
       if (stoppedAt !== null) {
         const why = `skipped: the rollout stopped at node ${stoppedAt}`
         this.finishNode(rollout, node.name, { status: 'SKIPPED', error: null }, why)
         return { node: node.name, status: 'SKIPPED', staticPod: null, error: null, diff: null }
       }
       const result = await this.onNode(plan, node, () => this.applyOne(plan, node))
-      if (rolling && (result.status === 'FAILED' || result.status === 'ROLLED_BACK')) stoppedAt ??= node.name
+      if (pace.stopAtFirstFailure && (result.status === 'FAILED' || result.status === 'ROLLED_BACK')) stoppedAt ??= node.name
       return result
     })
   }
 
-  /** Write (upsert), then, with a timeout, wait for the new pod and roll back if it does not come up. */
+  /** Write, then, with a timeout, wait for the new pod and roll back if it does not come up. */
   private async applyOne(plan: RolloutPlan, node: NodeRecord): Promise<Omit<NodeApplyResult, 'node'>> {
-    const { rollout, identity } = plan
+    const { rollout, work, pace } = plan
     const { result: put, settled } = await this.o.settledWrites.writeAndSettle({
       node,
-      pod: identity,
+      pod: work.podOn(node),
       write: async () => {
-        const written = await this.put(plan, node, false)
+        const written = await work.write(node, false)
         if (written.changed && written.staticPod) this.step(rollout, node.name, `written (sha256 ${written.staticPod.hash}, revision ${written.staticPod.revision})`)
         return written
       },
-      timeoutSeconds: rollout.readyTimeoutSeconds,
+      timeoutSeconds: pace.readyTimeoutSeconds,
       autoRollback: rollout.autoRollback,
       actor: plan.actor,
-      action: AUDIT_ACTION,
+      action: work.action,
       context: `rollout ${rollout.id}`,
       onProgress: (phase, detail) => this.progress(rollout, node.name, phase, detail),
     })
@@ -271,15 +411,6 @@ export class RolloutService {
     if (!put.changed || !put.staticPod) return { status: 'UNCHANGED', staticPod: put.staticPod, error: null, diff: put.diff }
     if (!settled || settled.status === 'READY') return { status: 'APPLIED', staticPod: settled?.staticPod ?? put.staticPod, error: null, diff: put.diff }
     return { status: settled.status, staticPod: settled.staticPod, error: settled.error, diff: put.diff }
-  }
-
-  /** The static pod service's upsert (REST PUT), audited per node under this mutation's name. */
-  private put(plan: RolloutPlan, node: NodeRecord, dryRun: boolean) {
-    const { identity, text, actor } = plan
-    return this.o.staticPods.putStaticPod(
-      { node: node.name, namespace: identity.namespace, name: identity.name, manifest: text, dryRun, auditAction: AUDIT_ACTION },
-      actor,
-    )
   }
 
   /** Runs one node's step and records its progress; a failure of one node is data, never an exception. */
@@ -313,15 +444,16 @@ export class RolloutService {
     this.step(rollout, node, `${result.status}${message ? `: ${message}` : ''}`)
   }
 
-  /** Every step of a rollout is a log line. */
+  /** Every step of a rollout is a log line; the rollout's own (not a node's) are its messages too. */
   private step(rollout: RolloutView, node: string | null, what: string): void {
     this.o.log.info({ rollout: rollout.id, target: rollout.target, node }, `rollout ${rollout.id}${node ? ` node ${node}` : ''}: ${what}`)
+    if (node === null && rollout.messages.length < MAX_ROLLOUT_MESSAGES) rollout.messages.push(what)
   }
 
   // ------------------------------------------------------------------ which nodes
 
   /** Exactly one of nodes (in the order given) and labelSelector (by name); FORBIDDEN when the actor may not use one of them. */
-  private async targetNodes(input: ApplyToNodesInput, actor: Actor): Promise<NodeRecord[]> {
+  private async targetNodes(input: RolloutSettingsInput, actor: Actor): Promise<NodeRecord[]> {
     const byName = input.nodes !== undefined && input.nodes !== null
     const bySelector = input.labelSelector !== undefined && input.labelSelector !== null
     if (byName === bySelector) {
@@ -364,7 +496,9 @@ export class RolloutService {
 
 // ------------------------------------------------------------------ rules
 
-function rolloutSettings(input: ApplyToNodesInput): Pick<RolloutView, 'strategy' | 'maxUnavailable' | 'readyTimeoutSeconds' | 'autoRollback'> {
+type RolloutSettings = Pick<RolloutView, 'strategy' | 'maxUnavailable' | 'readyTimeoutSeconds' | 'autoRollback'>
+
+function rolloutSettings(input: RolloutSettingsInput): RolloutSettings {
   const maxUnavailable = input.maxUnavailable ?? 1
   if (!Number.isInteger(maxUnavailable) || maxUnavailable < 1) {
     throw new ServiceError('VALIDATION_FAILED', `maxUnavailable must be at least 1; got ${maxUnavailable}`, ['maxUnavailable'])
@@ -381,11 +515,54 @@ function rolloutSettings(input: ApplyToNodesInput): Pick<RolloutView, 'strategy'
  * Parsed once; validated for each node, since the kubelet names the pod
  * <name>-<node> and that name must be valid on every node.
  */
-function validateForEveryNode(manifest: string, nodes: NodeRecord[]): { text: string; identity: PodIdentity } {
+function validateForEveryNode(manifest: string, nodes: NodeRecord[]): { text: string; identity: PodIdentity; pod: Record<string, unknown> } {
   const parsed = parseManifest(manifest)
   let identity: PodIdentity | null = null
   for (const node of nodes) identity = validateStaticPod(parsed.object, { nodeName: node.name })
-  return { text: parsed.text, identity: identity as PodIdentity }
+  return { text: parsed.text, identity: identity as PodIdentity, pod: parsed.object }
+}
+
+/**
+ * The quorum guard. etcd members go one node at a time, each waiting to run
+ * ready before the next: two members down at once loses a three-member
+ * cluster. Other control-plane pods (or any pod on control-plane nodes) go at
+ * most maxUnavailable at a time, each waiting, so that no more than that many
+ * of them are not ready at once. Both stop at the first failure, whatever the
+ * strategy; a wait of 0 s becomes the default wait, since not waiting would
+ * make the bound meaningless.
+ */
+function paceOf(settings: RolloutSettings, nodes: NodeRecord[], pods: Array<Record<string, unknown>>): Pace {
+  const wait = settings.readyTimeoutSeconds > 0 ? settings.readyTimeoutSeconds : DEFAULT_READY_TIMEOUT_SECONDS
+  const waitNote = settings.readyTimeoutSeconds > 0 ? '' : ` (readyTimeoutSeconds 0 became ${wait} s: the guard needs each node to run ready)`
+  const asked = settings.strategy === 'ROLLING' ? `ROLLING with maxUnavailable ${settings.maxUnavailable}` : 'ALL_AT_ONCE'
+  if (pods.some(isEtcdPod)) {
+    return {
+      concurrency: 1,
+      stopAtFirstFailure: true,
+      readyTimeoutSeconds: wait,
+      guard: `quorum guard: this changes etcd members, so one node at a time, each waiting to run ready before the next, stopping at the first failure (${asked} was asked)${waitNote}`,
+    }
+  }
+  const controlPlaneNodes = nodes.some((n) => n.labels.some((l) => CONTROL_PLANE_NODE_LABELS.includes(l.key)))
+  if (pods.some(isControlPlanePod) || controlPlaneNodes) {
+    return {
+      concurrency: settings.maxUnavailable,
+      stopAtFirstFailure: true,
+      readyTimeoutSeconds: wait,
+      guard: `control-plane guard: at most ${settings.maxUnavailable} node(s) at a time (maxUnavailable), each waiting to run ready, stopping at the first failure (${asked} was asked)${waitNote}`,
+    }
+  }
+  const rolling = settings.strategy === 'ROLLING'
+  return { concurrency: rolling ? settings.maxUnavailable : ALL_AT_ONCE_CONCURRENCY, stopAtFirstFailure: rolling, readyTimeoutSeconds: settings.readyTimeoutSeconds, guard: null }
+}
+
+/** A change that makes an invalid static pod on any node is refused before anything is written, naming each such node. */
+function refuseInvalidResults(comparisons: Array<{ node: NodeRecord; result: StaticPodResult }>): void {
+  const invalid = comparisons.flatMap(({ node, result }) => result.userErrors.filter((e) => e.code === 'VALIDATION_FAILED').slice(0, 1).map((e) => ({ node: node.name, error: e })))
+  const first = invalid[0]
+  if (!first) return
+  const others = invalid.length > 1 ? ` (also invalid on ${invalid.slice(1).map((i) => i.node).join(', ')})` : ''
+  throw new ServiceError('VALIDATION_FAILED', `node ${first.node}: ${first.error.message}${others}; nothing was written on any node`, first.error.field ?? undefined)
 }
 
 function entryOf(rollout: RolloutView, node: string): RolloutNodeView {

@@ -17,7 +17,7 @@ import type { NodeService } from './nodes.ts'
 import type { ReadinessService } from './readiness.ts'
 import { readyTimeoutOf } from './readiness-signals.ts'
 import type { StaticPodView } from './static-pod-view.ts'
-import type { StaticPodResult, StaticPodService, UpdateInput } from './static-pods.ts'
+import type { PatchInput, StaticPodResult, StaticPodService, UpdateInput } from './static-pods.ts'
 
 type SettlePhase = 'WAITING_FOR_READY' | 'ROLLING_BACK'
 
@@ -57,17 +57,27 @@ export class SettledWriteService {
 
   /** updateStaticPod: with waitForReady (and not a dry run), the update settled; else the plain update. */
   async updateStaticPod(input: UpdateInput, actor: Actor): Promise<StaticPodResult> {
-    const target = input.waitForReady && !input.dryRun ? await this.waitTarget(input, actor) : null
-    // Nothing to wait for, or an update that is going to be refused: the update itself says why, and audits it.
-    if (!target) return this.o.staticPods.updateStaticPod(input, actor)
+    const target = input.waitForReady && !input.dryRun ? await this.waitTarget(input, actor, (node) => podOfManifest(input.manifest, node)) : null
+    return this.settle(input, actor, 'updateStaticPod', target, () => this.o.staticPods.updateStaticPod(input, actor))
+  }
+
+  /** patchStaticPod: as updateStaticPod, for a change applied to the node's manifest. */
+  async patchStaticPod(input: PatchInput & SettleInput, actor: Actor): Promise<StaticPodResult> {
+    const target = input.waitForReady && !input.dryRun ? await this.waitTarget(input, actor, (node) => this.podOnNode(node, input, actor)) : null
+    return this.settle(input, actor, 'patchStaticPod', target, () => this.o.staticPods.patchStaticPod(input, actor))
+  }
+
+  private async settle(input: SettleInput, actor: Actor, action: string, target: WaitTarget | null, write: () => Promise<StaticPodResult>): Promise<StaticPodResult> {
+    // Nothing to wait for, or a write that is going to be refused: the write itself says why, and audits it.
+    if (!target) return write()
     const { result, settled } = await this.writeAndSettle({
       node: target.node,
       pod: target.pod,
-      write: () => this.o.staticPods.updateStaticPod(input, actor),
+      write,
       timeoutSeconds: target.timeoutSeconds,
       autoRollback: input.autoRollback ?? false,
       actor,
-      action: 'updateStaticPod',
+      action,
     })
     if (!settled || settled.status === 'READY') return result
     return { ...result, staticPod: settled.staticPod, rolledBack: settled.status === 'ROLLED_BACK', userErrors: [settled.error] }
@@ -147,17 +157,46 @@ export class SettledWriteService {
     return { staticPod: restored.staticPod, problem: null }
   }
 
-  /** What an update waits for; null when there is nothing to wait for, or the update is going to be refused. */
-  private async waitTarget(input: UpdateInput, actor: Actor): Promise<{ node: NodeRecord; pod: { namespace: string; name: string }; timeoutSeconds: number } | null> {
+  /** What a write waits for; null when there is nothing to wait for, or the write is going to be refused. */
+  private async waitTarget(
+    input: SettleInput & { node: string },
+    actor: Actor,
+    podOf: (node: NodeRecord) => Promise<{ namespace: string; name: string } | null> | { namespace: string; name: string } | null,
+  ): Promise<WaitTarget | null> {
     if (!hasRole(actor, 'operator')) return null
     const node = await this.o.nodes.require(input.node, actor).catch(() => null)
     if (!node) return null
     try {
       const timeoutSeconds = readyTimeoutOf(input.readyTimeoutSeconds)
-      const identity = podIdentityOf(parseManifest(input.manifest).object, node.name)
-      return identity && timeoutSeconds > 0 ? { node, pod: { namespace: identity.namespace, name: identity.name }, timeoutSeconds } : null
+      const pod = await podOf(node)
+      return pod && timeoutSeconds > 0 ? { node, pod, timeoutSeconds } : null
     } catch {
       return null
     }
   }
+
+  /** The pod a patch addresses: its namespace is the node's when not given. */
+  private async podOnNode(node: NodeRecord, ref: { namespace?: string | null | undefined; name: string }, actor: Actor): Promise<{ namespace: string; name: string } | null> {
+    if (ref.namespace) return { namespace: ref.namespace, name: ref.name }
+    const { pod } = await this.o.staticPods.get({ node: node.name, name: ref.name }, actor)
+    return pod && { namespace: pod.namespace, name: pod.name }
+  }
+}
+
+interface SettleInput {
+  dryRun?: boolean | null | undefined
+  waitForReady?: boolean | null | undefined
+  readyTimeoutSeconds?: number | null | undefined
+  autoRollback?: boolean | null | undefined
+}
+
+interface WaitTarget {
+  node: NodeRecord
+  pod: { namespace: string; name: string }
+  timeoutSeconds: number
+}
+
+function podOfManifest(manifest: string | Uint8Array, node: NodeRecord): { namespace: string; name: string } | null {
+  const identity = podIdentityOf(parseManifest(manifest).object, node.name)
+  return identity && { namespace: identity.namespace, name: identity.name }
 }

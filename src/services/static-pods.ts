@@ -12,6 +12,8 @@ import type { DirEntry } from '../manifest/types.ts'
 import { checkFileName, defaultFileName, mirrorPodName } from '../manifest/names.ts'
 import { parseManifest } from '../manifest/parse.ts'
 import { setRestartAnnotation } from '../manifest/restart.ts'
+import { applyChange, checkChange, type CheckedChange, type ManifestChange } from '../manifest/change.ts'
+import { editInPlace } from '../manifest/edit-in-place.ts'
 import { validateStaticPod } from '../manifest/validate.ts'
 import type { NodeObservation, NodeRecord, ObservedPod, PodKey, RevisionAction, RevisionRecord } from '../domain.ts'
 import type { Store } from '../store/store.ts'
@@ -70,6 +72,12 @@ export interface PutInput extends PodRef {
   /** Only replace: CONFLICT when the node does not have the pod (If-Match: *). */
   mustExist?: boolean
   /** The mutation its audit event is recorded under (default putStaticPod): a rollout's per-node writes are applyStaticPodToNodes. */
+  auditAction?: string
+}
+
+export interface PatchInput extends PodRef {
+  change: ManifestChange
+  /** The mutation its audit event is recorded under (default patchStaticPod): a rollout's per-node writes are patchStaticPodOnNodes. */
   auditAction?: string
 }
 
@@ -274,6 +282,37 @@ export class StaticPodService {
     })
   }
 
+  /**
+   * Changes the node's own manifest in place (manifest/change.ts says what a
+   * change does to the Pod, manifest/edit-in-place.ts writes that into the
+   * file's text without touching any other line). Applied under the node lock
+   * to the file as it is then, so the diff is the one written.
+   */
+  patchStaticPod(input: PatchInput, actor: Actor): Promise<StaticPodResult> {
+    const dryRun = input.dryRun ?? false
+    return this.mutate(input.auditAction ?? 'patchStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
+      audit.target = targetOf(input)
+      const change: CheckedChange = checkChange(input.change)
+      const node = await this.o.nodes.require(input.node, actor)
+      return this.write(
+        {
+          action: 'UPDATE',
+          node,
+          name: input.name,
+          namespace: input.namespace ?? undefined,
+          expectedHash: input.expectedHash ?? null,
+          dryRun,
+          actor,
+          content: (current) => {
+            const pod = requireCurrent(current, node, input)
+            return { text: changedText(pod, change, node), fileName: pod.fileName }
+          },
+        },
+        audit,
+      )
+    })
+  }
+
   rollbackStaticPod(input: RollbackInput, actor: Actor): Promise<StaticPodResult> {
     const dryRun = input.dryRun ?? false
     return this.mutate('rollbackStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
@@ -460,6 +499,18 @@ function parseAndValidate(manifest: string | Uint8Array, node: NodeRecord) {
   const parsed = parseManifest(manifest)
   const identity = validateStaticPod(parsed.object, { nodeName: node.name })
   return { text: parsed.text, identity }
+}
+
+/**
+ * The node's manifest with the change applied in place, valid as a static pod
+ * of the same name and namespace (a patch may not rename it).
+ */
+function changedText(current: ObservedPod, change: CheckedChange, node: NodeRecord): string {
+  const before = parseManifest(current.manifest).object
+  const after = applyChange(before, change)
+  const identity = validateStaticPod(after, { nodeName: node.name })
+  checkSameIdentity({ node: node.name, namespace: current.namespace, name: current.name }, identity, node)
+  return editInPlace(current.manifest, after)
 }
 
 /**

@@ -190,6 +190,28 @@ export type FindingCode =
   /** The kubelet cannot parse it as a single v1 Pod: it runs nothing from it. */
   | 'UNPARSEABLE_FILE';
 
+/**
+ * One command-line flag of a container, as kubeadm's extraArgs treat it: a flag
+ * that is present (--name=value in command or args) is replaced where it stands;
+ * an absent one is appended to the container's command (or args, where the flags
+ * are). value null removes the flag.
+ */
+export type FlagChangeInput = {
+  container: Scalars['String']['input'];
+  /** With the leading dashes, e.g. --audit-log-maxage. */
+  flag: Scalars['String']['input'];
+  value?: InputMaybe<Scalars['String']['input']>;
+};
+
+/** A container's image. Exactly one of image and tag. */
+export type ImageChangeInput = {
+  container: Scalars['String']['input'];
+  /** A full image reference, e.g. registry.k8s.io/kube-apiserver:v1.31.4. */
+  image?: InputMaybe<Scalars['String']['input']>;
+  /** Only the tag, keeping registry and repository, e.g. v1.31.4. */
+  tag?: InputMaybe<Scalars['String']['input']>;
+};
+
 export type ImportKnownHostsPayload = {
   __typename?: 'ImportKnownHostsPayload';
   /** Pinned to another key than the document's: left as they are (updateNode changes a pin). */
@@ -336,6 +358,22 @@ export type Mutation = {
    * are, so running it again changes nothing.
    */
   importNodesFromCluster: ImportNodesPayload;
+  /**
+   * Operator. Changes the node's manifest in place (see StaticPodChangeInput).
+   * Every byte outside what the change touches stays as it was. UNCHANGED when the
+   * result equals the file. expectedHash, dryRun, waitForReady and autoRollback as
+   * in updateStaticPod; the payload's diff shows the change.
+   */
+  patchStaticPod: StaticPodPayload;
+  /**
+   * Operator. patchStaticPod on many nodes, as a rollout (see applyStaticPodToNodes):
+   * each node's own manifest is changed, and results carry each node's diff. A node
+   * without that static pod is FAILED with NOT_FOUND. A rollout that changes etcd
+   * members (label component: etcd, or a container named etcd) takes one node at a
+   * time and waits for it to run ready before the next, whatever strategy and
+   * maxUnavailable say, so that quorum is never at risk.
+   */
+  patchStaticPodOnNodes: ApplyToNodesPayload;
   /** Admin. Adds or replaces a jump host. Nothing is sent to it until its host key is pinned. */
   putJumpHost: JumpHostPayload;
   /**
@@ -390,6 +428,16 @@ export type MutationImportKnownHostsArgs = {
 
 export type MutationImportNodesFromClusterArgs = {
   labelSelector?: InputMaybe<Scalars['String']['input']>;
+};
+
+
+export type MutationPatchStaticPodArgs = {
+  input: PatchStaticPodInput;
+};
+
+
+export type MutationPatchStaticPodOnNodesArgs = {
+  input: PatchOnNodesInput;
 };
 
 
@@ -510,6 +558,46 @@ export type NodePayload = {
   node?: Maybe<Node>;
   userErrors: Array<UserError>;
 };
+
+export type PatchOnNodesInput = {
+  autoRollback?: InputMaybe<Scalars['Boolean']['input']>;
+  change: StaticPodChangeInput;
+  dryRun?: InputMaybe<Scalars['Boolean']['input']>;
+  labelSelector?: InputMaybe<Scalars['String']['input']>;
+  maxUnavailable?: InputMaybe<Scalars['Int']['input']>;
+  name: Scalars['String']['input'];
+  namespace?: InputMaybe<Scalars['String']['input']>;
+  /** Either nodes or labelSelector. */
+  nodes?: InputMaybe<Array<Scalars['String']['input']>>;
+  readyTimeoutSeconds?: InputMaybe<Scalars['Int']['input']>;
+  strategy?: InputMaybe<RolloutStrategy>;
+};
+
+export type PatchStaticPodInput = {
+  autoRollback?: InputMaybe<Scalars['Boolean']['input']>;
+  change: StaticPodChangeInput;
+  dryRun?: InputMaybe<Scalars['Boolean']['input']>;
+  expectedHash?: InputMaybe<Scalars['String']['input']>;
+  name: Scalars['String']['input'];
+  namespace?: InputMaybe<Scalars['String']['input']>;
+  node: Scalars['String']['input'];
+  readyTimeoutSeconds?: InputMaybe<Scalars['Int']['input']>;
+  waitForReady?: InputMaybe<Scalars['Boolean']['input']>;
+};
+
+/** The patch formats kubeadm's --patches accepts, with the same meaning. */
+export type PatchType =
+  /** JSON patch (RFC 6902): add, remove, replace, move, copy, test. A failing test changes nothing. */
+  | 'JSON'
+  /** JSON merge patch (RFC 7386). */
+  | 'MERGE'
+  /**
+   * Kubernetes strategic merge patch for a v1 Pod: lists with a merge key are
+   * merged by it (containers, initContainers and volumes by name, env by name,
+   * volumeMounts by mountPath, ports by containerPort ...), $patch: delete and
+   * $patch: replace are honoured, other lists replace.
+   */
+  | 'STRATEGIC';
 
 export type PodRuntime = {
   __typename?: 'PodRuntime';
@@ -651,7 +739,7 @@ export type RollbackStaticPodInput = {
   revision: Scalars['Int']['input'];
 };
 
-/** One applyStaticPodToNodes call, as it progresses. */
+/** One applyStaticPodToNodes or patchStaticPodOnNodes call, as it progresses. */
 export type Rollout = {
   __typename?: 'Rollout';
   /** Who started it. */
@@ -659,19 +747,33 @@ export type Rollout = {
   autoRollback: Scalars['Boolean']['output'];
   dryRun: Scalars['Boolean']['output'];
   finishedAt?: Maybe<Scalars['DateTime']['output']>;
-  /** SHA-256 of the manifest applied. */
+  /** SHA-256 of the manifest applied (APPLY), or of the change as given (PATCH). */
   hash: Scalars['String']['output'];
   id: Scalars['ID']['output'];
+  kind: RolloutKind;
   maxUnavailable: Scalars['Int']['output'];
+  /**
+   * The rollout's own steps, oldest first: started, the pace the quorum guard
+   * chose when it overrides strategy and maxUnavailable (etcd members one node
+   * at a time; control-plane pods at most maxUnavailable at a time, each waiting
+   * to run ready), finished. At most 200.
+   */
+  messages: Array<Scalars['String']['output']>;
   /** In the order the rollout takes them: the order given, or by name for a labelSelector. */
   nodes: Array<RolloutNode>;
   readyTimeoutSeconds: Scalars['Int']['output'];
   startedAt: Scalars['DateTime']['output'];
   state: RolloutState;
   strategy: RolloutStrategy;
-  /** <namespace>/<name> of the static pod applied. */
+  /** <namespace>/<name> of the static pod applied or changed. */
   target: Scalars['String']['output'];
 };
+
+export type RolloutKind =
+  /** applyStaticPodToNodes: one manifest written to every node. */
+  | 'APPLY'
+  /** patchStaticPodOnNodes: each node's own manifest changed in place. */
+  | 'PATCH';
 
 export type RolloutNode = {
   __typename?: 'RolloutNode';
@@ -751,6 +853,19 @@ export type StaticPod = {
 
 export type StaticPodHistoryArgs = {
   limit?: InputMaybe<Scalars['Int']['input']>;
+};
+
+/**
+ * What to change in a manifest. Several parts may be given; they apply in this
+ * order: patch, then images, then flags. The result is validated like any
+ * manifest before anything is written.
+ */
+export type StaticPodChangeInput = {
+  flags?: InputMaybe<Array<FlagChangeInput>>;
+  images?: InputMaybe<Array<ImageChangeInput>>;
+  /** YAML or JSON, in patchType's format. */
+  patch?: InputMaybe<Scalars['String']['input']>;
+  patchType?: InputMaybe<PatchType>;
 };
 
 export type StaticPodPayload = {
@@ -930,8 +1045,10 @@ export type ResolversTypes = {
   ErrorCode: ErrorCode;
   Finding: ResolverTypeWrapper<FindingModel>;
   FindingCode: FindingCode;
+  FlagChangeInput: FlagChangeInput;
   Float: ResolverTypeWrapper<Scalars['Float']['output']>;
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
+  ImageChangeInput: ImageChangeInput;
   ImportKnownHostsPayload: ResolverTypeWrapper<Omit<ImportKnownHostsPayload, 'userErrors'> & { userErrors: Array<ResolversTypes['UserError']> }>;
   ImportNodesPayload: ResolverTypeWrapper<ImportNodesResultModel>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
@@ -951,6 +1068,9 @@ export type ResolversTypes = {
   NodeApplyResult: ResolverTypeWrapper<NodeApplyResultModel>;
   NodeKind: ResolverTypeWrapper<NodeKindModel>;
   NodePayload: ResolverTypeWrapper<NodeResultModel>;
+  PatchOnNodesInput: PatchOnNodesInput;
+  PatchStaticPodInput: PatchStaticPodInput;
+  PatchType: PatchType;
   PodRuntime: ResolverTypeWrapper<PodRuntimeViewModel>;
   Privilege: Privilege;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
@@ -958,11 +1078,13 @@ export type ResolversTypes = {
   RemoveNodePayload: ResolverTypeWrapper<Omit<RemoveNodePayload, 'userErrors'> & { userErrors: Array<ResolversTypes['UserError']> }>;
   RollbackStaticPodInput: RollbackStaticPodInput;
   Rollout: ResolverTypeWrapper<RolloutViewModel>;
+  RolloutKind: RolloutKind;
   RolloutNode: ResolverTypeWrapper<RolloutNodeViewModel>;
   RolloutNodePhase: RolloutNodePhase;
   RolloutState: RolloutState;
   RolloutStrategy: RolloutStrategy;
   StaticPod: ResolverTypeWrapper<StaticPodViewModel>;
+  StaticPodChangeInput: StaticPodChangeInput;
   StaticPodPayload: ResolverTypeWrapper<StaticPodResultModel>;
   StaticPodRefInput: StaticPodRefInput;
   StaticPodRevision: ResolverTypeWrapper<RevisionRecordModel>;
@@ -988,8 +1110,10 @@ export type ResolversParentTypes = {
   DateTime: Scalars['DateTime']['output'];
   DeleteStaticPodPayload: DeleteResultModel;
   Finding: FindingModel;
+  FlagChangeInput: FlagChangeInput;
   Float: Scalars['Float']['output'];
   ID: Scalars['ID']['output'];
+  ImageChangeInput: ImageChangeInput;
   ImportKnownHostsPayload: Omit<ImportKnownHostsPayload, 'userErrors'> & { userErrors: Array<ResolversParentTypes['UserError']> };
   ImportNodesPayload: ImportNodesResultModel;
   Int: Scalars['Int']['output'];
@@ -1008,6 +1132,8 @@ export type ResolversParentTypes = {
   Node: NodeRecordModel;
   NodeApplyResult: NodeApplyResultModel;
   NodePayload: NodeResultModel;
+  PatchOnNodesInput: PatchOnNodesInput;
+  PatchStaticPodInput: PatchStaticPodInput;
   PodRuntime: PodRuntimeViewModel;
   Query: Record<PropertyKey, never>;
   RegisterNodeInput: RegisterNodeInput;
@@ -1016,6 +1142,7 @@ export type ResolversParentTypes = {
   Rollout: RolloutViewModel;
   RolloutNode: RolloutNodeViewModel;
   StaticPod: StaticPodViewModel;
+  StaticPodChangeInput: StaticPodChangeInput;
   StaticPodPayload: StaticPodResultModel;
   StaticPodRefInput: StaticPodRefInput;
   StaticPodRevision: RevisionRecordModel;
@@ -1176,6 +1303,8 @@ export type MutationResolvers<ContextType = MercuriusContext, ParentType extends
   deleteStaticPod?: Resolver<ResolversTypes['DeleteStaticPodPayload'], ParentType, ContextType, RequireFields<MutationDeleteStaticPodArgs, 'input'>>;
   importKnownHosts?: Resolver<ResolversTypes['ImportKnownHostsPayload'], ParentType, ContextType, RequireFields<MutationImportKnownHostsArgs, 'knownHosts'>>;
   importNodesFromCluster?: Resolver<ResolversTypes['ImportNodesPayload'], ParentType, ContextType, Partial<MutationImportNodesFromClusterArgs>>;
+  patchStaticPod?: Resolver<ResolversTypes['StaticPodPayload'], ParentType, ContextType, RequireFields<MutationPatchStaticPodArgs, 'input'>>;
+  patchStaticPodOnNodes?: Resolver<ResolversTypes['ApplyToNodesPayload'], ParentType, ContextType, RequireFields<MutationPatchStaticPodOnNodesArgs, 'input'>>;
   putJumpHost?: Resolver<ResolversTypes['JumpHostPayload'], ParentType, ContextType, RequireFields<MutationPutJumpHostArgs, 'input'>>;
   recreateMirrorPod?: Resolver<ResolversTypes['MirrorPodPayload'], ParentType, ContextType, RequireFields<MutationRecreateMirrorPodArgs, 'input'>>;
   registerNode?: Resolver<ResolversTypes['NodePayload'], ParentType, ContextType, RequireFields<MutationRegisterNodeArgs, 'input'>>;
@@ -1257,7 +1386,9 @@ export type RolloutResolvers<ContextType = MercuriusContext, ParentType extends 
   finishedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   hash?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  kind?: Resolver<ResolversTypes['RolloutKind'], ParentType, ContextType>;
   maxUnavailable?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  messages?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
   nodes?: Resolver<Array<ResolversTypes['RolloutNode']>, ParentType, ContextType>;
   readyTimeoutSeconds?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   startedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
