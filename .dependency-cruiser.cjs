@@ -53,6 +53,15 @@ module.exports = {
       to: { path: [IO_PACKAGES, IO_CORE_MODULES, IO_SRC] },
     },
     {
+      name: 'diagnosis-is-pure',
+      severity: 'error',
+      comment:
+        'src/diagnosis/ judges evidence (certificates, exit codes, log and journal lines) that services/diagnosis.ts has read ' +
+        'through the node agents: pure, like src/manifest/, so every rule of it can be tested without a node.',
+      from: { path: '^src/diagnosis/' },
+      to: { path: [IO_PACKAGES, IO_CORE_MODULES, IO_SRC] },
+    },
+    {
       name: 'store-not-to-services',
       severity: 'error',
       comment:

@@ -97,6 +97,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         stateDir: local.stateDir,
         kubeletHealthzUrl: local.kubeletHealthzUrl,
         ...config.nodeProbes,
+        podLogDir: config.podLogsDir,
         lockTtlMs: config.lockTtlMs,
         lockWaitMs: config.lockWaitMs,
       })
@@ -122,6 +123,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       },
       nodeAddressAllow: config.nodeAddressAllow,
       resolveHost: options.resolveHost,
+      certWarnDays: config.certWarnDays,
     },
   })
   // Made at start so that its directories exist before the first request

@@ -7,7 +7,7 @@ import { resolve } from 'node:path'
 import { z } from 'zod'
 import { parseTokensDocument, type TokenEntry } from './services/tokens.ts'
 import { parseAddressAllowList, type AddressAllowList } from './net/address-allow.ts'
-import { KUBEADM_KUBELET_CONFIG_PATH, KUBELET_HEALTHZ_PORT } from './kubelet-facts.ts'
+import { KUBEADM_KUBELET_CONFIG_PATH, KUBELET_HEALTHZ_PORT, KUBELET_POD_LOGS_DIR } from './kubelet-facts.ts'
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -76,7 +76,11 @@ const envSchema = z.object({
   // Every node (local or SSH) is asked for its runtime (crictl) and kubelet health with these limits;
   // past them the query still answers, with runtimeUnavailableReason / kubeletUnavailableReason.
   CRICTL_TIMEOUT_MS: positiveInt.default(10_000),
+  // On every node (local or SSH): the kubelet's podLogsDir, whose files give a container's log where crictl cannot.
+  KUBELET_POD_LOGS_DIR: z.string().startsWith('/', 'expected an absolute path').default(KUBELET_POD_LOGS_DIR),
   KUBELET_HEALTHZ_TIMEOUT_MS: positiveInt.default(2_000),
+  // A certificate a static pod refers to this close to its notAfter is CERTIFICATE_EXPIRES_SOON.
+  CERT_EXPIRY_WARNING_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
   KUBECONFIG: optionalText,
   // Set by Kubernetes in every pod: without KUBECONFIG, the pod's service account reaches the API server.
   KUBERNETES_SERVICE_HOST: optionalText,
@@ -165,6 +169,10 @@ export type Config = {
   logLevel: (typeof LOG_LEVELS)[number]
   staticPodsMaxAgeSeconds: number
   nodeProbes: NodeProbeConfig
+  /** KUBELET_POD_LOGS_DIR: where the kubelet keeps container logs on each node. */
+  podLogsDir: string
+  /** CERT_EXPIRY_WARNING_DAYS. */
+  certWarnDays: number
   lockWaitMs: number
   lockTtlMs: number
   bodyLimitBytes: number
@@ -274,6 +282,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     staticPodsMaxAgeSeconds: e.STATIC_PODS_MAX_AGE_SECONDS,
     nodeProbes: { crictlTimeoutMs: e.CRICTL_TIMEOUT_MS, kubeletTimeoutMs: e.KUBELET_HEALTHZ_TIMEOUT_MS },
+    podLogsDir: e.KUBELET_POD_LOGS_DIR,
+    certWarnDays: e.CERT_EXPIRY_WARNING_DAYS,
     lockWaitMs: e.LOCK_WAIT_MS,
     lockTtlMs: e.LOCK_TTL_MS,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,

@@ -132,6 +132,8 @@ export interface ObservedPod {
   /** false when the newest revision was found on the node rather than written by the service. */
   managed: boolean
   manifest: string
+  /** The file's modification time on the node (its clock), from the listing; absent in older observations. */
+  modifiedAt?: string | null
 }
 
 export interface AgentState {
@@ -147,12 +149,48 @@ export interface KubeletState {
   message: string | null
 }
 
+/**
+ * How a container attempt ended, as the container runtime reports it (CRI
+ * ContainerStatus: exit_code, reason, finished_at; k8s.io/cri-api
+ * pkg/apis/runtime/v1/api.proto). null where the runtime did not say.
+ */
+export interface ContainerTermination {
+  exitCode: number | null
+  /** As the runtime words it: Error, Completed, OOMKilled, StartError ... */
+  reason: string | null
+  finishedAt: string | null
+}
+
 export interface ContainerRuntimeState {
   name: string
   image: string | null
   state: string
   ready: boolean | null
   restartCount: number | null
+  // What the container runtime tells of the current (newest) attempt
+  // (src/agents/crictl.ts). Optional: observations recorded before these
+  // fields existed, and mirror pods' containers, have none of them. The
+  // exit code and times come from `crictl inspect`, which a runtime read
+  // asks only for containers that are not running or have restarted; for
+  // the others they are null.
+  /** The runtime's id of the current attempt. */
+  containerId?: string | null
+  /** The CRI attempt number (metadata.attempt): 0 for the first run, one more per restart. */
+  attempt?: number | null
+  exitCode?: number | null
+  /** As the runtime words it: Error, Completed, OOMKilled, StartError ... */
+  reason?: string | null
+  message?: string | null
+  startedAt?: string | null
+  finishedAt?: string | null
+  /**
+   * How the attempt before the current one ended: the exited container of the
+   * same name in the same sandbox, attempt - 1 or else the newest older one.
+   * null when the runtime lists none (a first attempt, or one removed by the
+   * kubelet's garbage collection); its fields are null when it is listed but
+   * could not be inspected.
+   */
+  lastTermination?: ContainerTermination | null
 }
 
 export interface PodRuntimeState {

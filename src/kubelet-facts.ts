@@ -17,3 +17,10 @@ export const KUBEADM_KUBELET_CONFIG_PATH = '/var/lib/kubelet/config.yaml'
  * container runtime.
  */
 export const CONFIG_SOURCE_ANNOTATION = 'kubernetes.io/config.source'
+
+/**
+ * Where the kubelet keeps container logs (its podLogsDir setting, default
+ * /var/log/pods): `<namespace>_<pod>_<uid>/<container>/<attempt>.log`
+ * (pkg/kubelet/kuberuntime/helpers.go in k8s.io/kubernetes).
+ */
+export const KUBELET_POD_LOGS_DIR = '/var/log/pods'

@@ -4,7 +4,9 @@
 //
 // Paths given to an agent are file names inside the node's staticPodPath; the
 // agent never accepts a path with a '/' in it, so nothing outside staticPodPath
-// can be written through it.
+// can be written through it. The one exception reads: readNodeFile takes an
+// absolute path (which, is the caller's rule: never a private key), and
+// refuses relative ones, '..' segments and NUL.
 
 import type { DirEntry } from '../manifest/types.ts'
 import type { KubeletState, PodRuntimeState } from '../domain.ts'
@@ -27,6 +29,68 @@ export type RuntimeReport =
 export type KubeletReport =
   | { available: true; status: KubeletState }
   | { available: false; reason: string }
+
+/** One container's log (NodeAgent.containerLog). Names are the static pod's, as in PodRuntimeState. */
+export interface ContainerLogRequest {
+  namespace: string
+  /** The static pod's name (kube-apiserver), not its sandbox's (kube-apiserver-<node>): the agent adds the node. */
+  pod: string
+  container: string
+  /** The attempt before the current one (kubectl logs --previous). */
+  previous: boolean
+  /** The newest lines only; null: no limit but limitBytes. 0: none. */
+  tailLines: number | null
+  /** Only lines of the last sinceSeconds (the node's clock for crictl, this machine's for the kubelet's files); null: all. */
+  sinceSeconds: number | null
+  /** At most this many bytes of lines, each counted with its newline; the newest lines are kept (at most CONTAINER_LOG_MAX_BYTES). */
+  limitBytes: number
+}
+
+export interface ContainerLogResult {
+  /** Oldest first, each as the runtime stored it with its timestamp: `2024-06-10T06:13:22.123456789Z <text>`. */
+  lines: string[]
+  /** Older lines were left out: cut at tailLines or limitBytes. */
+  truncated: boolean
+  /** 'crictl', or the kubelet's log file that was read (`/var/log/pods/<namespace>_<pod>_<uid>/<container>/<attempt>.log`). */
+  source: string
+  /** The attempt the lines are of. */
+  attempt: number
+  /** Its container id, when crictl named it. */
+  containerId: string | null
+}
+
+/** The kubelet's journal (NodeAgent.kubeletJournal). */
+export interface KubeletJournalRequest {
+  /** Entries of the last sinceSeconds on the node's clock; null: all there are. */
+  sinceSeconds: number | null
+  /** The newest entries only; null: at most KUBELET_JOURNAL_MAX_LINES. */
+  tailLines: number | null
+}
+
+export type KubeletJournalResult =
+  | { lines: Array<{ at: string; message: string }>; truncated: boolean }
+  /** journalctl is not there, or could not read the system journal: the reason, for the caller to show. */
+  | { unavailable: string }
+
+/** The most a container log read returns (limitBytes above it is refused). */
+export const CONTAINER_LOG_MAX_BYTES = 8 * 1024 * 1024
+export const KUBELET_JOURNAL_MAX_LINES = 10_000
+
+/**
+ * readNodeFile found the path but will not hand it out: not a regular file,
+ * or larger than asked. Its message names the node and the path.
+ */
+export class NodeFileRefusedError extends Error {
+  override readonly name = 'NodeFileRefusedError'
+
+  constructor(
+    readonly path: string,
+    readonly why: 'not-a-file' | 'too-large',
+    message: string,
+  ) {
+    super(message)
+  }
+}
 
 export interface NodeAgent {
   readonly nodeName: string
@@ -70,6 +134,25 @@ export interface NodeAgent {
   runtimeStatus(): Promise<RuntimeReport>
   /** The kubelet's own health endpoint, asked on the node. */
   kubeletHealth(): Promise<KubeletReport>
+
+  /**
+   * One container attempt's log, read on the node: `crictl logs`, or, where
+   * crictl is missing or cannot answer, the kubelet's file under the node's
+   * pod log directory (/var/log/pods). null when the container has no such
+   * attempt (never ran, or no attempt before the current one). Bad arguments
+   * are VALIDATION_FAILED.
+   */
+  containerLog(req: ContainerLogRequest): Promise<ContainerLogResult | null>
+  /** The kubelet's journal on the node (journalctl -u kubelet), oldest first. */
+  kubeletJournal(req: KubeletJournalRequest): Promise<KubeletJournalResult>
+  /**
+   * A file on the node, whole, for diagnosis (the certificates and kubeconfigs
+   * a pod's flags name; the caller decides which, never private keys): null
+   * when it does not exist; NodeFileRefusedError when it is not a regular
+   * file or is larger than maxBytes. The path must be absolute, without '..'
+   * segments or NUL (VALIDATION_FAILED otherwise).
+   */
+  readNodeFile(absolutePath: string, maxBytes: number): Promise<Buffer | null>
 
   close(): Promise<void>
 }

@@ -21,7 +21,19 @@ import { createHash, randomBytes } from 'node:crypto'
 import { posix } from 'node:path'
 import { errorText, ServiceError, isServiceError } from '../errors.ts'
 import type { DirEntry } from '../manifest/types.ts'
-import type { BackupInfo, KubeletReport, LockOwner, NodeAgent, RuntimeReport } from './agent.ts'
+import { KUBELET_POD_LOGS_DIR } from '../kubelet-facts.ts'
+import type {
+  BackupInfo,
+  ContainerLogRequest,
+  ContainerLogResult,
+  KubeletJournalRequest,
+  KubeletJournalResult,
+  KubeletReport,
+  LockOwner,
+  NodeAgent,
+  RuntimeReport,
+} from './agent.ts'
+import { readBoundedFile, readContainerLog, readKubeletJournal, type DiagnosticsAccess, type RunCommand } from './diagnostics.ts'
 import { NodeLock, sameMachineProcessLiveness, thisProcessIdentity, type LockHolderLiveness, type ProcessIdentity } from './node-lock.ts'
 import { isPermissionDenied, type NodeFileSystem } from './node-fs.ts'
 
@@ -65,6 +77,10 @@ export interface FileAgentOptions {
   clock?: () => Date
   runtime?: () => Promise<RuntimeReport>
   kubelet?: () => Promise<KubeletReport>
+  /** How crictl and journalctl are run on the node, for logs and the journal (diagnostics.ts); without them, neither is there. */
+  commands?: { crictl?: RunCommand; journalctl?: RunCommand }
+  /** The kubelet's podLogsDir on the node, read where crictl cannot give a log; default /var/log/pods. */
+  podLogDir?: string
   /** Defaults to sameMachineProcessLiveness(processIdentity). */
   isLockHolderAlive?: LockHolderLiveness
   /** Defaults to this process (hostname, pid, pid namespace). */
@@ -104,6 +120,7 @@ export class FileAgent implements NodeAgent {
   readonly #kubelet: (() => Promise<KubeletReport>) | undefined
   readonly #hooks: FileAgentHooks
   readonly #onClose: (() => Promise<void>) | undefined
+  readonly #diagnostics: DiagnosticsAccess
 
   /** Temp files this agent is writing right now: never swept as leftovers. */
   readonly #tempsInFlight = new Set<string>()
@@ -143,6 +160,15 @@ export class FileAgent implements NodeAgent {
     this.#kubelet = options.kubelet
     this.#hooks = options.hooks ?? {}
     this.#onClose = options.onClose
+    const absent = (command: string): RunCommand => () => Promise.resolve({ ran: false, missing: true, reason: `this agent has no way to run ${command}` })
+    this.#diagnostics = {
+      nodeName: this.nodeName,
+      crictl: options.commands?.crictl ?? absent('crictl'),
+      journalctl: options.commands?.journalctl ?? absent('journalctl'),
+      fs,
+      podLogDir: absoluteDir(options.podLogDir ?? KUBELET_POD_LOGS_DIR, 'podLogDir'),
+      clock: this.#clock,
+    }
   }
 
   // ---- the node lock (node-lock.ts) -------------------------------------------
@@ -182,7 +208,9 @@ export class FileAgent implements NodeAgent {
             })
             if (bytes === null) return null // removed since the listing
             if (bytes.length > this.#maxFileBytes) return { name: entry.name, kind: 'file', size: bytes.length }
-            return { name: entry.name, kind: 'file', size: bytes.length, bytes }
+            // The modification time tells diagnosis whether the kubelet has had time to take the file up.
+            const modifiedAt = entry.mtimeMs > 0 ? { modifiedAt: new Date(entry.mtimeMs).toISOString() } : {}
+            return { name: entry.name, kind: 'file', size: bytes.length, bytes, ...modifiedAt }
           }),
         )),
       )
@@ -361,6 +389,24 @@ export class FileAgent implements NodeAgent {
     } catch (err) {
       return { available: false, reason: `asking the kubelet failed: ${errorText(err)}` }
     }
+  }
+
+  // ---- diagnosis (diagnostics.ts) -----------------------------------------------
+
+  async containerLog(req: ContainerLogRequest): Promise<ContainerLogResult | null> {
+    return readContainerLog(this.#diagnostics, req).catch((err: unknown) => {
+      throw this.#readFailed(this.#diagnostics.podLogDir, err)
+    })
+  }
+
+  kubeletJournal(req: KubeletJournalRequest): Promise<KubeletJournalResult> {
+    return readKubeletJournal(this.#diagnostics, req)
+  }
+
+  async readNodeFile(absolutePath: string, maxBytes: number): Promise<Buffer | null> {
+    return readBoundedFile(this.#fs, this.nodeName, absolutePath, maxBytes).catch((err: unknown) => {
+      throw this.#readFailed(absolutePath, err)
+    })
   }
 
   async close(): Promise<void> {

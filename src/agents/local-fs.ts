@@ -3,7 +3,7 @@
 import { constants, type Stats } from 'node:fs'
 import { lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { FileExistsError, type NodeDirEntry, type NodeFileSystem, type WriteNewFileOptions } from './node-fs.ts'
+import { FileExistsError, type NodeDirEntry, type NodeFileSystem, type OpenedFile, type WriteNewFileOptions } from './node-fs.ts'
 
 /** Manifests may carry credentials in flags; kubeadm writes them 0600 too. */
 const FILE_MODE = 0o600
@@ -56,6 +56,40 @@ export class LocalFileSystem implements NodeFileSystem {
     } catch (err) {
       if (errorCode(err) === 'ENOENT') return null
       throw err
+    }
+  }
+
+  async withOpenFile<T>(path: string, fn: (file: OpenedFile) => Promise<T>): Promise<T | null> {
+    let handle
+    try {
+      // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. No effect on a regular file.
+      handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return null
+      throw err
+    }
+    try {
+      const info = await handle.stat()
+      const kind = info.isFile() ? 'file' : info.isDirectory() ? 'directory' : 'other'
+      const opened = handle
+      return await fn({
+        kind,
+        size: info.size,
+        mtimeMs: info.mtimeMs,
+        async read(offset, length) {
+          if (kind !== 'file') throw new Error(`${path} is not a regular file`)
+          const buffer = Buffer.alloc(length)
+          let filled = 0
+          while (filled < length) {
+            const { bytesRead } = await opened.read(buffer, filled, length - filled, offset + filled)
+            if (bytesRead === 0) break
+            filled += bytesRead
+          }
+          return filled === length ? buffer : buffer.subarray(0, filled)
+        },
+      })
+    } finally {
+      await handle.close()
     }
   }
 

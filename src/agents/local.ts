@@ -1,8 +1,10 @@
 // The node agent for the machine the service runs on: the FileAgent on the
 // local filesystem, crictl run directly, and the kubelet's healthz asked over
 // loopback (src/agents/kubelet-health.ts, over a TCP connection of its own).
+// Diagnosis (diagnostics.ts): crictl logs and journalctl as child processes
+// with fixed argument lists (no shell), the kubelet's log files read here.
 
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { constants } from 'node:fs'
 import { access, stat } from 'node:fs/promises'
 import { connect as connectTcp, isIP } from 'node:net'
@@ -11,7 +13,9 @@ import type { Duplex } from 'node:stream'
 import { connect as connectTls } from 'node:tls'
 import { errorText } from '../errors.ts'
 import type { KubeletReport, RuntimeReport } from './agent.ts'
-import { CRICTL_CONTAINERS_ARGS, CRICTL_MAX_OUTPUT_BYTES, CRICTL_PODS_ARGS, parseCrictl } from './crictl.ts'
+import { CRICTL_CONTAINERS_ARGS, CRICTL_MAX_OUTPUT_BYTES, CRICTL_PODS_ARGS, crictlInspectArgs, readCrictl } from './crictl.ts'
+import type { CommandOutcome, RunCommand } from './diagnostics.ts'
+import { OutputTail } from './output-tail.ts'
 import { FileAgent, type FileAgentHooks } from './file-agent.ts'
 import type { LockHolderLiveness } from './node-lock.ts'
 import { askKubeletHealthz, HealthzConnectError } from './kubelet-health.ts'
@@ -28,8 +32,12 @@ export interface LocalAgentOptions {
   crictlPath?: string
   crictlTimeoutMs: number
   kubeletTimeoutMs: number
-  /** The PATH searched for crictl; default process.env.PATH. */
+  /** The PATH searched for crictl and journalctl; default process.env.PATH. */
   searchPath?: string
+  /** journalctl to run; default: the first `journalctl` on PATH. */
+  journalctlPath?: string
+  /** KUBELET_POD_LOGS_DIR: the kubelet's log files, read where crictl cannot give a log; default /var/log/pods. */
+  podLogDir?: string
   lockTtlMs: number
   lockWaitMs: number
   maxFileBytes?: number
@@ -52,6 +60,11 @@ export async function createLocalAgent(options: LocalAgentOptions): Promise<File
     clock,
     isLockHolderAlive: options.isLockHolderAlive,
     hooks: options.hooks,
+    podLogDir: options.podLogDir,
+    commands: {
+      crictl: localCommand('crictl', options.crictlPath, options.searchPath ?? process.env.PATH ?? '', options.crictlTimeoutMs),
+      journalctl: localCommand('journalctl', options.journalctlPath, options.searchPath ?? process.env.PATH ?? '', options.crictlTimeoutMs),
+    },
     kubelet: () => kubeletHealthAt(options.kubeletHealthzUrl, options.kubeletTimeoutMs, clock),
     runtime: () =>
       localCrictlStatus({
@@ -121,11 +134,52 @@ async function localCrictlStatus(run: CrictlRun): Promise<RuntimeReport> {
   } catch (err) {
     return { available: false, reason: errorText(err) }
   }
+  let reading: ReturnType<typeof readCrictl>
   try {
-    return { available: true, pods: parseCrictl(podsJson, containersJson, run.nodeName, run.clock()) }
+    reading = readCrictl(podsJson, containersJson, run.nodeName, run.clock())
   } catch (err) {
     return { available: false, reason: errorText(err) }
   }
+  if (reading.inspectIds.length === 0) return { available: true, pods: reading.pods }
+  // Exit codes and times, for the containers that are not running or restarted (crictl.ts); the state as listed without them.
+  try {
+    return { available: true, pods: reading.withInspect(await runCrictl(crictl, crictlInspectArgs(reading.inspectIds), run.timeoutMs)) }
+  } catch {
+    return { available: true, pods: reading.pods }
+  }
+}
+
+/** A command found on this machine (its path, else the first on PATH), run with argv and no shell, keeping the end of its output. */
+function localCommand(name: string, path: string | undefined, searchPath: string, timeoutMs: number): RunCommand {
+  return async (args, keepBytes) => {
+    const file = path ?? (await findOnPath(name, searchPath))
+    if (file === null || !(await isExecutable(file))) return { ran: false, missing: true, reason: `${name} not found on this machine` }
+    return spawnKeepingTail(file, `${name} ${args[0] ?? ''}`.trim(), args, timeoutMs, keepBytes)
+  }
+}
+
+function spawnKeepingTail(file: string, what: string, args: readonly string[], timeoutMs: number, keepBytes: number): Promise<CommandOutcome> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const stdout = new OutputTail(keepBytes)
+    const stderr = new OutputTail(keepBytes)
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk))
+    child.once('error', (err) => {
+      clearTimeout(timer)
+      reject(new Error(`${what} could not be started: ${errorText(err)}`))
+    })
+    child.once('close', (code, signal) => {
+      clearTimeout(timer)
+      if (timedOut) return reject(new Error(`${what} did not finish within ${timeoutMs} ms`))
+      resolve({ ran: true, exitCode: code, signal, stdout: stdout.kept(), stderr: stderr.kept() })
+    })
+  })
 }
 
 function runCrictl(crictl: string, args: readonly string[], timeoutMs: number): Promise<string> {

@@ -47,6 +47,16 @@ export function isPermissionDenied(err: unknown): boolean {
   return 'code' in err && (err.code === 'EACCES' || err.code === 'EPERM')
 }
 
+/**
+ * "No such file or directory" (ENOENT, SFTP's NO_SUCH_FILE): implementations
+ * pass their own errors on; this tells them apart.
+ */
+export function isNoSuchFile(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false
+  if ('noSuchFile' in err && err.noSuchFile === true) return true
+  return 'code' in err && err.code === 'ENOENT'
+}
+
 export interface WriteNewFileOptions {
   /** Create with O_CREAT|O_EXCL: fail with FileExistsError if the path exists. */
   exclusive: boolean
@@ -66,11 +76,30 @@ export interface WriteNewFileOptions {
   durable?: boolean
 }
 
+/** A file opened for reading (NodeFileSystem.withOpenFile). */
+export interface OpenedFile {
+  /** What it is, symlinks followed; only a 'file' can be read. */
+  kind: NodeEntryKind
+  /** Its size when it was opened. */
+  size: number
+  mtimeMs: number
+  /** Up to length bytes from offset: fewer only at the end of the file. */
+  read(offset: number, length: number): Promise<Buffer>
+}
+
 export interface NodeFileSystem {
   /** Every entry of dir, dotfiles included. Fails if dir cannot be read. */
   readDir(dir: string): Promise<NodeDirEntry[]>
   /** The whole file, or null if it does not exist. */
   readFile(path: string): Promise<Buffer | null>
+  /**
+   * Opens path for reading and runs fn on it, then closes it; null when there
+   * is no such file. For reading part of a file (the end of a log) or a
+   * bounded one: fn reads what it needs. Never blocks on a FIFO or a device:
+   * what is not a regular file is not opened for reading, and fn is told its kind.
+   * fn must not use this file system itself (over SFTP, fn runs inside one of the node's operations).
+   */
+  withOpenFile<T>(path: string, fn: (file: OpenedFile) => Promise<T>): Promise<T | null>
   /**
    * Creates (or truncates, when not exclusive) path, with the mode and owner
    * the options ask for, writes bytes, flushes them to stable storage (unless

@@ -64,6 +64,8 @@ export interface SshAgentSettings {
   nodeProbes: NodeProbeConfig
   /** Read over SFTP for staticPodPath when a node has the kubeadm default. */
   kubeletConfigPath: string
+  /** The kubelet's podLogsDir on each node (KUBELET_POD_LOGS_DIR); default /var/log/pods. */
+  podLogsDir?: string
   lockTtlMs: number
   lockWaitMs: number
 }
@@ -206,6 +208,7 @@ export class AgentRegistry implements AgentProvider {
       ...ssh.nodeProbes,
       lockTtlMs: ssh.lockTtlMs,
       lockWaitMs: ssh.lockWaitMs,
+      podLogDir: ssh.podLogsDir,
     })
   }
 
@@ -285,6 +288,7 @@ export function sshAgentSettings(config: Config, facts: NodeFactsRecorder, resol
     kubeletHealthzPort: ssh.kubeletHealthzPort,
     nodeProbes: config.nodeProbes,
     kubeletConfigPath: ssh.kubeletConfigPath,
+    podLogsDir: config.podLogsDir,
     lockTtlMs: config.lockTtlMs,
     lockWaitMs: config.lockWaitMs,
   }

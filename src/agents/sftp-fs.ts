@@ -8,7 +8,7 @@
 
 import { posix } from 'node:path'
 import type { SFTPWrapper, Stats } from 'ssh2'
-import { FileExistsError, type NodeDirEntry, type NodeEntryKind, type NodeFileSystem, type WriteNewFileOptions } from './node-fs.ts'
+import { FileExistsError, type NodeDirEntry, type NodeEntryKind, type NodeFileSystem, type OpenedFile, type WriteNewFileOptions } from './node-fs.ts'
 
 /** Runs one SFTP operation on the node (the pool's run, bound to the node). */
 export type SftpRunner = <T>(what: string, fn: (sftp: SFTPWrapper) => Promise<T>) => Promise<T>
@@ -55,6 +55,8 @@ export class SftpError extends Error {
   readonly unsupported: boolean
   /** The node's user may not do this (node-fs.ts isPermissionDenied). */
   readonly permissionDenied: boolean
+  /** There is no such file or directory (node-fs.ts isNoSuchFile). */
+  readonly noSuchFile: boolean
 
   constructor(operation: string, path: string, cause: unknown) {
     const status = statusOf(cause)
@@ -69,6 +71,7 @@ export class SftpError extends Error {
     this.status = status
     this.unsupported = unsupported
     this.permissionDenied = status === PERMISSION_DENIED
+    this.noSuchFile = status === NO_SUCH_FILE
   }
 }
 
@@ -130,6 +133,41 @@ export class SftpFileSystem implements NodeFileSystem {
       }
       try {
         return await readWholeFile(sftp, handle, path)
+      } finally {
+        closeUnawaited(sftp, handle)
+      }
+    })
+  }
+
+  withOpenFile<T>(path: string, fn: (file: OpenedFile) => Promise<T>): Promise<T | null> {
+    return this.run(`reading ${path}`, async (sftp) => {
+      // stat first: the server's open of a FIFO would wait for a writer.
+      let stats: Stats
+      try {
+        stats = await call<Stats>('stat', path, (done) => sftp.stat(path, done))
+      } catch (err) {
+        if (isNoSuchFile(err)) return null
+        throw err
+      }
+      if (!stats.isFile()) {
+        return fn({ kind: kindOf(stats), size: stats.size, mtimeMs: stats.mtime * 1000, read: () => Promise.reject(new Error(`${path} is not a regular file`)) })
+      }
+      let handle: Buffer
+      try {
+        handle = await call<Buffer>('open', path, (done) => sftp.open(path, 'r', done))
+      } catch (err) {
+        if (isNoSuchFile(err)) return null
+        throw err
+      }
+      try {
+        // The open file's own attributes: the file stat saw may have been replaced since.
+        const opened = await call<Stats>('fstat', path, (done) => sftp.fstat(handle, done))
+        return await fn({
+          kind: kindOf(opened),
+          size: opened.size,
+          mtimeMs: opened.mtime * 1000,
+          read: (offset, length) => readRange(sftp, handle, path, offset, length),
+        })
       } finally {
         closeUnawaited(sftp, handle)
       }
@@ -257,6 +295,31 @@ async function readWholeFile(sftp: SFTPWrapper, handle: Buffer, path: string): P
     if (bytesRead < READ_CHUNK_BYTES) break
   }
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total)
+}
+
+/**
+ * length bytes from offset (fewer at the end of the file), in reads the
+ * server accepts, sent together: answered in order, one round trip for all.
+ */
+async function readRange(sftp: SFTPWrapper, handle: Buffer, path: string, offset: number, length: number): Promise<Buffer> {
+  const pieces: Array<Promise<Buffer>> = []
+  for (let at = 0; at < length; at += READ_CHUNK_BYTES) {
+    const size = Math.min(READ_CHUNK_BYTES, length - at)
+    const buffer = Buffer.allocUnsafe(size)
+    pieces.push(
+      call<number>('read', path, (done) => sftp.read(handle, buffer, 0, size, offset + at, done)).then(
+        (bytesRead) => buffer.subarray(0, bytesRead),
+        (err: unknown) => {
+          if (statusOf(err) === END_OF_FILE) return Buffer.alloc(0)
+          throw err
+        },
+      ),
+    )
+  }
+  const read = await Promise.all(pieces)
+  // A short piece is the end of the file (a regular file's reads are short only there): nothing after it counts.
+  const shortAt = read.findIndex((piece, i) => piece.length < Math.min(READ_CHUNK_BYTES, length - i * READ_CHUNK_BYTES))
+  return Buffer.concat(shortAt < 0 ? read : read.slice(0, shortAt + 1))
 }
 
 /**

@@ -1,10 +1,13 @@
 // Fixed command lines over an SSH exec channel, for the SSH agent (crictl,
-// ssh.ts) and for finding a SUDO node's SFTP server (sudo.ts). A command is
-// always one of the constants of those modules, never built from input: sshd
-// hands it to the user's shell.
+// journalctl: ssh.ts) and for finding a SUDO node's SFTP server (sudo.ts). A
+// command is always built from the constants of those modules and checked
+// words (container ids crictl listed, whole numbers: shellCommand), never
+// from input: sshd hands it to the user's shell.
 
 import type { Client as SshClient } from 'ssh2'
 import { channelFailure } from './connect-errors.ts'
+import type { KeptText } from './cri-log.ts'
+import { OutputTail } from './output-tail.ts'
 
 export interface ExecResult {
   exitCode: number | null
@@ -53,6 +56,58 @@ export function execFixed(client: SshClient, command: string, timeoutMs: number,
         clearTimeout(timer)
         if (size > maxOutputBytes) return reject(new Error(`${command} printed more than ${maxOutputBytes} bytes`))
         resolve({ exitCode, signal, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') })
+      })
+    }))
+  })
+}
+
+/** A word that means the same to every shell: no space, quote, glob or other shell character. */
+const PLAIN_WORD = /^[A-Za-z0-9._+/=-]+$/
+
+/** argv as a command line for the node's shell; only plain words (anything else is a bug here). */
+export function shellCommand(argv: readonly string[]): string {
+  for (const word of argv) {
+    if (!PLAIN_WORD.test(word)) throw new Error(`unreachable: ${JSON.stringify(word)} is not a plain word for a command line`)
+  }
+  return argv.join(' ')
+}
+
+export interface TailExecResult {
+  exitCode: number | null
+  signal: string | null
+  /** The last keepBytes of each stream, and whether more came before them. */
+  stdout: KeptText
+  stderr: KeptText
+}
+
+/**
+ * Runs command like execFixed, for commands whose newest output matters
+ * (logs): of each stream, only the last keepBytes are kept, however much it
+ * prints. An error after timeoutMs (the channel is closed).
+ */
+export function execKeepingTail(client: SshClient, command: string, timeoutMs: number, keepBytes: number): Promise<TailExecResult> {
+  return new Promise((resolve, reject) => {
+    notConnectedAsError(reject, () => client.exec(command, (err, channel) => {
+      if (err) return reject(new Error(`the node did not start ${command} (${channelFailure(err)})`, { cause: err }))
+      const stdout = new OutputTail(keepBytes)
+      const stderr = new OutputTail(keepBytes)
+      let exitCode: number | null = null
+      let signal: string | null = null
+      let timedOut = false
+      const timer = setTimeout(() => {
+        timedOut = true
+        channel.close()
+      }, timeoutMs)
+      channel.on('data', (chunk: Buffer) => stdout.push(chunk))
+      channel.stderr.on('data', (chunk: Buffer) => stderr.push(chunk))
+      channel.on('exit', (code: number | null, signalName?: string) => {
+        exitCode = code
+        signal = signalName ?? null
+      })
+      channel.on('close', () => {
+        clearTimeout(timer)
+        if (timedOut) return reject(new Error(`${command} did not finish within ${timeoutMs} ms`))
+        resolve({ exitCode, signal, stdout: stdout.kept(), stderr: stderr.kept() })
       })
     }))
   })

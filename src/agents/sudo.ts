@@ -20,7 +20,7 @@
 import type { Client as SshClient, SFTPWrapper } from 'ssh2'
 import { ServiceError } from '../errors.ts'
 import { channelFailure } from './connect-errors.ts'
-import { CRICTL_CONTAINERS_ARGS, CRICTL_PODS_ARGS } from './crictl.ts'
+import { CRICTL_CONTAINERS_ARGS, CRICTL_INSPECT_PREFIX, CRICTL_LOGS_PREFIX, CRICTL_PODS_ARGS } from './crictl.ts'
 import { execFixed, EXIT_COMMAND_NOT_FOUND, notConnectedAsError } from './ssh-exec.ts'
 import type { SudoAccess } from './ssh-pool.ts'
 
@@ -76,6 +76,26 @@ export function sudoersRule(user: string, paths: { sftpServer: string; crictl: s
     `Defaults:${user} !requiretty`,
     `${user} ALL=(root) NOPASSWD: ${alias}`,
   ].join('\n')
+}
+
+/**
+ * The sudoers lines that let user run what diagnosis runs as root on a SUDO
+ * node, beside sudoersRule's: `crictl inspect` (exit codes and times) and
+ * `crictl logs` of containers crictl listed. Their ids and bounds vary, so
+ * these lines end in sudoers' `*` (any arguments after the fixed start):
+ * every inspect and logs option is a read (inspect's output formats, logs'
+ * --tail, --since, --follow, --reopen), and crictl's global options
+ * (--runtime-endpoint, --config) are not accepted after the subcommand. Without
+ * these lines sudo refuses both: runtime states then lack exit codes, and
+ * logs come from the kubelet's files over the SFTP session instead.
+ * journalctl needs no rule: it runs as the user (ssh.ts).
+ */
+export function sudoersDiagnosisRule(user: string, paths: { crictl: string }, alias = 'STATICPOD_API_DIAGNOSIS'): string {
+  for (const word of [user, paths.crictl, alias]) {
+    if (!PLAIN_WORD.test(word) || /[,:=\\]/.test(word)) throw new Error(`${JSON.stringify(word)} cannot be written into sudoers as it is`)
+  }
+  const commands = [[paths.crictl, ...CRICTL_INSPECT_PREFIX, '*'].join(' '), [paths.crictl, ...CRICTL_LOGS_PREFIX, '*'].join(' ')]
+  return [`Cmnd_Alias ${alias} = ${commands.join(', ')}`, `${user} ALL=(root) NOPASSWD: ${alias}`].join('\n')
 }
 
 /** What became of a command run through sudo -n, from its exit code and stderr. */

@@ -6,6 +6,7 @@
 
 import type { NodeKind as RecordKind } from '../domain.ts'
 import { nodeAddressOf } from '../services/nodes.ts'
+import type { StaticPodView } from '../services/static-pod-view.ts'
 import type { NodeKind, Resolvers } from './generated/resolvers-types.ts'
 import { DateTime, JSONScalar } from './scalars.ts'
 import type { RequestScope } from './scope.ts'
@@ -86,7 +87,17 @@ export const resolvers: Omit<Resolvers, keyof typeof enumValues> = {
     kubeletUnavailableReason: async (node, _args, { scope }) => (await scope.nodeState(node)).observation.kubeletUnavailableReason,
     runtimeUnavailableReason: async (node, _args, { scope }) => (await scope.nodeState(node)).observation.runtimeUnavailableReason,
     observedAt: async (node, _args, { scope }) => (await scope.nodeState(node)).observation.observedAt,
-    findings: async (node, _args, { scope }) => (await scope.nodeState(node)).observation.findings,
+    findings: async (node, _args, { scope }) => {
+      const state = await scope.nodeState(node)
+      const certificates = await scope.services.diagnosis.certificateFindings(scope.services.staticPods.viewsOf(state), scope.diagnosisReads)
+      return [...state.observation.findings, ...certificates]
+    },
+    kubeletLog: (node, args, { scope }) => scope.services.diagnosis.kubeletLog(node, args, scope.actor),
+    diagnosis: async (node, _args, { scope }) => {
+      const state = await scope.nodeState(node)
+      const syncOf = async (pod: StaticPodView) => scope.services.mirrorPods.syncOf(pod, await scope.mirrorPodsOn(pod.nodeName))
+      return scope.services.diagnosis.diagnoseNode(state, scope.services.staticPods.viewsOf(state), syncOf, scope.actor, scope.diagnosisReads)
+    },
     staticPods: async (node, args, { scope }) => scope.services.staticPods.viewsOf(await scope.nodeState(node, args.maxAgeSeconds), args.namespace),
     mirrorPods: (node, _args, { scope }) => scope.mirrorPodsOn(node.name),
     kubernetes: (node, _args, { scope }) => scope.kubernetesNode(node.name),
@@ -107,6 +118,12 @@ export const resolvers: Omit<Resolvers, keyof typeof enumValues> = {
     },
     sync: async (pod, _args, { scope }) => scope.services.mirrorPods.syncOf(pod, await scope.mirrorPodsOn(pod.nodeName)),
     history: (pod, args, { scope }) => scope.history(pod, args.limit),
+    logs: (pod, args, { scope }) => scope.services.diagnosis.containerLog(pod, args, scope.actor),
+    certificates: (pod, _args, { scope }) => scope.services.diagnosis.certificates(pod, scope.diagnosisReads),
+    diagnosis: async (pod, _args, { scope }) => {
+      const [state, mirrors] = await Promise.all([scope.nodeState(pod.node), scope.mirrorPodsOn(pod.nodeName)])
+      return scope.services.diagnosis.diagnosePod(pod, state, scope.services.mirrorPods.syncOf(pod, mirrors), scope.actor, scope.diagnosisReads)
+    },
   },
 
   MirrorPod: {

@@ -24,6 +24,7 @@
 import mercurius from 'mercurius'
 import type { KubernetesNodeView } from '../cluster/mirror-pods.ts'
 import { isServiceError, type ServiceError } from '../errors.ts'
+import { DiagnosisReads } from '../services/diagnosis.ts'
 import type { Services } from '../services/index.ts'
 import { maxAgeOf, type NodeFailure, type NodeState } from '../services/node-state.ts'
 import { podKeyString, type NodeRecord, type PodKey, type RevisionRecord } from '../domain.ts'
@@ -33,6 +34,8 @@ import type { StaticPodView } from '../services/static-pod-view.ts'
 import { StepBatcher } from './batcher.ts'
 
 export class RequestScope {
+  /** Files, journals and logs this query has read for diagnosis, each once. */
+  readonly diagnosisReads = new DiagnosisReads()
   /** Per node, the states this query asked for, by the maxAge they were asked with. */
   private readonly states = new Map<string, Array<{ maxAge: number; state: Promise<NodeState> }>>()
   private readonly reported = new Set<string>()

@@ -192,10 +192,11 @@ export type DocumentRead =
  * patches. The value is the first document's (undefined when there is none),
  * frozen; the caller judges documentCount. Reasons speak of "the manifest".
  */
-export function readDocument(input: string | Uint8Array, maxBytes = MAX_MANIFEST_BYTES): DocumentRead {
+export function readDocument(input: string | Uint8Array, maxBytes = MAX_MANIFEST_BYTES, opts: { remember?: boolean } = {}): DocumentRead {
   const decoded = decodeInput(input, maxBytes)
   if (!decoded.ok) return decoded
-  const parsed = analysed(decoded.text, decoded.byteLength)
+  // remember: false for a text that holds secrets (a kubeconfig's client-key-data): not kept in the parse cache.
+  const parsed = opts.remember === false ? analyse(decoded.text, decoded.byteLength) : analysed(decoded.text, decoded.byteLength)
   if (parsed.tooComplex) return { ok: false, reason: parsed.tooComplex }
   if (parsed.writeProblem) return { ok: false, reason: parsed.writeProblem }
   return { ok: true, format: parsed.format, documentCount: parsed.documentCount, value: parsed.value }

@@ -8,6 +8,8 @@ export interface DirEntry {
   bytes?: Uint8Array
   /** Size in bytes as the node reports it. */
   size: number
+  /** Modification time as the node reports it (ISO 8601); absent when unknown. */
+  modifiedAt?: string
 }
 
 export type FindingCode =
@@ -17,6 +19,9 @@ export type FindingCode =
   | 'STRAY_FILE'
   | 'API_REFERENCE_FORBIDDEN'
   | 'SUBDIRECTORY'
+  // Not lint's: services/diagnosis.ts adds them from the certificates a pod's flags name.
+  | 'CERTIFICATE_EXPIRED'
+  | 'CERTIFICATE_EXPIRES_SOON'
 
 export interface Finding {
   code: FindingCode

@@ -74,6 +74,20 @@ export async function restRoutes(app: FastifyInstance, opts: { services: Service
     },
   )
 
+  // As `kubectl logs`: the lines as text, oldest first.
+  app.get<{ Params: PodParams; Querystring: { container?: string; previous?: boolean; tailLines?: number; sinceSeconds?: number; limitBytes?: number } }>(
+    '/api/v1/nodes/:node/staticpods/:namespace/:name/log',
+    { schema: schemas.getStaticPodLog },
+    async (request, reply) => {
+      const { pod } = await services.staticPods.get(request.params, actor(request))
+      if (!pod) throw new ServiceError('NOT_FOUND', `node ${request.params.node} has no static pod ${request.params.namespace}/${request.params.name}`)
+      const log = await services.diagnosis.containerLog(pod, request.query, actor(request))
+      reply.header('x-staticpod-log-source', log.source)
+      if (log.truncated) reply.header('x-staticpod-log-truncated', 'true')
+      return reply.type('text/plain; charset=utf-8').send(log.lines.map((l) => `${l}\n`).join(''))
+    },
+  )
+
   app.put<{ Params: PodParams; Querystring: { dryRun?: boolean } }>(
     '/api/v1/nodes/:node/staticpods/:namespace/:name',
     { schema: schemas.putStaticPod },

@@ -130,6 +130,26 @@ export const getStaticPod = {
   response: { 200: { ...staticPod, description: 'The static pod (JSON), or the manifest itself (application/yaml)' }, 401: errors[401], 403: errors[403], 404: errors[404] },
 }
 
+export const getStaticPodLog = {
+  summary: 'A container\'s log, read on the node (as kubectl logs)',
+  description:
+    'Operator; every read is audited. crictl logs on the node, or where crictl is missing the kubelet\'s file under /var/log/pods (the X-Staticpod-Log-Source header says which). Lines oldest first, each with the runtime\'s timestamp. 404 when the container never ran or has no previous attempt.',
+  tags: ['static pods'],
+  security,
+  params: podParams,
+  querystring: {
+    type: 'object',
+    properties: {
+      container: { type: 'string', maxLength: 253, description: 'May be left out when the pod has one container' },
+      previous: { type: 'boolean', default: false, description: 'The attempt before the current one' },
+      tailLines: { type: 'integer', minimum: 0, default: 200 },
+      sinceSeconds: { type: 'integer', minimum: 1 },
+      limitBytes: { type: 'integer', minimum: 1, default: 1048576 },
+    },
+  },
+  response: { 200: { type: 'string', description: 'text/plain: the log lines' }, ...errors },
+}
+
 export const putStaticPod = {
   summary: 'Create or replace the manifest',
   description:

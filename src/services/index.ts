@@ -9,6 +9,7 @@ import type { AddressAllowList, HostResolver } from '../net/address-allow.ts'
 import type { Store } from '../store/store.ts'
 import { AuditService } from './audit.ts'
 import { ClusterService, type ClusterSettings } from './cluster.ts'
+import { DiagnosisService } from './diagnosis.ts'
 import { JumpHostService } from './jump-hosts.ts'
 import { KnownHostsService } from './known-hosts.ts'
 import { MirrorPodService } from './mirror-pods.ts'
@@ -32,6 +33,8 @@ export interface ServiceSettings {
   nodeAddressAllow: AddressAllowList | null
   /** Answers host names for that check instead of the system resolver (tests). */
   resolveHost?: HostResolver | undefined
+  /** CERT_EXPIRY_WARNING_DAYS. */
+  certWarnDays: number
 }
 
 export interface Services {
@@ -49,6 +52,7 @@ export interface Services {
   settledWrites: SettledWriteService
   rollouts: RolloutService
   knownHosts: KnownHostsService
+  diagnosis: DiagnosisService
   close(): Promise<void>
 }
 
@@ -96,6 +100,7 @@ export async function createServices(deps: {
     maxNodesPerRequest: settings.maxNodesPerRequest,
   })
   const knownHosts = new KnownHostsService({ nodes, jumpHosts, audit, maxNodesPerRequest: settings.maxNodesPerRequest })
+  const diagnosis = new DiagnosisService({ agents, audit, clock, log, certWarnDays: settings.certWarnDays })
   await nodes.ensureLocalNode()
   return {
     settings,
@@ -112,6 +117,7 @@ export async function createServices(deps: {
     settledWrites,
     rollouts,
     knownHosts,
+    diagnosis,
     async close() {
       await agents.close()
       await store.close()

@@ -177,7 +177,11 @@ export class NodeStateService {
   ): Promise<ManifestReading> {
     const { store, clock } = this.options
     const { pods: found, findings } = lintManifestDir(entries, node.name)
-    const pods = await this.recordChanges(node.name, found)
+    const modified = new Map(entries.map((e) => [e.name, e.modifiedAt]))
+    const pods = (await this.recordChanges(node.name, found)).map((p) => {
+      const modifiedAt = modified.get(p.fileName)
+      return modifiedAt ? { ...p, modifiedAt } : p
+    })
     const observedAt = clock().toISOString()
     const observation: NodeObservation = {
       node: node.name,

@@ -26,6 +26,8 @@ export interface StaticPodView {
   manifest: string
   managed: boolean
   observedAt: string
+  /** When the file last changed on the node (its modification time, the node's clock); null when not known. */
+  modifiedAt: string | null
   stale: boolean
   /** From the node's container runtime; null when the node has none to ask. */
   runtime: PodRuntimeView | null
@@ -56,6 +58,7 @@ export function toView(node: NodeRecord, observation: NodeObservation, pod: Obse
     manifest: pod.manifest,
     managed: pod.managed,
     observedAt: observation.observedAt ?? new Date(0).toISOString(),
+    modifiedAt: pod.modifiedAt ?? null,
     stale,
     runtime: runtimeOf(observation, pod),
   })
@@ -84,6 +87,7 @@ class View implements StaticPodView {
   manifest!: string
   managed!: boolean
   observedAt!: string
+  modifiedAt!: string | null
   stale!: boolean
   runtime!: PodRuntimeView | null
   #pod: Record<string, unknown> | undefined

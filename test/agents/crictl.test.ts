@@ -6,6 +6,8 @@ import { container, controlPlaneFixture, sandbox } from '../support/crictl-fixtu
 
 const now = new Date('2024-06-10T07:00:00.000Z')
 const print = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`
+/** Without crictl inspect's answer (test/agents/diagnostics.test.ts has it): no exit codes or times. */
+const NOT_INSPECTED = { exitCode: null, reason: null, message: null, startedAt: null, finishedAt: null }
 
 test('the static pods of the node, from the newest sandbox of each, with their newest containers', () => {
   const { sandboxes, containers } = controlPlaneFixture()
@@ -15,7 +17,7 @@ test('the static pods of the node, from the newest sandbox of each, with their n
       namespace: 'kube-system',
       name: 'etcd',
       state: 'READY',
-      containers: [{ name: 'etcd', image: 'registry.k8s.io/etcd:3.5.12-0', state: 'RUNNING', ready: null, restartCount: 0 }],
+      containers: [{ name: 'etcd', image: 'registry.k8s.io/etcd:3.5.12-0', state: 'RUNNING', ready: null, restartCount: 0, containerId: 'ad'.repeat(32), attempt: 0, ...NOT_INSPECTED, lastTermination: null }],
       observedAt: '2024-06-10T07:00:00.000Z',
       // The newest sandbox: a write's new pod is told from the old one by this id.
       sandboxId: '3c'.repeat(32),
@@ -26,7 +28,11 @@ test('the static pods of the node, from the newest sandbox of each, with their n
       name: 'kube-apiserver',
       state: 'READY',
       containers: [
-        { name: 'kube-apiserver', image: 'registry.k8s.io/kube-apiserver:v1.30.2', state: 'RUNNING', ready: null, restartCount: 1 },
+        {
+          name: 'kube-apiserver', image: 'registry.k8s.io/kube-apiserver:v1.30.2', state: 'RUNNING', ready: null, restartCount: 1, containerId: '9c'.repeat(32), attempt: 1, ...NOT_INSPECTED,
+          // Attempt 0 is listed (exited), but only crictl inspect tells how it ended.
+          lastTermination: { exitCode: null, reason: null, finishedAt: null },
+        },
       ],
       observedAt: '2024-06-10T07:00:00.000Z',
       sandboxId: '2b'.repeat(32),
@@ -37,7 +43,7 @@ test('the static pods of the node, from the newest sandbox of each, with their n
       name: 'kube-scheduler',
       state: 'READY',
       containers: [
-        { name: 'kube-scheduler', image: 'registry.k8s.io/kube-scheduler:v1.30.2', state: 'CREATED', ready: null, restartCount: 0 },
+        { name: 'kube-scheduler', image: 'registry.k8s.io/kube-scheduler:v1.30.2', state: 'CREATED', ready: null, restartCount: 0, containerId: 'be'.repeat(32), attempt: 0, ...NOT_INSPECTED, lastTermination: null },
       ],
       observedAt: '2024-06-10T07:00:00.000Z',
       sandboxId: '4d'.repeat(32),

@@ -1,5 +1,8 @@
 // Realistic crictl output for a control-plane node, field for field as
 // containerd's CRI answers and crictl prints them (see fake-crictl.mjs).
+// A container may also carry what the stand-in answers `crictl inspect` and
+// `crictl logs` from (exit code, reason, times, log records); `crictl ps`
+// does not print those.
 
 export interface CrictlSandbox {
   id: string
@@ -21,6 +24,24 @@ export interface CrictlContainer {
   createdAt: string
   labels: Record<string, string>
   annotations: Record<string, string>
+  // For the stand-in's inspect and logs only (fake-crictl.mjs).
+  exitCode?: number
+  reason?: string
+  message?: string
+  /** ISO 8601 / RFC 3339 (nanoseconds allowed) or nanoseconds since the epoch. */
+  startedAt?: string
+  finishedAt?: string
+  /** The container's log file, one CRI log record each (criLogRecord). */
+  log?: string[]
+}
+
+/**
+ * One record of a kubelet log file, in the CRI log format the runtime writes
+ * (`<RFC 3339 timestamp> <stdout|stderr> <P|F> <text>`; k8s.io/cri-client
+ * pkg/logs/logs.go parseCRILog). P: the line goes on in the next record.
+ */
+export function criLogRecord(time: string, stream: 'stdout' | 'stderr', text: string, tag: 'P' | 'F' = 'F'): string {
+  return `${time} ${stream} ${tag} ${text}`
 }
 
 const hex = (seed: string, length = 64): string => seed.repeat(Math.ceil(length / seed.length)).slice(0, length)
@@ -73,6 +94,8 @@ export function container(opts: {
   image: string
   /** Older containerd/crictl print no userSpecifiedImage and put the name in image.image. */
   withUserSpecifiedImage?: boolean
+  /** What the stand-in's inspect and logs answer (see CrictlContainer). */
+  detail?: Pick<CrictlContainer, 'exitCode' | 'reason' | 'message' | 'startedAt' | 'finishedAt' | 'log'>
 }): CrictlContainer {
   const imageId = `sha256:${hex(opts.id + 'b7', 64)}`
   const withUserSpecified = opts.withUserSpecifiedImage ?? true
@@ -99,6 +122,7 @@ export function container(opts: {
       'io.kubernetes.container.terminationMessagePolicy': 'File',
       'io.kubernetes.pod.terminationGracePeriod': '30',
     },
+    ...opts.detail,
   }
 }
 

@@ -13,16 +13,24 @@
 //   - Per node (and pod) behaviour, fixed when the sandbox is created:
 //       ready        containers CREATED for readyAfterMs, then RUNNING;
 //       never-ready  sandbox READY, containers stay CREATED (an image that never pulls);
-//       crash-loop   containers EXITED, restartCount growing every crashEveryMs.
+//       crash-loop   containers EXITED, restartCount growing every crashEveryMs;
+//                    each attempt exits with exit code 1 (reason Error, as
+//                    containerd words it), and the attempt before the current
+//                    one stays listed EXITED too, as the kubelet's garbage
+//                    collection keeps it (crictl inspect answers for both).
+//   - Log lines a test chooses (setLogs) are each attempt's log: served by
+//     `crictl logs`, and, for a node with a podLogDir, written where the
+//     kubelet keeps them, <podLogDir>/<namespace>_<pod>-<node>_<uid>/<container>/<attempt>.log,
+//     in the CRI log format (see crictl-fixture.ts criLogRecord).
 //
 // With an API server stand-in, it also keeps the mirror pods (as FakeKubelet
 // does) with a status that tells the same story: Ready only when running.
 
 import { createHash, randomBytes } from 'node:crypto'
-import { readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readLikeKubelet } from '../../src/manifest/parse.ts'
-import type { CrictlContainer, CrictlSandbox } from './crictl-fixture.ts'
+import { criLogRecord, type CrictlContainer, type CrictlSandbox } from './crictl-fixture.ts'
 import type { FakeApiServer, Json } from './fake-apiserver.ts'
 import { mirrorPodOf } from './fake-kubelet.ts'
 
@@ -33,6 +41,8 @@ export interface RuntimeNode {
   staticPodPath: string
   /** The file the node's fake crictl serves (FAKE_CRICTL_STATE). */
   crictlStatePath: string
+  /** Where this node's kubelet keeps container logs (its podLogsDir): a directory the test owns. None: no log files written. */
+  podLogDir?: string
 }
 
 export interface FakeRuntimeOptions {
@@ -44,6 +54,14 @@ export interface FakeRuntimeOptions {
   readyAfterMs?: number
   /** A crash-looping container restarts this often. */
   crashEveryMs?: number
+  /** The exit code of a crash-looping container's every attempt; default 1. */
+  crashExitCode?: number
+}
+
+/** Log lines of a container: the same for each of its attempts, stamped from the attempt's start. */
+interface ContainerLog {
+  lines: string[]
+  stream: 'stdout' | 'stderr'
 }
 
 interface RunningPod {
@@ -70,6 +88,10 @@ interface NodeRuntime {
 export class FakeRuntime {
   private readonly nodes: NodeRuntime[]
   private readonly overrides = new Map<string, PodBehaviour>()
+  /** By `<node>/<container name>`. */
+  private readonly logs = new Map<string, ContainerLog>()
+  /** The log files last written, by path: rewritten only when they change. */
+  private readonly logFiles = new Map<string, string>()
   private timer: NodeJS.Timeout | null = null
   private syncing: Promise<void> | null = null
 
@@ -83,6 +105,15 @@ export class FakeRuntime {
   /** From now on, pods (re)created on this node behave so. */
   behave(node: string, behaviour: PodBehaviour): void {
     this.overrides.set(node, behaviour)
+  }
+
+  /**
+   * From now on, every attempt of the containers named container on node
+   * logs these lines (each a record of stream, stamped a microsecond apart
+   * from the attempt's start), until setLogs is called again.
+   */
+  setLogs(node: string, container: string, lines: string[], stream: 'stdout' | 'stderr' = 'stderr'): void {
+    this.logs.set(`${node}/${container}`, { lines: [...lines], stream })
   }
 
   /** Runs sync() every intervalMs until stop(). */
@@ -154,6 +185,7 @@ export class FakeRuntime {
   private async writeCrictlState(runtime: NodeRuntime): Promise<void> {
     const sandboxes: CrictlSandbox[] = []
     const containers: CrictlContainer[] = []
+    const logFiles = new Map<string, string>()
     const now = Date.now()
     for (const pod of runtime.retired) {
       const sandbox = sandboxOf(runtime.node.name, pod, 'SANDBOX_NOTREADY')
@@ -164,12 +196,43 @@ export class FakeRuntime {
       const sandbox = sandboxOf(runtime.node.name, pod, 'SANDBOX_READY')
       sandboxes.push(sandbox)
       const { state, restarts } = this.containerState(pod, now)
-      containers.push(...pod.containers.map((c) => containerOf(sandbox, pod, c, state, restarts)))
+      for (const c of pod.containers) {
+        const log = this.logs.get(`${runtime.node.name}/${c.name}`)
+        const attempts = pod.behaviour === 'crash-loop' && restarts > 0 ? [restarts - 1, restarts] : [restarts]
+        for (const attempt of attempts) {
+          const container = containerOf(sandbox, pod, c, attempt === restarts ? state : 'CONTAINER_EXITED', attempt)
+          const startedMs = pod.createdAt + attempt * this.crashEvery()
+          if (pod.behaviour === 'crash-loop') {
+            // Each attempt ran half the restart interval and exited with crashExitCode (containerd: reason Error for non-zero).
+            const exitCode = this.options.crashExitCode ?? 1
+            Object.assign(container, { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', startedAt: isoNanos(startedMs, 0), finishedAt: isoNanos(startedMs + this.crashEvery() / 2, 0) })
+          }
+          const started = container.state !== 'CONTAINER_CREATED'
+          if (log && started) {
+            container.log = log.lines.map((line, i) => criLogRecord(isoNanos(startedMs, i), log.stream, line))
+            if (runtime.node.podLogDir) {
+              const path = join(runtime.node.podLogDir, `${pod.namespace}_${sandbox.metadata.name}_${sandbox.metadata.uid}`, c.name, `${attempt}.log`)
+              logFiles.set(path, container.log.map((record) => `${record}\n`).join(''))
+            }
+          }
+          containers.push(container)
+        }
+      }
     }
     const path = runtime.node.crictlStatePath
     const temp = `${path}.${process.pid}.tmp`
     await writeFile(temp, JSON.stringify({ sandboxes, containers }))
     await rename(temp, path)
+    for (const [file, content] of logFiles) {
+      if (this.logFiles.get(file) === content) continue
+      await mkdir(join(file, '..'), { recursive: true })
+      await writeFile(file, content)
+      this.logFiles.set(file, content)
+    }
+  }
+
+  private crashEvery(): number {
+    return this.options.crashEveryMs ?? 200
   }
 
   private containerState(pod: RunningPod, now: number): { state: string; restarts: number } {
@@ -180,7 +243,7 @@ export class FakeRuntime {
       case 'never-ready':
         return { state: 'CONTAINER_CREATED', restarts: 0 }
       case 'crash-loop':
-        return { state: 'CONTAINER_EXITED', restarts: Math.min(50, Math.floor(age / (this.options.crashEveryMs ?? 200))) }
+        return { state: 'CONTAINER_EXITED', restarts: Math.min(50, Math.floor(age / this.crashEvery())) }
     }
   }
 
@@ -253,6 +316,13 @@ function containerOf(sandbox: CrictlSandbox, pod: RunningPod, c: { name: string;
     },
     annotations: { 'io.kubernetes.container.restartCount': String(restarts) },
   }
+}
+
+/** An ISO 8601 time with nanoseconds, as a runtime stamps log records: ms since the epoch, plus micros microseconds. */
+function isoNanos(ms: number, micros: number): string {
+  const ns = BigInt(Math.floor(ms)) * 1_000_000n + BigInt(micros) * 1000n
+  const seconds = new Date(Number(ns / 1_000_000_000n) * 1000).toISOString().slice(0, 19)
+  return `${seconds}.${String(ns % 1_000_000_000n).padStart(9, '0')}Z`
 }
 
 /** nginx:1.27 → docker.io/library/nginx:1.27, as containerd reports it. */

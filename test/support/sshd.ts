@@ -1,7 +1,9 @@
 // Real OpenSSH servers for the SSH agent's tests: one sshd per simulated node,
 // each on 127.0.0.1 with its own config, host key, PID file, free port and
-// staticPodPath directory, and a crictl stand-in (fake-crictl.mjs) on the
-// PATH its sessions get, so the agent runs exactly what it would run on a node.
+// staticPodPath directory, and a crictl stand-in (fake-crictl.mjs) and a
+// journalctl stand-in (fake-journalctl.mjs, reading the node's journal.json:
+// setJournal) on the PATH its sessions get, so the agent runs exactly what it
+// would run on a node.
 //
 // Every daemon is started here in the foreground (-D), so its pid is the
 // listener's; stop() and kill() signal that pid and the per-connection
@@ -10,7 +12,7 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { accessSync, constants, existsSync, readFileSync, readdirSync } from 'node:fs'
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
@@ -18,6 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
 const fakeCrictl = fileURLToPath(new URL('./fake-crictl.mjs', import.meta.url))
+const fakeJournalctl = fileURLToPath(new URL('./fake-journalctl.mjs', import.meta.url))
 const SSHD_CANDIDATES = ['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/usr/bin/sshd', '/sbin/sshd']
 const START_TIMEOUT_MS = 10_000
 
@@ -32,6 +35,8 @@ type CrictlMode =
 
 export interface SshdNodeOptions {
   crictl?: CrictlMode
+  /** Default: the journalctl stand-in, reading the node's journalFile. 'none': no stand-in (this machine's own journalctl, if it has one, is on the PATH). */
+  journal?: 'none' | 'entries'
   /** sshd's PermitRootLogin: 'no' for a node that is reached as an unprivileged user (and root through sudo). */
   permitRootLogin?: 'no' | 'prohibit-password'
   /**
@@ -57,6 +62,14 @@ export interface SshdNode {
   kill(): Promise<void>
   /** Starts the daemon again on the same port with the same host key. */
   start(): Promise<void>
+  /** The document the node's crictl serves, for crictl: { state } (null otherwise). */
+  crictlStateFile: string | null
+  /** Replaces the document the node's crictl serves (crictl: { state } nodes only). */
+  setCrictlState(state: unknown): Promise<void>
+  /** The entries the node's journalctl serves (fake-journalctl.mjs); null when it has none. */
+  journalFile: string | null
+  /** Replaces the node's journal: entries as fake-journalctl.mjs reads them ({ at, message, unit?, ... } or journal fields). */
+  setJournal(journal: unknown[] | Record<string, unknown>): Promise<void>
 }
 
 export interface SshdFleet {
@@ -254,6 +267,12 @@ async function prepareNode(sshd: string, root: string, user: string, name: strin
     sessionEnv.push(...crictlEnv)
     await writeFile(join(bin, 'crictl'), `#!/bin/sh\n${crictlEnv.join(' ')} exec ${process.execPath} ${fakeCrictl} "$@"\n`, { mode: 0o755 })
   }
+  const journalFile = options.journal === 'none' ? null : join(dir, 'journal.json')
+  if (journalFile !== null) {
+    await writeFile(journalFile, '[]\n', { mode: 0o644 })
+    await writeFile(join(bin, 'journalctl'), `#!/bin/sh\nFAKE_JOURNALCTL_ENTRIES=${journalFile} exec ${process.execPath} ${fakeJournalctl} "$@"\n`, { mode: 0o755 })
+  }
+  const crictlStateFile = typeof crictl === 'object' ? join(dir, 'crictl.json') : null
 
   let port = await freePort()
   let child: ChildProcess | undefined
@@ -322,6 +341,19 @@ Subsystem sftp internal-sftp
     manifests,
     hostKeyPubFile: `${hostKey}.pub`,
     fingerprint,
+    crictlStateFile,
+    async setCrictlState(state) {
+      if (crictlStateFile === null) throw new Error(`node ${name} serves no crictl document (crictl: { state } only)`)
+      // Whole or not at all: a crictl call in between reads the old document or the new one.
+      await writeFile(`${crictlStateFile}.tmp`, JSON.stringify(state))
+      await rename(`${crictlStateFile}.tmp`, crictlStateFile)
+    },
+    journalFile,
+    async setJournal(journal) {
+      if (journalFile === null) throw new Error(`node ${name} has no journalctl (journal: 'none')`)
+      await writeFile(`${journalFile}.tmp`, JSON.stringify(journal), { mode: 0o644 })
+      await rename(`${journalFile}.tmp`, journalFile)
+    },
     pid: () => child?.pid ?? -1,
     async kill() {
       const proc = child

@@ -108,10 +108,38 @@ export type AuditEvent = {
   toHash?: Maybe<Scalars['String']['output']>;
 };
 
+/** A certificate (X.509) that a static pod's command-line flags or kubeconfig files refer to, read on the node. */
+export type CertificateInfo = {
+  __typename?: 'CertificateInfo';
+  /** Whole days until notAfter; negative once expired. */
+  daysLeft: Scalars['Int']['output'];
+  issuer: Scalars['String']['output'];
+  notAfter: Scalars['DateTime']['output'];
+  notBefore: Scalars['DateTime']['output'];
+  /** Where it lives on the node. */
+  path: Scalars['String']['output'];
+  /** What names it: the flag (--tls-cert-file), or kubeconfig path and user for a certificate embedded in a kubeconfig. */
+  referencedBy: Scalars['String']['output'];
+  subject: Scalars['String']['output'];
+};
+
 export type Cluster = {
   __typename?: 'Cluster';
   apiServer: ApiServerStatus;
   nodeCount: Scalars['Int']['output'];
+};
+
+export type ContainerLog = {
+  __typename?: 'ContainerLog';
+  container: Scalars['String']['output'];
+  /** Oldest first; each line as the runtime stored it, with its timestamp. */
+  lines: Array<Scalars['String']['output']>;
+  /** true: the attempt before the current one (kubectl logs --previous). */
+  previous: Scalars['Boolean']['output'];
+  /** Where it was read: crictl, or the kubelet's log file under /var/log/pods. */
+  source: Scalars['String']['output'];
+  /** Cut at tailLines or limitBytes. */
+  truncated: Scalars['Boolean']['output'];
 };
 
 export type ContainerSpec = {
@@ -123,12 +151,29 @@ export type ContainerSpec = {
 
 export type ContainerStatus = {
   __typename?: 'ContainerStatus';
+  /** The container runtime's id of the current (latest) attempt. */
+  containerId?: Maybe<Scalars['String']['output']>;
+  exitCode?: Maybe<Scalars['Int']['output']>;
+  finishedAt?: Maybe<Scalars['DateTime']['output']>;
   image?: Maybe<Scalars['String']['output']>;
+  /** How the attempt before the current one ended, when there was one. */
+  lastTermination?: Maybe<ContainerTermination>;
+  message?: Maybe<Scalars['String']['output']>;
   name: Scalars['String']['output'];
   ready?: Maybe<Scalars['Boolean']['output']>;
+  /** As the runtime reports it, e.g. Error, OOMKilled, Completed, ContainerCannotRun. */
+  reason?: Maybe<Scalars['String']['output']>;
   restartCount?: Maybe<Scalars['Int']['output']>;
+  startedAt?: Maybe<Scalars['DateTime']['output']>;
   /** RUNNING, WAITING, TERMINATED, CREATED or UNKNOWN */
   state: Scalars['String']['output'];
+};
+
+export type ContainerTermination = {
+  __typename?: 'ContainerTermination';
+  exitCode?: Maybe<Scalars['Int']['output']>;
+  finishedAt?: Maybe<Scalars['DateTime']['output']>;
+  reason?: Maybe<Scalars['String']['output']>;
 };
 
 export type CreateStaticPodInput = {
@@ -179,6 +224,10 @@ export type Finding = {
 export type FindingCode =
   /** The pod refers to API objects (service account, Secret, ConfigMap ...), which static pods may not. */
   | 'API_REFERENCE_FORBIDDEN'
+  /** A certificate a static pod refers to has expired. */
+  | 'CERTIFICATE_EXPIRED'
+  /** A certificate a static pod refers to expires within CERT_EXPIRY_WARNING_DAYS. */
+  | 'CERTIFICATE_EXPIRES_SOON'
   /** Two files define the same namespace/name; the kubelet runs only one of them. */
   | 'DUPLICATE_POD'
   /** Parses, but is not kind: Pod (e.g. a Deployment or a PodList). */
@@ -268,6 +317,19 @@ export type JumpHostPayload = {
   __typename?: 'JumpHostPayload';
   jumpHost?: Maybe<JumpHost>;
   userErrors: Array<UserError>;
+};
+
+export type KubeletLog = {
+  __typename?: 'KubeletLog';
+  /** Oldest first. */
+  lines: Array<KubeletLogLine>;
+  truncated: Scalars['Boolean']['output'];
+};
+
+export type KubeletLogLine = {
+  __typename?: 'KubeletLogLine';
+  at: Scalars['DateTime']['output'];
+  message: Scalars['String']['output'];
 };
 
 export type KubeletStatus = {
@@ -488,6 +550,8 @@ export type MutationUpdateStaticPodArgs = {
 export type Node = {
   __typename?: 'Node';
   agent: AgentStatus;
+  /** The node's own problems (kubelet unhealthy, runtime unavailable, the kubelet's certificates), and those of its static pods. */
+  diagnosis: Array<Problem>;
   /**
    * What in the node's staticPodPath would surprise the kubelet or its operator:
    * the kubelet reads every file whose name does not start with '.', so backups,
@@ -504,6 +568,8 @@ export type Node = {
   kind: NodeKind;
   /** The kubelet's health as seen on the node itself (healthz), independent of the API server. */
   kubelet?: Maybe<KubeletStatus>;
+  /** Operator. The kubelet's journal on the node (journalctl -u kubelet), oldest first; grep: a plain substring. */
+  kubeletLog?: Maybe<KubeletLog>;
   /** Why kubelet is null: e.g. no kubelet answers on the node's healthz port, or the node could not be reached. */
   kubeletUnavailableReason?: Maybe<Scalars['String']['output']>;
   /** The API server's Node object. null when unknown there, or when the API server cannot be reached (with an API_SERVER_UNAVAILABLE error). */
@@ -529,6 +595,13 @@ export type Node = {
   user: Scalars['String']['output'];
   /** The jump host this node is reached through; null: connected directly. */
   via?: Maybe<Scalars['String']['output']>;
+};
+
+
+export type NodeKubeletLogArgs = {
+  grep?: InputMaybe<Scalars['String']['input']>;
+  sinceSeconds?: InputMaybe<Scalars['Int']['input']>;
+  tailLines?: InputMaybe<Scalars['Int']['input']>;
 };
 
 
@@ -617,6 +690,36 @@ export type Privilege =
    * sudoers line that allows exactly those commands.
    */
   | 'SUDO';
+
+export type Problem = {
+  __typename?: 'Problem';
+  code: ProblemCode;
+  /** What it is based on: an exit code, log lines, a file and its notAfter, journal lines. */
+  evidence: Array<Scalars['String']['output']>;
+  /** One sentence for a person or a chat channel. */
+  message: Scalars['String']['output'];
+  severity: Severity;
+};
+
+export type ProblemCode =
+  | 'CERTIFICATE_EXPIRED'
+  /** Within CERT_EXPIRY_WARNING_DAYS of notAfter. */
+  | 'CERTIFICATE_EXPIRES_SOON'
+  /** A container keeps exiting; evidence: exit code, reason, its last log lines. */
+  | 'CRASH_LOOP'
+  /** The image cannot be pulled (runtime reason or kubelet journal). */
+  | 'IMAGE_PULL_FAILED'
+  | 'KUBELET_UNHEALTHY'
+  /** The file cannot run as a static pod (see the node's findings). */
+  | 'MANIFEST_INVALID'
+  | 'MIRROR_MISSING'
+  | 'MIRROR_OUTDATED'
+  /** The file changed, but after the kubelet's resync (20 s) no pod runs the new content. */
+  | 'NOT_PICKED_UP'
+  /** No sandbox, or containers not running, for longer than the kubelet needs to start them. */
+  | 'NOT_RUNNING'
+  /** crictl cannot answer on the node, so runtime state is unknown. */
+  | 'RUNTIME_UNAVAILABLE';
 
 export type Query = {
   __typename?: 'Query';
@@ -810,15 +913,32 @@ export type RolloutStrategy =
   | 'ALL_AT_ONCE'
   | 'ROLLING';
 
+export type Severity =
+  /** It stops the pod from running, or will soon. */
+  | 'CRITICAL'
+  | 'INFO'
+  | 'WARNING';
+
 export type StaticPod = {
   __typename?: 'StaticPod';
+  /** The certificates its flags and kubeconfigs refer to. Private keys are never read. */
+  certificates: Array<CertificateInfo>;
   containers: Array<ContainerSpec>;
+  /** What keeps it from running ready and in sync, most likely cause first; empty when all is well. */
+  diagnosis: Array<Problem>;
   fileName: Scalars['String']['output'];
   hash: Scalars['String']['output'];
   /** Newest first. */
   history: Array<StaticPodRevision>;
   /** <node>/<namespace>/<name> */
   id: Scalars['ID']['output'];
+  /**
+   * Operator. One container's log, read on the node (crictl logs; where crictl is
+   * missing, the kubelet's files under /var/log/pods), with the API server down.
+   * container may be left out when the pod has one. null with NOT_FOUND when the
+   * container has no log (never ran).
+   */
+  logs?: Maybe<ContainerLog>;
   /** Written through this service (true) or found on the node (false, e.g. by kubeadm). */
   managed: Scalars['Boolean']['output'];
   /** The file's exact content. */
@@ -853,6 +973,15 @@ export type StaticPod = {
 
 export type StaticPodHistoryArgs = {
   limit?: InputMaybe<Scalars['Int']['input']>;
+};
+
+
+export type StaticPodLogsArgs = {
+  container?: InputMaybe<Scalars['String']['input']>;
+  limitBytes?: InputMaybe<Scalars['Int']['input']>;
+  previous?: InputMaybe<Scalars['Boolean']['input']>;
+  sinceSeconds?: InputMaybe<Scalars['Int']['input']>;
+  tailLines?: InputMaybe<Scalars['Int']['input']>;
 };
 
 /**
@@ -1036,9 +1165,12 @@ export type ResolversTypes = {
   ApplyToNodesPayload: ResolverTypeWrapper<ApplyToNodesResultModel>;
   AuditEvent: ResolverTypeWrapper<AuditEventModel>;
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
+  CertificateInfo: ResolverTypeWrapper<CertificateInfo>;
   Cluster: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  ContainerLog: ResolverTypeWrapper<ContainerLog>;
   ContainerSpec: ResolverTypeWrapper<ContainerSpecModel>;
   ContainerStatus: ResolverTypeWrapper<ContainerRuntimeStateModel>;
+  ContainerTermination: ResolverTypeWrapper<ContainerTermination>;
   CreateStaticPodInput: CreateStaticPodInput;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
   DeleteStaticPodPayload: ResolverTypeWrapper<DeleteResultModel>;
@@ -1056,6 +1188,8 @@ export type ResolversTypes = {
   JumpHost: ResolverTypeWrapper<JumpHostRecordModel>;
   JumpHostInput: JumpHostInput;
   JumpHostPayload: ResolverTypeWrapper<JumpHostResultModel>;
+  KubeletLog: ResolverTypeWrapper<KubeletLog>;
+  KubeletLogLine: ResolverTypeWrapper<KubeletLogLine>;
   KubeletStatus: ResolverTypeWrapper<KubeletStateModel>;
   KubernetesNode: ResolverTypeWrapper<KubernetesNodeViewModel>;
   Label: ResolverTypeWrapper<LabelModel>;
@@ -1073,6 +1207,8 @@ export type ResolversTypes = {
   PatchType: PatchType;
   PodRuntime: ResolverTypeWrapper<PodRuntimeViewModel>;
   Privilege: Privilege;
+  Problem: ResolverTypeWrapper<Problem>;
+  ProblemCode: ProblemCode;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   RegisterNodeInput: RegisterNodeInput;
   RemoveNodePayload: ResolverTypeWrapper<Omit<RemoveNodePayload, 'userErrors'> & { userErrors: Array<ResolversTypes['UserError']> }>;
@@ -1083,6 +1219,7 @@ export type ResolversTypes = {
   RolloutNodePhase: RolloutNodePhase;
   RolloutState: RolloutState;
   RolloutStrategy: RolloutStrategy;
+  Severity: Severity;
   StaticPod: ResolverTypeWrapper<StaticPodViewModel>;
   StaticPodChangeInput: StaticPodChangeInput;
   StaticPodPayload: ResolverTypeWrapper<StaticPodResultModel>;
@@ -1103,9 +1240,12 @@ export type ResolversParentTypes = {
   ApplyToNodesPayload: ApplyToNodesResultModel;
   AuditEvent: AuditEventModel;
   Boolean: Scalars['Boolean']['output'];
+  CertificateInfo: CertificateInfo;
   Cluster: Record<PropertyKey, never>;
+  ContainerLog: ContainerLog;
   ContainerSpec: ContainerSpecModel;
   ContainerStatus: ContainerRuntimeStateModel;
+  ContainerTermination: ContainerTermination;
   CreateStaticPodInput: CreateStaticPodInput;
   DateTime: Scalars['DateTime']['output'];
   DeleteStaticPodPayload: DeleteResultModel;
@@ -1121,6 +1261,8 @@ export type ResolversParentTypes = {
   JumpHost: JumpHostRecordModel;
   JumpHostInput: JumpHostInput;
   JumpHostPayload: JumpHostResultModel;
+  KubeletLog: KubeletLog;
+  KubeletLogLine: KubeletLogLine;
   KubeletStatus: KubeletStateModel;
   KubernetesNode: KubernetesNodeViewModel;
   Label: LabelModel;
@@ -1135,6 +1277,7 @@ export type ResolversParentTypes = {
   PatchOnNodesInput: PatchOnNodesInput;
   PatchStaticPodInput: PatchStaticPodInput;
   PodRuntime: PodRuntimeViewModel;
+  Problem: Problem;
   Query: Record<PropertyKey, never>;
   RegisterNodeInput: RegisterNodeInput;
   RemoveNodePayload: Omit<RemoveNodePayload, 'userErrors'> & { userErrors: Array<ResolversParentTypes['UserError']> };
@@ -1187,9 +1330,27 @@ export type AuditEventResolvers<ContextType = MercuriusContext, ParentType exten
   toHash?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
 };
 
+export type CertificateInfoResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['CertificateInfo'] = ResolversParentTypes['CertificateInfo']> = {
+  daysLeft?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  issuer?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  notAfter?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  notBefore?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  path?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  referencedBy?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  subject?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+};
+
 export type ClusterResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['Cluster'] = ResolversParentTypes['Cluster']> = {
   apiServer?: Resolver<ResolversTypes['ApiServerStatus'], ParentType, ContextType>;
   nodeCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+};
+
+export type ContainerLogResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['ContainerLog'] = ResolversParentTypes['ContainerLog']> = {
+  container?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  lines?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+  previous?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  source?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  truncated?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
 };
 
 export type ContainerSpecResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['ContainerSpec'] = ResolversParentTypes['ContainerSpec']> = {
@@ -1199,11 +1360,24 @@ export type ContainerSpecResolvers<ContextType = MercuriusContext, ParentType ex
 };
 
 export type ContainerStatusResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['ContainerStatus'] = ResolversParentTypes['ContainerStatus']> = {
+  containerId?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  exitCode?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;
+  finishedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   image?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  lastTermination?: Resolver<Maybe<ResolversTypes['ContainerTermination']>, ParentType, ContextType>;
+  message?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   ready?: Resolver<Maybe<ResolversTypes['Boolean']>, ParentType, ContextType>;
+  reason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   restartCount?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;
+  startedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   state?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+};
+
+export type ContainerTerminationResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['ContainerTermination'] = ResolversParentTypes['ContainerTermination']> = {
+  exitCode?: Resolver<Maybe<ResolversTypes['Int']>, ParentType, ContextType>;
+  finishedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  reason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
 };
 
 export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['DateTime'], any> {
@@ -1258,6 +1432,16 @@ export type JumpHostResolvers<ContextType = MercuriusContext, ParentType extends
 export type JumpHostPayloadResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['JumpHostPayload'] = ResolversParentTypes['JumpHostPayload']> = {
   jumpHost?: Resolver<Maybe<ResolversTypes['JumpHost']>, ParentType, ContextType>;
   userErrors?: Resolver<Array<ResolversTypes['UserError']>, ParentType, ContextType>;
+};
+
+export type KubeletLogResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['KubeletLog'] = ResolversParentTypes['KubeletLog']> = {
+  lines?: Resolver<Array<ResolversTypes['KubeletLogLine']>, ParentType, ContextType>;
+  truncated?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+};
+
+export type KubeletLogLineResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['KubeletLogLine'] = ResolversParentTypes['KubeletLogLine']> = {
+  at?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  message?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
 };
 
 export type KubeletStatusResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['KubeletStatus'] = ResolversParentTypes['KubeletStatus']> = {
@@ -1318,11 +1502,13 @@ export type MutationResolvers<ContextType = MercuriusContext, ParentType extends
 
 export type NodeResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['Node'] = ResolversParentTypes['Node']> = {
   agent?: Resolver<ResolversTypes['AgentStatus'], ParentType, ContextType>;
+  diagnosis?: Resolver<Array<ResolversTypes['Problem']>, ParentType, ContextType>;
   findings?: Resolver<Array<ResolversTypes['Finding']>, ParentType, ContextType>;
   host?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   hostKeyFingerprint?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   kind?: Resolver<ResolversTypes['NodeKind'], ParentType, ContextType>;
   kubelet?: Resolver<Maybe<ResolversTypes['KubeletStatus']>, ParentType, ContextType>;
+  kubeletLog?: Resolver<Maybe<ResolversTypes['KubeletLog']>, ParentType, ContextType, RequireFields<NodeKubeletLogArgs, 'sinceSeconds' | 'tailLines'>>;
   kubeletUnavailableReason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   kubernetes?: Resolver<Maybe<ResolversTypes['KubernetesNode']>, ParentType, ContextType>;
   labels?: Resolver<Array<ResolversTypes['Label']>, ParentType, ContextType>;
@@ -1359,6 +1545,13 @@ export type PodRuntimeResolvers<ContextType = MercuriusContext, ParentType exten
   containers?: Resolver<Array<ResolversTypes['ContainerStatus']>, ParentType, ContextType>;
   observedAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   state?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+};
+
+export type ProblemResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['Problem'] = ResolversParentTypes['Problem']> = {
+  code?: Resolver<ResolversTypes['ProblemCode'], ParentType, ContextType>;
+  evidence?: Resolver<Array<ResolversTypes['String']>, ParentType, ContextType>;
+  message?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  severity?: Resolver<ResolversTypes['Severity'], ParentType, ContextType>;
 };
 
 export type QueryResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = {
@@ -1408,11 +1601,14 @@ export type RolloutNodeResolvers<ContextType = MercuriusContext, ParentType exte
 };
 
 export type StaticPodResolvers<ContextType = MercuriusContext, ParentType extends ResolversParentTypes['StaticPod'] = ResolversParentTypes['StaticPod']> = {
+  certificates?: Resolver<Array<ResolversTypes['CertificateInfo']>, ParentType, ContextType>;
   containers?: Resolver<Array<ResolversTypes['ContainerSpec']>, ParentType, ContextType>;
+  diagnosis?: Resolver<Array<ResolversTypes['Problem']>, ParentType, ContextType>;
   fileName?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   hash?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   history?: Resolver<Array<ResolversTypes['StaticPodRevision']>, ParentType, ContextType, RequireFields<StaticPodHistoryArgs, 'limit'>>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  logs?: Resolver<Maybe<ResolversTypes['ContainerLog']>, ParentType, ContextType, RequireFields<StaticPodLogsArgs, 'limitBytes' | 'previous' | 'tailLines'>>;
   managed?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   manifest?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   mirrorPod?: Resolver<Maybe<ResolversTypes['MirrorPod']>, ParentType, ContextType>;
@@ -1460,9 +1656,12 @@ export type Resolvers<ContextType = MercuriusContext> = {
   ApiServerStatus?: ApiServerStatusResolvers<ContextType>;
   ApplyToNodesPayload?: ApplyToNodesPayloadResolvers<ContextType>;
   AuditEvent?: AuditEventResolvers<ContextType>;
+  CertificateInfo?: CertificateInfoResolvers<ContextType>;
   Cluster?: ClusterResolvers<ContextType>;
+  ContainerLog?: ContainerLogResolvers<ContextType>;
   ContainerSpec?: ContainerSpecResolvers<ContextType>;
   ContainerStatus?: ContainerStatusResolvers<ContextType>;
+  ContainerTermination?: ContainerTerminationResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
   DeleteStaticPodPayload?: DeleteStaticPodPayloadResolvers<ContextType>;
   Finding?: FindingResolvers<ContextType>;
@@ -1471,6 +1670,8 @@ export type Resolvers<ContextType = MercuriusContext> = {
   JSON?: GraphQLScalarType;
   JumpHost?: JumpHostResolvers<ContextType>;
   JumpHostPayload?: JumpHostPayloadResolvers<ContextType>;
+  KubeletLog?: KubeletLogResolvers<ContextType>;
+  KubeletLogLine?: KubeletLogLineResolvers<ContextType>;
   KubeletStatus?: KubeletStatusResolvers<ContextType>;
   KubernetesNode?: KubernetesNodeResolvers<ContextType>;
   Label?: LabelResolvers<ContextType>;
@@ -1482,6 +1683,7 @@ export type Resolvers<ContextType = MercuriusContext> = {
   NodeKind?: NodeKindResolvers;
   NodePayload?: NodePayloadResolvers<ContextType>;
   PodRuntime?: PodRuntimeResolvers<ContextType>;
+  Problem?: ProblemResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   RemoveNodePayload?: RemoveNodePayloadResolvers<ContextType>;
   Rollout?: RolloutResolvers<ContextType>;
