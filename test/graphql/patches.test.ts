@@ -89,16 +89,16 @@ async function patchOnNodes(app: SshTestApp, input: Record<string, unknown>) {
 describe('patchStaticPodOnNodes on kubeadm control-plane nodes', () => {
   it('sets the kube-apiserver image tag on every node: exactly the image line changes, each node keeps its addresses and comment', async (t) => {
     const { app } = await bed(t)
-    const payload = await patchOnNodes(app, { name: 'kube-apiserver', change: { images: [{ container: 'kube-apiserver', tag: 'v1.31.4' }] } })
+    const payload = await patchOnNodes(app, { name: 'kube-apiserver', change: { images: [{ container: 'kube-apiserver', tag: 'v1.30.3' }] } })
     assert.deepEqual(payload.userErrors, [])
     assert.deepEqual(payload.results.map((r: { status: string }) => r.status), ['APPLIED', 'APPLIED', 'APPLIED'])
     for (const [k, i] of [1, 2, 3].entries()) {
-      const expected = apiserverOf(i).replace('image: registry.k8s.io/kube-apiserver:v1.31.3', 'image: registry.k8s.io/kube-apiserver:v1.31.4')
+      const expected = apiserverOf(i).replace('image: registry.k8s.io/kube-apiserver:v1.30.2', 'image: registry.k8s.io/kube-apiserver:v1.30.3')
       assert.equal(await fileOf(i, 'kube-apiserver.yaml'), expected, `node ${i}: only the image line changed`)
       assert.ok(expected.includes(`--advertise-address=${cp(i).ip}`) && expected.includes(`# ${cp(i).name}: the advertise address moved`))
       assert.deepEqual(changedLines(payload.results[k].diff), {
-        removed: ['    image: registry.k8s.io/kube-apiserver:v1.31.3'],
-        added: ['    image: registry.k8s.io/kube-apiserver:v1.31.4'],
+        removed: ['    image: registry.k8s.io/kube-apiserver:v1.30.2'],
+        added: ['    image: registry.k8s.io/kube-apiserver:v1.30.3'],
       })
       assert.equal(payload.results[k].staticPod.hash, sha256(expected))
       assert.equal(await fileOf(i, 'etcd.yaml'), etcdOf(i), 'the other static pod is not touched')
@@ -155,7 +155,7 @@ describe('patchStaticPodOnNodes on kubeadm control-plane nodes', () => {
       strategy: 'ALL_AT_ONCE',
       maxUnavailable: 3,
       readyTimeoutSeconds: 4,
-      change: { images: [{ container: 'etcd', tag: '3.5.16-0' }] },
+      change: { images: [{ container: 'etcd', tag: '3.5.13-0' }] },
     })
     assert.deepEqual(payload.userErrors, [])
     assert.deepEqual(payload.results.map((r: { node: string; status: string }) => [r.node, r.status]), [
@@ -164,7 +164,7 @@ describe('patchStaticPodOnNodes on kubeadm control-plane nodes', () => {
       [sshNode(3).name, 'SKIPPED'],
     ])
     assert.equal(payload.results[1].error.code, 'TIMEOUT')
-    assert.equal(await fileOf(1, 'etcd.yaml'), etcdOf(1).replace('registry.k8s.io/etcd:3.5.15-0', 'registry.k8s.io/etcd:3.5.16-0'))
+    assert.equal(await fileOf(1, 'etcd.yaml'), etcdOf(1).replace('registry.k8s.io/etcd:3.5.12-0', 'registry.k8s.io/etcd:3.5.13-0'))
     assert.deepEqual(await readFile(join(sshNode(2).manifests, 'etcd.yaml')), Buffer.from(etcdOf(2)), 'node 2 rolled back byte for byte')
     assert.deepEqual(await snapshot(sshNode(3).manifests), untouched, 'node 3 never touched')
 
@@ -191,7 +191,7 @@ describe('patchStaticPodOnNodes on kubeadm control-plane nodes', () => {
   it('a node without the static pod is FAILED with NOT_FOUND, the others are patched', async (t) => {
     const { app } = await bed(t, { withNode4: true })
     const res = await app.gql(PATCH_ON_NODES, {
-      input: { labelSelector: 'pool=cp', name: 'kube-apiserver', readyTimeoutSeconds: 10, change: { images: [{ container: 'kube-apiserver', tag: 'v1.31.4' }] } },
+      input: { labelSelector: 'pool=cp', name: 'kube-apiserver', readyTimeoutSeconds: 10, change: { images: [{ container: 'kube-apiserver', tag: 'v1.30.3' }] } },
     })
     const results = res.data.patchStaticPodOnNodes.results as Array<{ node: string; status: string; error: { code: string } | null }>
     assert.deepEqual(results.map((r) => r.status).sort(), ['APPLIED', 'APPLIED', 'APPLIED', 'FAILED'])
@@ -245,15 +245,15 @@ describe('patchStaticPod: the three patch types on the cases Kubernetes document
   it('JSON: test then replace; a failing test is CONFLICT with the path, and nothing is written', async (t) => {
     const { app } = await bed(t)
     const ok = JSON.stringify([
-      { op: 'test', path: '/spec/containers/0/image', value: 'registry.k8s.io/kube-apiserver:v1.31.3' },
-      { op: 'replace', path: '/spec/containers/0/image', value: 'registry.k8s.io/kube-apiserver:v1.31.4' },
+      { op: 'test', path: '/spec/containers/0/image', value: 'registry.k8s.io/kube-apiserver:v1.30.2' },
+      { op: 'replace', path: '/spec/containers/0/image', value: 'registry.k8s.io/kube-apiserver:v1.30.3' },
     ])
     const applied = await patchOne(app, { change: { patch: ok, patchType: 'JSON' } })
     assert.deepEqual(applied.userErrors, [])
-    assert.equal(await fileOf(1, 'kube-apiserver.yaml'), apiserverOf(1).replace(':v1.31.3', ':v1.31.4'))
+    assert.equal(await fileOf(1, 'kube-apiserver.yaml'), apiserverOf(1).replace(':v1.30.2', ':v1.30.3'))
 
     const before = await snapshot(sshNode(1).manifests)
-    const failing = await patchOne(app, { change: { patch: ok, patchType: 'JSON' } }) // the test now fails: the image is v1.31.4
+    const failing = await patchOne(app, { change: { patch: ok, patchType: 'JSON' } }) // the test now fails: the image is v1.30.3
     assert.equal(failing.userErrors[0]?.code, 'CONFLICT')
     assert.deepEqual(failing.userErrors[0].field, ['change', 'patch', '0'])
     assert.match(failing.userErrors[0].message, /\/spec\/containers\/0\/image/)
@@ -263,9 +263,9 @@ describe('patchStaticPod: the three patch types on the cases Kubernetes document
 
   it('a stale expectedHash is CONFLICT; a change that yields the same bytes is unchanged; a dry run writes nothing', async (t) => {
     const { app } = await bed(t)
-    const stale = await patchOne(app, { expectedHash: 'a'.repeat(64), change: { images: [{ container: 'kube-apiserver', tag: 'v1.31.4' }] } })
+    const stale = await patchOne(app, { expectedHash: 'a'.repeat(64), change: { images: [{ container: 'kube-apiserver', tag: 'v1.30.3' }] } })
     assert.equal(stale.userErrors[0]?.code, 'CONFLICT')
-    const same = await patchOne(app, { expectedHash: sha256(apiserverOf(1)), change: { images: [{ container: 'kube-apiserver', tag: 'v1.31.3' }] } })
+    const same = await patchOne(app, { expectedHash: sha256(apiserverOf(1)), change: { images: [{ container: 'kube-apiserver', tag: 'v1.30.2' }] } })
     assert.deepEqual(same.userErrors, [])
     assert.equal(same.changed, false)
     assert.equal(same.diff, '')
@@ -283,9 +283,9 @@ describe('REST PATCH /api/v1/nodes/{node}/staticpods/{namespace}/{name}', () => 
 
   it('takes each of the three patch content types, honours If-Match (412 when stale) and dryRun, and refuses others (415)', async (t) => {
     const { app } = await bed(t)
-    const strategic = await send(app, 'application/strategic-merge-patch+json', JSON.stringify({ spec: { containers: [{ name: 'kube-apiserver', image: 'registry.k8s.io/kube-apiserver:v1.31.4' }] } }))
+    const strategic = await send(app, 'application/strategic-merge-patch+json', JSON.stringify({ spec: { containers: [{ name: 'kube-apiserver', image: 'registry.k8s.io/kube-apiserver:v1.30.3' }] } }))
     assert.equal(strategic.statusCode, 200, strategic.body)
-    const afterStrategic = apiserverOf(1).replace(':v1.31.3', ':v1.31.4')
+    const afterStrategic = apiserverOf(1).replace(':v1.30.2', ':v1.30.3')
     assert.equal(strategic.headers.etag, `"${sha256(afterStrategic)}"`)
     assert.equal(strategic.json().changed, true)
 
