@@ -110,6 +110,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     log: app.log as unknown as import('pino').Logger,
     clock: options.clock,
     nodeReadObserver: metrics,
+    onCertificates: (pod, certificates) => metrics.certificatesRead(pod, certificates),
     settings: {
       defaultMaxAgeSeconds: config.staticPodsMaxAgeSeconds,
       fanOut: FAN_OUT,

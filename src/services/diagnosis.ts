@@ -38,6 +38,8 @@ export interface DiagnosisOptions {
   log: Logger
   /** CERT_EXPIRY_WARNING_DAYS: a certificate this close to notAfter is CERTIFICATE_EXPIRES_SOON. */
   certWarnDays: number
+  /** Told of the certificates read for each pod (metrics: staticpod_certificate_expiry_seconds). */
+  onCertificates?: ((pod: { node: string; namespace: string; name: string }, certificates: CertificateInfo[]) => void) | undefined
 }
 
 export interface ContainerLogArgs {
@@ -162,6 +164,7 @@ export class DiagnosisService {
         }
       }
     }
+    this.o.onCertificates?.({ node: pod.nodeName, namespace: pod.namespace, name: pod.name }, found)
     return found
   }
 

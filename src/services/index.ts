@@ -9,7 +9,7 @@ import type { AddressAllowList, HostResolver } from '../net/address-allow.ts'
 import type { Store } from '../store/store.ts'
 import { AuditService } from './audit.ts'
 import { ClusterService, type ClusterSettings } from './cluster.ts'
-import { DiagnosisService } from './diagnosis.ts'
+import { DiagnosisService, type DiagnosisOptions } from './diagnosis.ts'
 import { JumpHostService } from './jump-hosts.ts'
 import { KnownHostsService } from './known-hosts.ts'
 import { MirrorPodService } from './mirror-pods.ts'
@@ -64,6 +64,8 @@ export async function createServices(deps: {
   clock?: () => Date
   /** Told of every live node read (metrics). */
   nodeReadObserver?: NodeReadObserver
+  /** Told of the certificates diagnosis reads for each pod (metrics). */
+  onCertificates?: DiagnosisOptions['onCertificates']
 }): Promise<Services> {
   const { store, agents, log, settings } = deps
   const clock = deps.clock ?? (() => new Date())
@@ -100,7 +102,7 @@ export async function createServices(deps: {
     maxNodesPerRequest: settings.maxNodesPerRequest,
   })
   const knownHosts = new KnownHostsService({ nodes, jumpHosts, audit, maxNodesPerRequest: settings.maxNodesPerRequest })
-  const diagnosis = new DiagnosisService({ agents, audit, clock, log, certWarnDays: settings.certWarnDays })
+  const diagnosis = new DiagnosisService({ agents, audit, clock, log, certWarnDays: settings.certWarnDays, onCertificates: deps.onCertificates })
   await nodes.ensureLocalNode()
   return {
     settings,

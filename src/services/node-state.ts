@@ -43,6 +43,8 @@ export interface NodeFailure {
 /** Told of every live read of a node (metrics). */
 export interface NodeReadObserver {
   nodeRead(node: string, seconds: number, errorCode: string | null): void
+  /** Each observation node-state records: a live read that worked, or a failure (the metrics' alerting gauges). */
+  observed?(observation: NodeObservation): void
 }
 
 export interface NodeStateOptions {
@@ -191,7 +193,10 @@ export class NodeStateService {
       agent: { reachable: true, lastContactAt: observedAt, lastError: null, latencyMs: Math.round(elapsedMs * 100) / 100 },
       ...health,
     }
-    if (opts.store) await store.putObservation(observation)
+    if (opts.store) {
+      await store.putObservation(observation)
+      this.options.observer?.observed?.(observation)
+    }
     return { observation, entries, health }
   }
 
@@ -233,6 +238,7 @@ export class NodeStateService {
     }
     // Recording the failure is best effort: the store being down must not hide the node's data.
     await this.options.store.putObservation(observation).catch(() => undefined)
+    this.options.observer?.observed?.(observation)
     return observation
   }
 }
