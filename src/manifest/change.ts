@@ -464,12 +464,3 @@ export function isEtcdPod(pod: Record<string, unknown>): boolean {
   return Array.isArray(containers) && containers.some((c) => isJsonMap(c) && c['name'] === 'etcd')
 }
 
-const CONTROL_PLANE_COMPONENTS = new Set(['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'etcd'])
-
-/** True for a control-plane pod: label tier: control-plane (kubeadm), or label component one of kube-apiserver, kube-controller-manager, kube-scheduler, etcd. */
-export function isControlPlanePod(pod: Record<string, unknown>): boolean {
-  const labels = labelsOf(pod)
-  if (labels['tier'] === 'control-plane') return true
-  const component = labels['component']
-  return typeof component === 'string' && CONTROL_PLANE_COMPONENTS.has(component)
-}

@@ -20,7 +20,7 @@ import { isServiceError, quoteInput, ServiceError, toUserError, type UserError }
 import { sha256Hex } from '../manifest/hash.ts'
 import { parseManifest } from '../manifest/parse.ts'
 import { validateStaticPod, type PodIdentity } from '../manifest/validate.ts'
-import { changeHash, checkChange, isControlPlanePod, isEtcdPod, type ManifestChange } from '../manifest/change.ts'
+import { changeHash, checkChange, isEtcdPod, type ManifestChange } from '../manifest/change.ts'
 import type { NodeRecord } from '../domain.ts'
 import { authorize, canSeeNode, type Actor } from './actor.ts'
 import type { AuditDraft, AuditService } from './audit.ts'
@@ -525,11 +525,12 @@ function validateForEveryNode(manifest: string, nodes: NodeRecord[]): { text: st
 /**
  * The quorum guard. etcd members go one node at a time, each waiting to run
  * ready before the next: two members down at once loses a three-member
- * cluster. Other control-plane pods (or any pod on control-plane nodes) go at
- * most maxUnavailable at a time, each waiting, so that no more than that many
- * of them are not ready at once. Both stop at the first failure, whatever the
- * strategy; a wait of 0 s becomes the default wait, since not waiting would
- * make the bound meaningless.
+ * cluster. A rollout over control-plane nodes (labelled so in their records,
+ * as kubeadm labels them) goes at most maxUnavailable nodes at a time, each
+ * waiting, so that no more than that many of them are not ready at once. Both
+ * stop at the first failure, whatever the strategy; a wait of 0 s becomes the
+ * default wait, since not waiting would make the bound meaningless. Nodes not
+ * labelled control-plane keep the strategy asked for, whatever the pod.
  */
 function paceOf(settings: RolloutSettings, nodes: NodeRecord[], pods: Array<Record<string, unknown>>): Pace {
   const wait = settings.readyTimeoutSeconds > 0 ? settings.readyTimeoutSeconds : DEFAULT_READY_TIMEOUT_SECONDS
@@ -544,12 +545,12 @@ function paceOf(settings: RolloutSettings, nodes: NodeRecord[], pods: Array<Reco
     }
   }
   const controlPlaneNodes = nodes.some((n) => n.labels.some((l) => CONTROL_PLANE_NODE_LABELS.includes(l.key)))
-  if (pods.some(isControlPlanePod) || controlPlaneNodes) {
+  if (controlPlaneNodes) {
     return {
       concurrency: settings.maxUnavailable,
       stopAtFirstFailure: true,
       readyTimeoutSeconds: wait,
-      guard: `control-plane guard: at most ${settings.maxUnavailable} node(s) at a time (maxUnavailable), each waiting to run ready, stopping at the first failure (${asked} was asked)${waitNote}`,
+      guard: `control-plane guard: these are control-plane nodes, so at most ${settings.maxUnavailable} node(s) at a time (maxUnavailable), each waiting to run ready, stopping at the first failure (${asked} was asked)${waitNote}`,
     }
   }
   const rolling = settings.strategy === 'ROLLING'

@@ -53,7 +53,7 @@ async function bed(t: TestContext, opts: { withNode4?: boolean } = {}): Promise<
       await writeFile(join(n.manifests, 'kube-apiserver.yaml'), apiserverOf(i))
       await writeFile(join(n.manifests, 'etcd.yaml'), etcdOf(i))
     }
-    await app.addNode(n, { labels: [{ key: 'pool', value: 'cp' }] })
+    await app.addNode(n, { labels: [{ key: 'pool', value: 'cp' }, { key: 'node-role.kubernetes.io/control-plane', value: '' }] })
   }
   const runtime = new FakeRuntime(indices.map((i) => ({ name: sshNode(i).name, staticPodPath: sshNode(i).manifests, crictlStatePath: join(sshNode(i).dir, 'crictl.json') })))
   await runtime.sync()
@@ -106,7 +106,7 @@ describe('patchStaticPodOnNodes on kubeadm control-plane nodes', () => {
     const rollout = (await app.gql(ROLLOUT, { id: payload.rolloutId })).data.rollout
     assert.equal(rollout.kind, 'PATCH')
     assert.equal(rollout.state, 'SUCCEEDED')
-    assert.ok(rollout.messages.some((m: string) => m.startsWith('control-plane guard: at most 1 node(s) at a time')), rollout.messages.join('\n'))
+    assert.ok(rollout.messages.some((m: string) => m.startsWith('control-plane guard: these are control-plane nodes, so at most 1 node(s) at a time')), rollout.messages.join('\n'))
   })
 
   it('adds a flag, changes one in place and removes one, on each node its own file', async (t) => {

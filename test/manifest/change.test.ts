@@ -6,7 +6,6 @@ import {
   applyChange,
   changeHash,
   checkChange,
-  isControlPlanePod,
   isEtcdPod,
   type ManifestChange,
   MAX_FLAG_CHANGES,
@@ -767,25 +766,18 @@ describe('changeHash', () => {
   })
 })
 
-describe('isEtcdPod and isControlPlanePod', () => {
+describe('isEtcdPod', () => {
   const labelled = (labels: string) => pod(validPodYaml().replace('  namespace: default\n', `  namespace: default\n  labels: {${labels}}\n`))
 
   it('knows kubeadm pods', () => {
     assert.equal(isEtcdPod(etcdPod()), true)
-    assert.equal(isControlPlanePod(etcdPod()), true)
     assert.equal(isEtcdPod(apiserverPod()), false)
-    assert.equal(isControlPlanePod(apiserverPod()), true)
   })
 
   it('reads labels, and a container named etcd', () => {
     assert.equal(isEtcdPod(pod(validPodYaml())), false)
-    assert.equal(isControlPlanePod(pod(validPodYaml())), false)
     assert.equal(isEtcdPod(labelled('component: etcd')), true)
     assert.equal(isEtcdPod(pod(validPodYaml('db').replace('name: app', 'name: etcd'))), true)
-    assert.equal(isControlPlanePod(labelled('tier: control-plane')), true)
-    for (const component of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'etcd']) assert.equal(isControlPlanePod(labelled(`component: ${component}`)), true)
-    assert.equal(isControlPlanePod(labelled('component: kube-proxy')), false)
     assert.equal(isEtcdPod({}), false)
-    assert.equal(isControlPlanePod({ metadata: { labels: 'x' } }), false)
   })
 })
