@@ -51,6 +51,8 @@ const clean: Tree = {
   'src/rest/routes.ts': "import { NodeService } from '../services/nodes.ts'\nimport type { NodeRecord } from '../domain.ts'\nexport const routes = [NodeService] as unknown as NodeRecord[]\n",
   'src/store/sqlite.ts': "import type { Store } from './store.ts'\nimport type { NodeRecord } from '../domain.ts'\nexport type Sqlite = Store & { last?: NodeRecord }\n",
   'src/agents/ssh.ts': "import type { Agent } from './agent.ts'\nexport type Ssh = Agent & { ssh2?: typeof import('ssh2') }\n",
+  'src/diagnosis/certificates.ts':
+    "import { X509Certificate } from 'node:crypto'\nimport type { Finding } from '../manifest/types.ts'\nexport const parse = (pem: string): Finding[] => [{ code: new X509Certificate(pem).subject }]\n",
 }
 
 // One forbidden import per rule (the manifest rule once per kind of I/O), the
@@ -65,6 +67,7 @@ const violating: Tree = {
     "import { readFileSync } from 'node:fs'\nimport { Client } from 'ssh2'\nimport { DynamoDBClient } from '@aws-sdk/client-dynamodb'\n" +
     "import type { Store } from '../store/store.ts'\nexport const parse = (store: Store) => [readFileSync, Client, DynamoDBClient, store]\n",
   'src/store/sqlite.ts': "import { NodeService } from '../services/nodes.ts'\nexport const sqlite = NodeService\n",
+  'src/diagnosis/certificates.ts': "import type { Agent } from '../agents/agent.ts'\nexport const read = (agent: Agent) => [agent]\n",
   'src/services/readiness.ts': "import type { StaticPods } from './static-pods.ts'\nexport type Readiness = { pods: StaticPods }\n",
   'src/services/static-pods.ts': "import type { Readiness } from './readiness.ts'\nexport class StaticPods { readiness?: Readiness }\n",
 }
@@ -106,6 +109,7 @@ describe('dependency rules (.dependency-cruiser.cjs)', () => {
     assert.deepEqual(violations, [
       'agents-not-to-store-or-services: src/agents/local.ts -> src/services/nodes.ts',
       'agents-not-to-store-or-services: src/agents/ssh.ts -> src/store/store.ts',
+      'diagnosis-is-pure: src/diagnosis/certificates.ts -> src/agents/agent.ts',
       'manifest-is-pure: src/manifest/parse.ts -> fs',
       'manifest-is-pure: src/manifest/parse.ts -> node_modules/@aws-sdk/client-dynamodb/index.js',
       'manifest-is-pure: src/manifest/parse.ts -> node_modules/ssh2/lib/index.js',
