@@ -258,45 +258,45 @@ export class StaticPodService {
   }
 
   restartStaticPod(input: PodRef, actor: Actor): Promise<StaticPodResult> {
-    const dryRun = input.dryRun ?? false
-    return this.mutate('restartStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
-      audit.target = targetOf(input)
-      const node = await this.o.nodes.require(input.node, actor)
+    return this.editCurrent('restartStaticPod', 'RESTART', input, actor, () => {
       const at = this.o.clock().toISOString()
-      return this.write(
-        {
-          action: 'RESTART',
-          node,
-          name: input.name,
-          namespace: input.namespace ?? undefined,
-          expectedHash: input.expectedHash ?? null,
-          dryRun,
-          actor,
-          content: (current) => {
-            const pod = requireCurrent(current, node, input)
-            return { text: setRestartAnnotation(pod.manifest, at), fileName: pod.fileName }
-          },
-        },
-        audit,
-      )
+      return (pod) => setRestartAnnotation(pod.manifest, at)
     })
   }
 
   /**
    * Changes the node's own manifest in place (manifest/change.ts says what a
    * change does to the Pod, manifest/edit-in-place.ts writes that into the
-   * file's text without touching any other line). Applied under the node lock
-   * to the file as it is then, so the diff is the one written.
+   * file's text without touching any other line).
    */
   patchStaticPod(input: PatchInput, actor: Actor): Promise<StaticPodResult> {
-    const dryRun = input.dryRun ?? false
-    return this.mutate(input.auditAction ?? 'patchStaticPod', actor, { node: input.node, dryRun }, async (audit) => {
-      audit.target = targetOf(input)
+    return this.editCurrent(input.auditAction ?? 'patchStaticPod', 'UPDATE', input, actor, () => {
       const change: CheckedChange = checkChange(input.change)
+      return (pod, node) => changedText(pod, change, node)
+    })
+  }
+
+  /**
+   * A write whose new text is made from the node's current file, under the
+   * node lock, so the diff returned is the one written (restart, patch).
+   * `prepare` checks the input before the node is looked up and returns the
+   * edit; NOT_FOUND when the node has no such pod.
+   */
+  private editCurrent(
+    mutation: string,
+    action: 'RESTART' | 'UPDATE',
+    input: PodRef,
+    actor: Actor,
+    prepare: () => (current: ObservedPod, node: NodeRecord) => string,
+  ): Promise<StaticPodResult> {
+    const dryRun = input.dryRun ?? false
+    return this.mutate(mutation, actor, { node: input.node, dryRun }, async (audit) => {
+      audit.target = targetOf(input)
+      const edit = prepare()
       const node = await this.o.nodes.require(input.node, actor)
       return this.write(
         {
-          action: 'UPDATE',
+          action,
           node,
           name: input.name,
           namespace: input.namespace ?? undefined,
@@ -305,7 +305,7 @@ export class StaticPodService {
           actor,
           content: (current) => {
             const pod = requireCurrent(current, node, input)
-            return { text: changedText(pod, change, node), fileName: pod.fileName }
+            return { text: edit(pod, node), fileName: pod.fileName }
           },
         },
         audit,
