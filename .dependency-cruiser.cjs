@@ -62,6 +62,15 @@ module.exports = {
       to: { path: [IO_PACKAGES, IO_CORE_MODULES, IO_SRC] },
     },
     {
+      name: 'events-is-pure',
+      severity: 'error',
+      comment:
+        'src/events/ turns the observations and certificates the services read into events: pure, like src/diagnosis/, so ' +
+        'every rule of it can be tested on observations built by hand, and the same observations always give the same events.',
+      from: { path: '^src/events/' },
+      to: { path: [IO_PACKAGES, IO_CORE_MODULES, IO_SRC] },
+    },
+    {
       name: 'store-not-to-services',
       severity: 'error',
       comment:

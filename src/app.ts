@@ -5,6 +5,7 @@
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type RouteOptions } from 'fastify'
+import websocket from '@fastify/websocket'
 import mercurius from 'mercurius'
 import { authPlugin, requireActor } from './http/auth.ts'
 import { manifestBudget } from './http/manifest-budget.ts'
@@ -20,13 +21,17 @@ import { createLocalAgent } from './agents/local.ts'
 import { AgentRegistry, sshAgentSettings, type NodeFactsRecorder } from './agents/registry.ts'
 import type { Config, HttpTimeouts } from './config.ts'
 import type { HostResolver } from './net/address-allow.ts'
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { parseSecretKey } from './services/secret-box.ts'
 import { ServiceError } from './errors.ts'
 import { decodeUtf8 } from './manifest/text.ts'
 import { errorFormatter } from './graphql/error-formatter.ts'
 import { enumValues, resolvers } from './graphql/resolvers.ts'
 import { servedSchema } from './graphql/schema.ts'
 import { RequestScope } from './graphql/scope.ts'
+import { guardSubscriptions, MAX_FRAME_BYTES, subscriptionOptions } from './graphql/subscriptions.ts'
 import { createServices, type Services } from './services/index.ts'
 import { ANONYMOUS_ADMIN } from './services/actor.ts'
 import { openStore } from './store/open.ts'
@@ -47,6 +52,9 @@ export interface AppOptions {
   resolveHost?: HostResolver
   /** Told of every route as it is registered (tests enumerate them). */
   onRoute?: (route: RouteOptions) => void
+  /** Tests: webhook retries sooner than the contract's 1 s, and subscribers' tail polling the store more often. */
+  webhookFirstRetryMs?: number
+  eventPollMs?: number
 }
 
 /** How many nodes one request reads at once. */
@@ -125,6 +133,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       nodeAddressAllow: config.nodeAddressAllow,
       resolveHost: options.resolveHost,
       certWarnDays: config.certWarnDays,
+      observe: config.observe,
+      eventRetentionDays: config.eventRetentionDays,
+      webhooks: { maxAttempts: config.webhooks.maxAttempts, secretKey: webhookSecretKey(config), firstRetryMs: options.webhookFirstRetryMs },
+      eventPollMs: options.eventPollMs,
+      subscriptionsPerConnection: config.subscriptions.maxPerConnection,
     },
   })
   // Made at start so that its directories exist before the first request
@@ -137,6 +150,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   if (!authenticator) {
     app.log.warn('no AUTH_TOKENS_FILE or AUTH_TOKENS: every caller is the anonymous admin (served on a loopback address only)')
   }
+  // Registered here rather than by mercurius: for a frame limit of our own (mercurius's is 1 MiB), and
+  // before the auth plugin, whose hooks then know a real upgrade (request.ws) and whose refusals of one
+  // end its socket (@fastify/websocket's onResponse).
+  await app.register(websocket, { options: { maxPayload: MAX_FRAME_BYTES } })
   await app.register(authPlugin, {
     authenticator,
     metricsPublic: config.metricsPublic,
@@ -150,14 +167,16 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     if (route.url === '/graphql') route.schema = { ...route.schema, hide: true }
   })
 
+  const validationRules = [queryLimits(config.graphql)]
   await app.register(mercurius, {
     schema: servedSchema(enumValues),
     resolvers,
+    subscription: subscriptionOptions(app, services),
     // Our own playground (src/http/playground.ts) serves every asset itself; mercurius's loads a CDN.
     graphiql: false,
     path: '/graphql',
     errorFormatter,
-    validationRules: [queryLimits(config.graphql)],
+    validationRules,
     // Parsed queries are remembered by their text; both caches (valid and invalid queries) are bounded by
     // entries here and by the query's size and tokens (queryTextLimit, maxTokens).
     cache: config.graphql.queryCacheEntries === 0 ? false : config.graphql.queryCacheEntries,
@@ -170,6 +189,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       return context
     },
   })
+  guardSubscriptions(app, config.subscriptions, validationRules)
   observeGraphqlOperations(app, metrics)
   queryTextLimit(app, config.graphql.maxQueryBytes)
   chargeMutationFields(app)
@@ -191,6 +211,32 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   })
 
   return app
+}
+
+/**
+ * The key webhook secrets are sealed with: WEBHOOK_SECRET_KEY(_FILE), else,
+ * with a SQLite store, a key file beside the database, made on first start
+ * (0600, never overwritten: losing it makes every stored secret unreadable).
+ * With DynamoDB and no key configured, webhooks cannot be created (the
+ * webhook service says which variable to set).
+ */
+function webhookSecretKey(config: Config): Buffer | null {
+  if (config.webhooks.secretKey) return config.webhooks.secretKey
+  if (config.store.kind !== 'sqlite' || config.store.path === ':memory:') return config.store.kind === 'sqlite' ? randomBytes(32) : null
+  const file = join(dirname(config.store.path), 'webhook-secret.key')
+  try {
+    return parseSecretKey(readFileSync(file, 'utf8'))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`the webhook secret key ${file} cannot be used: ${(err as Error).message}`, { cause: err })
+  }
+  mkdirSync(dirname(file), { recursive: true })
+  try {
+    writeFileSync(file, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' })
+  } catch (err) {
+    // Another process made it first: use theirs.
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+  }
+  return parseSecretKey(readFileSync(file, 'utf8'))
 }
 
 /**

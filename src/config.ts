@@ -6,6 +6,7 @@ import { isIP, isIPv4 } from 'node:net'
 import { resolve } from 'node:path'
 import { z } from 'zod'
 import { parseTokensDocument, type TokenEntry } from './services/tokens.ts'
+import { parseSecretKey } from './services/secret-box.ts'
 import { parseAddressAllowList, type AddressAllowList } from './net/address-allow.ts'
 import { KUBEADM_KUBELET_CONFIG_PATH, KUBELET_HEALTHZ_PORT, KUBELET_POD_LOGS_DIR } from './kubelet-facts.ts'
 
@@ -81,6 +82,23 @@ const envSchema = z.object({
   KUBELET_HEALTHZ_TIMEOUT_MS: positiveInt.default(2_000),
   // A certificate a static pod refers to this close to its notAfter is CERTIFICATE_EXPIRES_SOON.
   CERT_EXPIRY_WARNING_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
+  // The server observes every node on its own this often (manifests, runtime, findings, certificates)
+  // and turns what changed into events; 0: never (events then come only from queries and writes).
+  OBSERVE_INTERVAL_SECONDS: z.coerce.number().int().min(0).max(86_400).default(30),
+  // How many nodes one observation round reads at once.
+  OBSERVE_CONCURRENCY: positiveInt.max(256).default(16),
+  EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(14),
+  // Attempts of one webhook delivery (the first included) before it is given up.
+  WEBHOOK_MAX_ATTEMPTS: positiveInt.max(20).default(8),
+  // The key webhook secrets are encrypted with (64 hex digits or base64 of 32 bytes), as a file or the text.
+  // Unset with a SQLite store: a key file is made beside the database on first use.
+  WEBHOOK_SECRET_KEY_FILE: optionalText,
+  WEBHOOK_SECRET_KEY: optionalText,
+  // GraphQL subscriptions (WebSocket on /graphql): open connections in all, subscriptions per
+  // connection, and messages a client may send per connection and minute.
+  SUBSCRIPTION_MAX_CONNECTIONS: positiveInt.max(100_000).default(500),
+  SUBSCRIPTION_MAX_PER_CONNECTION: positiveInt.max(1000).default(20),
+  SUBSCRIPTION_MESSAGES_PER_MINUTE: positiveInt.max(100_000).default(120),
   KUBECONFIG: optionalText,
   // Set by Kubernetes in every pod: without KUBECONFIG, the pod's service account reaches the API server.
   KUBERNETES_SERVICE_HOST: optionalText,
@@ -187,6 +205,21 @@ export type Config = {
   nodeAddressAllow: AddressAllowList | null
   manifestBudget: { bytes: number; waitMs: number }
   maxNodesPerRequest: number
+  /** OBSERVE_INTERVAL_SECONDS (0: off) and OBSERVE_CONCURRENCY. */
+  observe: { intervalSeconds: number; concurrency: number }
+  eventRetentionDays: number
+  webhooks: {
+    maxAttempts: number
+    /** The secret key's text (WEBHOOK_SECRET_KEY or the file's), checked at start; undefined: not configured. */
+    secretKey: Buffer | undefined
+  }
+  subscriptions: SubscriptionLimits
+}
+
+export interface SubscriptionLimits {
+  maxConnections: number
+  maxPerConnection: number
+  messagesPerMinute: number
 }
 
 interface GraphqlLimits {
@@ -312,6 +345,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     nodeAddressAllow: loadAddressAllow(e.NODE_ADDRESS_ALLOW),
     manifestBudget: { bytes: e.MANIFEST_BUDGET_BYTES, waitMs: e.MANIFEST_BUDGET_WAIT_MS },
     maxNodesPerRequest: e.MAX_NODES_PER_REQUEST,
+    observe: { intervalSeconds: e.OBSERVE_INTERVAL_SECONDS, concurrency: e.OBSERVE_CONCURRENCY },
+    eventRetentionDays: e.EVENT_RETENTION_DAYS,
+    webhooks: { maxAttempts: e.WEBHOOK_MAX_ATTEMPTS, secretKey: loadWebhookSecretKey(e.WEBHOOK_SECRET_KEY_FILE, e.WEBHOOK_SECRET_KEY) },
+    subscriptions: {
+      maxConnections: e.SUBSCRIPTION_MAX_CONNECTIONS,
+      maxPerConnection: e.SUBSCRIPTION_MAX_PER_CONNECTION,
+      messagesPerMinute: e.SUBSCRIPTION_MESSAGES_PER_MINUTE,
+    },
+  }
+}
+
+function loadWebhookSecretKey(file: string | undefined, text: string | undefined): Buffer | undefined {
+  const key = fileOrText('WEBHOOK_SECRET_KEY', file, text)
+  if (key === undefined) return undefined
+  try {
+    return parseSecretKey(key)
+  } catch (err) {
+    throw new ConfigError(`Invalid ${file !== undefined ? 'WEBHOOK_SECRET_KEY_FILE' : 'WEBHOOK_SECRET_KEY'}: ${(err as Error).message}`)
   }
 }
 
@@ -319,7 +370,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
  * A secret given as a file path (<NAME>_FILE) or as the text itself (<NAME>),
  * not both; undefined when neither is set.
  */
-function fileOrText(name: 'AUTH_TOKENS' | 'SSH_PRIVATE_KEY', file: string | undefined, text: string | undefined): string | undefined {
+function fileOrText(name: 'AUTH_TOKENS' | 'SSH_PRIVATE_KEY' | 'WEBHOOK_SECRET_KEY', file: string | undefined, text: string | undefined): string | undefined {
   if (file !== undefined && text !== undefined) throw new ConfigError(`Invalid ${name}: set ${name}_FILE or ${name}, not both`)
   if (file === undefined) return text
   try {

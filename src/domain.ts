@@ -225,6 +225,21 @@ export interface NodeObservation {
   runtimeUnavailableReason: string | null
 }
 
+/** The runtime's state of one of an observation's static pods (its newest sandbox); null when the runtime lists none (or was not asked). */
+export function runtimeOfPod(observation: NodeObservation, pod: { namespace: string; name: string }): PodRuntimeState | null {
+  return observation.runtime?.find((p) => p.namespace === pod.namespace && p.name === pod.name) ?? null
+}
+
+/**
+ * The one rule for "a static pod is ready" (the ready gauge, events): its
+ * sandbox READY, with containers, every one RUNNING and not reported unready
+ * (crictl knows no probes: ready may be null). No runtime state: not ready.
+ */
+export function isPodReady(runtime: PodRuntimeState | null): boolean {
+  if (!runtime || runtime.state !== 'READY' || runtime.containers.length === 0) return false
+  return runtime.containers.every((c) => c.state === 'RUNNING' && c.ready !== false)
+}
+
 export interface AuditEvent {
   id: string
   at: string
@@ -244,3 +259,66 @@ export type NewAuditEvent = Omit<AuditEvent, 'id'>
 
 /** The map key of a PodKey in the results of listRevisions and latestRevisions. */
 export const podKeyString = (k: PodKey): string => `${k.node}/${k.namespace}/${k.name}`
+
+/** What the service tells subscribers and webhooks about (the contract's EventType). */
+export const EVENT_TYPES = [
+  'STATIC_POD_ADDED',
+  'STATIC_POD_CHANGED',
+  'STATIC_POD_REMOVED',
+  'POD_READY',
+  'POD_NOT_READY',
+  'CRASH_LOOP',
+  'FINDING_ADDED',
+  'FINDING_RESOLVED',
+  'NODE_UNREACHABLE',
+  'NODE_REACHABLE',
+  'CERTIFICATE_EXPIRES_SOON',
+  'ROLLOUT_STARTED',
+  'ROLLOUT_FINISHED',
+] as const
+export type EventType = (typeof EVENT_TYPES)[number]
+
+/** Something that happened on a node, as stored: ids increase in the order events are stored. */
+export interface EventRecord {
+  /** A decimal integer, increasing (compare as numbers: "10" is after "9"). */
+  id: string
+  at: string
+  type: EventType
+  node: string
+  namespace: string | null
+  name: string | null
+  message: string
+  fromHash: string | null
+  toHash: string | null
+  /** Who made the change through the service; null when it was seen on the node. */
+  actor: string | null
+}
+
+export type NewEvent = Omit<EventRecord, 'id'> & {
+  /**
+   * At most one event with this key is ever stored (in any instance sharing
+   * the store): a second append of it is skipped. For events that are about a
+   * state rather than a transition of observations (a certificate entering
+   * its warning window: once per file and expiry).
+   */
+  onceKey?: string
+}
+
+/** A webhook as stored. The secret is sealed by the webhook service; the store never sees it in clear. */
+export interface WebhookRecord {
+  id: string
+  url: string
+  /** Empty: every type. */
+  types: EventType[]
+  /** Node name globs; empty: every node. */
+  nodes: string[]
+  /** The secret, encrypted by the webhook service (opaque to the store). */
+  sealedSecret: string
+  createdAt: string
+  createdBy: string
+  lastDeliveryAt: string | null
+  /** HTTP status of the last attempt, or the network error. */
+  lastResult: string | null
+  /** Deliveries given up after the last retry. */
+  failedDeliveries: number
+}

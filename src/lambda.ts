@@ -94,23 +94,23 @@ export async function createLambdaApp(env: NodeJS.ProcessEnv, opts: { readParame
 }
 
 /**
- * Reads every node live (maxAge 0) and stores what it found, so that queries
- * answered from the store stay recent even when nobody asks for a while.
- * One node's failure is recorded on that node, not thrown.
+ * One observation round (the long-running server's observer, run once per
+ * schedule): every node read live and stored with the events it shows, so that
+ * queries answered from the store stay recent and changes become events and
+ * webhook posts even when nobody asks. One node's failure is recorded on that
+ * node, not thrown.
  */
 export async function refreshAllNodes(app: FastifyInstance): Promise<RefreshSummary> {
-  const { store, nodeState, settings } = app.services
-  const nodes = await store.listNodes()
-  const summary: RefreshSummary = { nodes: nodes.length, refreshed: 0, failed: [] }
-  // statesOf refuses more than maxNodesPerRequest nodes at once, as it does for a query.
-  for (let i = 0; i < nodes.length; i += settings.maxNodesPerRequest) {
-    const { states, failures } = await nodeState.statesOf(nodes.slice(i, i + settings.maxNodesPerRequest), 0)
-    summary.refreshed += states.filter((s) => !s.stale).length
-    summary.failed.push(...failures.map((f) => ({ node: f.node, code: f.error.code, message: f.error.message })))
-  }
+  const round = await app.services.observer.round()
+  // The webhooks' deliveries of this round's events, before the invocation ends and the container may freeze.
+  await Promise.race([app.services.webhooks.idle(), new Promise((resolve) => setTimeout(resolve, WEBHOOK_DRAIN_MS).unref())])
+  const summary: RefreshSummary = { nodes: round.nodes, refreshed: round.observed, failed: round.failed }
   app.log.info({ refresh: { nodes: summary.nodes, refreshed: summary.refreshed, failed: summary.failed.length } }, 'scheduled refresh done')
   return summary
 }
+
+/** How long a scheduled round waits for webhook deliveries (retries included) before it returns. */
+const WEBHOOK_DRAIN_MS = 60_000
 
 let containerApp: Promise<LambdaApp> | undefined
 

@@ -35,6 +35,8 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'))
 
   await app.listen({ host: config.host, port: config.port })
+  // Only the long-running server observes on its own; Lambda runs one round per schedule (src/lambda.ts).
+  app.services.observer.start()
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : config.port
   const base = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`

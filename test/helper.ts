@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
-import { buildApp } from '../src/app.ts'
+import { buildApp, type AppOptions } from '../src/app.ts'
 import { loadConfig, type Config } from '../src/config.ts'
 import { startSshdFleet, type SshdFleet } from './support/sshd.ts'
 import { sshNodeRecord } from './support/node-record.ts'
@@ -50,6 +50,8 @@ export interface BuildOptions {
   node?: NodeKind
   /** The node's name (default 'local' for the local node, 'ssh-node' for an SSH node). */
   nodeName?: string
+  /** More options for buildApp (tests of events: shorter webhook retries and store polling). */
+  appOptions?: Pick<AppOptions, 'webhookFirstRetryMs' | 'eventPollMs' | 'store'>
 }
 
 export async function build(t: TestContext, opts: BuildOptions = {}): Promise<TestApp> {
@@ -69,7 +71,7 @@ export async function build(t: TestContext, opts: BuildOptions = {}): Promise<Te
     ...opts.env,
   }
   const config = loadConfig(env)
-  const app = await buildApp(config, { logger: false, clock: opts.clock, resolveHost: testResolver })
+  const app = await buildApp(config, { logger: false, clock: opts.clock, resolveHost: testResolver, ...opts.appOptions })
   t.after(async () => {
     await app.close()
     if (!opts.dir) await rm(dir, { recursive: true, force: true })

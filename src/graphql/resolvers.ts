@@ -4,7 +4,9 @@
 // the generated Resolvers type (src/graphql/generated/resolvers-types.ts, see
 // codegen.yml), whose mappers name the service shapes each type is made from.
 
-import type { NodeKind as RecordKind } from '../domain.ts'
+import type { EventRecord, NodeKind as RecordKind } from '../domain.ts'
+import type { RolloutView } from '../services/rollouts.ts'
+import { bounded } from './subscriptions.ts'
 import { nodeAddressOf } from '../services/nodes.ts'
 import type { StaticPodView } from '../services/static-pod-view.ts'
 import type { NodeKind, Resolvers } from './generated/resolvers-types.ts'
@@ -52,6 +54,8 @@ export const resolvers: Omit<Resolvers, keyof typeof enumValues> = {
     rollouts: (_, args, { scope }) => scope.services.rollouts.list(args, scope.actor),
     rollout: (_, args, { scope }) => scope.services.rollouts.get(args.id, scope.actor),
     jumpHosts: (_, _args, { scope }) => scope.services.jumpHosts.list(scope.actor),
+    events: (_, args, { scope }) => scope.services.events.list(args, scope.actor),
+    webhooks: (_, _args, { scope }) => scope.services.webhooks.list(scope.actor),
   },
 
   Mutation: {
@@ -71,6 +75,20 @@ export const resolvers: Omit<Resolvers, keyof typeof enumValues> = {
     applyStaticPodToNodes: (_, { input }, { scope }) => scope.services.rollouts.apply(input, scope.actor),
     patchStaticPodOnNodes: (_, { input }, { scope }) => scope.services.rollouts.patch(input, scope.actor),
     recreateMirrorPod: (_, { input }, { scope }) => scope.services.mirrorPods.recreateMirrorPod(input, scope.actor),
+    createWebhook: (_, { input }, { scope }) => scope.services.webhooks.create(input, scope.actor),
+    deleteWebhook: (_, { id }, { scope }) => scope.services.webhooks.delete(id, scope.actor),
+  },
+
+  // Each event or rollout state the stream yields is the field's value as it is.
+  Subscription: {
+    events: {
+      subscribe: (_, args, context) => bounded(context, context.scope.services.settings.subscriptionsPerConnection, () => context.scope.services.events.subscribe(args, context.scope.actor)),
+      resolve: (event: EventRecord) => event,
+    },
+    rollout: {
+      subscribe: (_, args, context) => bounded(context, context.scope.services.settings.subscriptionsPerConnection, () => context.scope.services.rollouts.watch(args.id, context.scope.actor)),
+      resolve: (rollout: RolloutView) => rollout,
+    },
   },
 
   Node: {

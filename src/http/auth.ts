@@ -12,9 +12,17 @@
 //      at, so that past the limit a right guess looks like a wrong one;
 //   4. no valid token: 401, and the failure counts against the address;
 //   5. the token's own budget (RATE_LIMIT_PER_MINUTE): 429.
+//
+// A WebSocket upgrade of /graphql (GraphQL subscriptions) without an
+// Authorization header is let through to the socket: the graphql-ws protocol
+// carries the token in its connection_init message, and src/graphql/subscriptions.ts
+// refuses the connection there unless that token is valid (with the same
+// per-address failure limit, through app.authenticateBearer).
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+// request.ws: set by @fastify/websocket (registered before this plugin) on a WebSocket upgrade.
+import type {} from '@fastify/websocket'
 import { ServiceError } from '../errors.ts'
 import { ANONYMOUS_ADMIN, type Actor } from '../services/actor.ts'
 import type { TokenAuthenticator } from '../services/tokens.ts'
@@ -81,10 +89,21 @@ export function sendApiError(request: FastifyRequest, reply: FastifyReply, statu
 /** Charges a GraphQL request's extra mutation fields to its actor (the request itself was charged one). */
 type ChargeActor = (actor: Actor, units: number) => Charge
 
+/** Authenticates an Authorization header's value from a client address: the actor, null (refused), or 'rate-limited'. */
+type BearerAuthenticator = (header: unknown, ip: string) => Actor | null | 'rate-limited'
+
 declare module 'fastify' {
   interface FastifyInstance {
     chargeActor: ChargeActor
+    authenticateBearer: BearerAuthenticator
   }
+}
+
+/** A WebSocket upgrade of the GraphQL endpoint that brings no header: its token comes in the connection_init message. */
+function isTokenlessSubscriptionUpgrade(request: FastifyRequest): boolean {
+  return (
+    request.ws && request.method === 'GET' && request.routeOptions.url === '/graphql' && request.headers.authorization === undefined
+  )
 }
 
 export const authPlugin = fp(
@@ -98,9 +117,19 @@ export const authPlugin = fp(
 
     app.decorateRequest('actor', null)
     app.decorate('chargeActor', ((actor, units) => perToken.charge(actor.name, units)) satisfies ChargeActor)
+    app.decorate('authenticateBearer', ((header, ip) => {
+      if (opts.authenticator === null) return ANONYMOUS_ADMIN
+      const address = `ip:${ip}`
+      if (!failuresPerAddress.check(address).allowed) return 'rate-limited'
+      const actor = typeof header === 'string' ? authenticateHeader(header, opts.authenticator) : null
+      if (actor === null) failuresPerAddress.charge(address)
+      else if (!perToken.charge(actor.name).allowed) return 'rate-limited'
+      return actor
+    }) satisfies BearerAuthenticator)
     app.addHook('onRequest', async (request, reply) => {
       if (isPublicRoute(request.method, request.routeOptions.url, opts.metricsPublic)) return
       let actor: Actor | null = ANONYMOUS_ADMIN
+      if (opts.authenticator !== null && isTokenlessSubscriptionUpgrade(request)) return
       if (opts.authenticator !== null) {
         const address = `ip:${request.ip}`
         const blocked = failuresPerAddress.check(address)
@@ -122,8 +151,12 @@ export const authPlugin = fp(
 
 function authenticate(request: FastifyRequest, authenticator: TokenAuthenticator): Actor | null {
   const header = request.headers.authorization
+  return typeof header === 'string' ? authenticateHeader(header, authenticator) : null
+}
+
+function authenticateHeader(header: string, authenticator: TokenAuthenticator): Actor | null {
   // A bearer token is short; a longer header is not hashed (nor anything else).
-  if (typeof header !== 'string' || header.length > 4096) return null
+  if (header.length > 4096) return null
   const match = /^Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(header)
   return match?.[1] ? authenticator.authenticate(match[1]) : null
 }

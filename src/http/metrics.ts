@@ -21,7 +21,7 @@ import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { BreakerState } from '../cluster/breaker.ts'
 import type { CertificateInfo } from '../diagnosis/certificates.ts'
-import type { NodeObservation, PodRuntimeState } from '../domain.ts'
+import { isPodReady, runtimeOfPod, type NodeObservation } from '../domain.ts'
 import type { NodeReadObserver } from '../services/node-state.ts'
 import type { Store } from '../store/store.ts'
 
@@ -35,16 +35,6 @@ export interface GaugeSources {
 /** The pods of a node the pod gauges export: the first MAX_GAUGE_PODS_PER_NODE (observations hold them by namespace and name). */
 function exportedPods(observation: NodeObservation): NodeObservation['pods'] {
   return observation.pods.slice(0, MAX_GAUGE_PODS_PER_NODE)
-}
-
-function runtimeOf(observation: NodeObservation, pod: { namespace: string; name: string }): PodRuntimeState | null {
-  return observation.runtime?.find((p) => p.namespace === pod.namespace && p.name === pod.name) ?? null
-}
-
-/** Sandbox ready, and every container running and not reported unready (crictl knows no probes: ready may be null). */
-function isReady(pod: PodRuntimeState | null): boolean {
-  if (!pod || pod.state !== 'READY' || pod.containers.length === 0) return false
-  return pod.containers.every((c) => c.state === 'RUNNING' && c.ready !== false)
 }
 
 /** The gauge's values: 0 closed (calls go through), 1 open (failing fast), 2 half-open (the next call, or the one running, probes). */
@@ -198,7 +188,7 @@ export class Metrics implements NodeReadObserver {
           // Unreachable now: the runtime could not be asked (the observation keeps the last state it gave).
           if (!observation?.agent.reachable || observation.runtime === null) continue
           for (const pod of exportedPods(observation)) {
-            ready.set({ node: observation.node, namespace: pod.namespace, name: pod.name }, isReady(runtimeOf(observation, pod)) ? 1 : 0)
+            ready.set({ node: observation.node, namespace: pod.namespace, name: pod.name }, isPodReady(runtimeOfPod(observation, pod)) ? 1 : 0)
           }
         }
       },
@@ -211,7 +201,7 @@ export class Metrics implements NodeReadObserver {
         for (const { observation } of this.currentNodes()) {
           if (!observation?.agent.reachable) continue
           for (const pod of exportedPods(observation)) {
-            for (const c of (runtimeOf(observation, pod)?.containers ?? []).slice(0, MAX_GAUGE_CONTAINERS_PER_POD)) {
+            for (const c of (runtimeOfPod(observation, pod)?.containers ?? []).slice(0, MAX_GAUGE_CONTAINERS_PER_POD)) {
               if (c.restartCount !== null) restarts.set({ node: observation.node, namespace: pod.namespace, name: pod.name, container: c.name }, c.restartCount)
             }
           }

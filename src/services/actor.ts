@@ -42,6 +42,11 @@ export function authorize(actor: Actor, needed: Role, node?: string | null): voi
   }
 }
 
+/** Whether a node name matches any of the globs (the same globs as a token's nodes; webhooks' node filters). */
+export function matchesNodeGlobs(globs: readonly string[], node: string): boolean {
+  return globs.some((glob) => globToRegExp(glob).test(node))
+}
+
 const globCache = new Map<string, RegExp>()
 
 /** Shell-style globs on node names: * any run of characters, ? one character. */

@@ -10,6 +10,10 @@ import type { Store } from '../store/store.ts'
 import { AuditService } from './audit.ts'
 import { ClusterService, type ClusterSettings } from './cluster.ts'
 import { DiagnosisService, type DiagnosisOptions } from './diagnosis.ts'
+import { EventService } from './events.ts'
+import { Observer } from './observer.ts'
+import { SecretBox } from './secret-box.ts'
+import { WebhookService } from './webhooks.ts'
 import { JumpHostService } from './jump-hosts.ts'
 import { KnownHostsService } from './known-hosts.ts'
 import { MirrorPodService } from './mirror-pods.ts'
@@ -35,6 +39,20 @@ export interface ServiceSettings {
   resolveHost?: HostResolver | undefined
   /** CERT_EXPIRY_WARNING_DAYS. */
   certWarnDays: number
+  /** OBSERVE_INTERVAL_SECONDS (0: off) and OBSERVE_CONCURRENCY. */
+  observe: { intervalSeconds: number; concurrency: number }
+  eventRetentionDays: number
+  webhooks: {
+    maxAttempts: number
+    /** The key webhook secrets are sealed with; null: no webhook can be created. */
+    secretKey: Buffer | null
+    /** Tests: a shorter first retry (the contract's is about 1 s). */
+    firstRetryMs?: number | undefined
+  }
+  /** SUBSCRIPTION_MAX_PER_CONNECTION. */
+  subscriptionsPerConnection: number
+  /** How often subscribers' tail reads the store (tests shorten it). */
+  eventPollMs?: number | undefined
 }
 
 export interface Services {
@@ -53,6 +71,9 @@ export interface Services {
   rollouts: RolloutService
   knownHosts: KnownHostsService
   diagnosis: DiagnosisService
+  events: EventService
+  webhooks: WebhookService
+  observer: Observer
   close(): Promise<void>
 }
 
@@ -76,7 +97,25 @@ export async function createServices(deps: {
   agents.attachLog?.(log)
   // The agents read jump hosts' records through the jump host service, and record the keys they present there.
   agents.attachJumpHosts?.(jumpHosts)
-  const nodeState = new NodeStateService({ store, agents, clock, fanOut: settings.fanOut, maxNodesPerRequest: settings.maxNodesPerRequest, observer: deps.nodeReadObserver })
+  const webhooks = new WebhookService({
+    store,
+    audit,
+    clock,
+    log,
+    box: settings.webhooks.secretKey ? new SecretBox(settings.webhooks.secretKey) : null,
+    maxAttempts: settings.webhooks.maxAttempts,
+    firstRetryMs: settings.webhooks.firstRetryMs,
+  })
+  const events = new EventService({ store, log, clock, webhooks, retentionDays: settings.eventRetentionDays, pollMs: settings.eventPollMs })
+  const nodeState = new NodeStateService({
+    store,
+    agents,
+    clock,
+    fanOut: settings.fanOut,
+    maxNodesPerRequest: settings.maxNodesPerRequest,
+    observer: deps.nodeReadObserver,
+    events,
+  })
   const cluster = new ClusterService({ settings: settings.cluster, store, audit, clock })
   const readiness = new ReadinessService({ agents, cluster })
   const staticPods = new StaticPodService({
@@ -100,9 +139,22 @@ export async function createServices(deps: {
     clock,
     log,
     maxNodesPerRequest: settings.maxNodesPerRequest,
+    events,
   })
   const knownHosts = new KnownHostsService({ nodes, jumpHosts, audit, maxNodesPerRequest: settings.maxNodesPerRequest })
   const diagnosis = new DiagnosisService({ agents, audit, clock, log, certWarnDays: settings.certWarnDays, onCertificates: deps.onCertificates })
+  const observer = new Observer({
+    nodes,
+    nodeState,
+    staticPods,
+    diagnosis,
+    events,
+    clock,
+    log,
+    intervalSeconds: settings.observe.intervalSeconds,
+    concurrency: settings.observe.concurrency,
+    certWarnDays: settings.certWarnDays,
+  })
   await nodes.ensureLocalNode()
   return {
     settings,
@@ -120,7 +172,13 @@ export async function createServices(deps: {
     rollouts,
     knownHosts,
     diagnosis,
+    events,
+    webhooks,
+    observer,
     async close() {
+      await observer.stop()
+      events.close()
+      await webhooks.close()
       await agents.close()
       await store.close()
     },

@@ -11,9 +11,10 @@ import type { AgentProvider } from '../agents/registry.ts'
 import { errorText, ServiceError, isServiceError } from '../errors.ts'
 import { lintManifestDir } from '../manifest/lint.ts'
 import type { DirEntry, FoundPod } from '../manifest/types.ts'
-import type { NodeObservation, NodeRecord, ObservedPod, RevisionRecord } from '../domain.ts'
+import type { EventRecord, NodeObservation, NodeRecord, ObservedPod, RevisionRecord } from '../domain.ts'
 import type { Store } from '../store/store.ts'
 import { podKeyString } from '../domain.ts'
+import { observationEvents } from '../events/derive.ts'
 import { mapWithConcurrency } from '../concurrency.ts'
 import { ObservationCache } from './observation-cache.ts'
 
@@ -47,6 +48,11 @@ export interface NodeReadObserver {
   observed?(observation: NodeObservation): void
 }
 
+/** Told of the events each stored observation produced (the event service: subscribers and webhooks). */
+export interface EventSink {
+  recorded(events: readonly EventRecord[]): void
+}
+
 export interface NodeStateOptions {
   store: Store
   agents: AgentProvider
@@ -57,7 +63,26 @@ export interface NodeStateOptions {
   maxNodesPerRequest: number
   /** Told of every live read (metrics). */
   observer?: NodeReadObserver | undefined
+  /** Told of the events stored observations produced. */
+  events?: EventSink | undefined
 }
+
+/** How one stored observation came about, for storing it after the one before. */
+interface StoreContext {
+  /**
+   * The write path's own state after its write, made under the node lock:
+   * stored even when another reader stored an observation meanwhile. A plain
+   * read is not (that reader's observation may be the newer one).
+   */
+  authoritative: boolean
+  /** When the read began (ISO): a plain read loses to an observation stored by a read that ended after this. */
+  readStartedAt: string
+  /** Who wrote each pod's newest revision through the service (by podKeyString); absent: seen on the node. */
+  actors: ReadonlyMap<string, string | null>
+}
+
+/** Tries at a conditional store before the observation is stored over whatever is there. */
+const STORE_ATTEMPTS = 3
 
 export class NodeStateService {
   /** Live reads in flight, by node name. */
@@ -90,6 +115,7 @@ export class NodeStateService {
       const last = stored.get(node.name)
       if (last && isFresh(last, now, maxAgeSeconds)) return { node, observation: last, stale: false }
       const started = performance.now()
+      const readStartedAt = clock().toISOString()
       try {
         const observation = await this.observe(node)
         this.options.observer?.nodeRead(node.name, (performance.now() - started) / 1000, null)
@@ -98,7 +124,7 @@ export class NodeStateService {
         const error = asNodeError(node, err)
         this.options.observer?.nodeRead(node.name, (performance.now() - started) / 1000, error.code)
         failures.push({ node: node.name, error })
-        const observation = await this.recordFailure(node, last, error)
+        const observation = await this.recordFailure(node, last, error, readStartedAt)
         return { node, observation, stale: true }
       }
     })
@@ -129,6 +155,7 @@ export class NodeStateService {
    */
   async observeWith(node: NodeRecord, agent: NodeAgent): Promise<NodeObservation> {
     const started = performance.now()
+    const readStartedAt = this.options.clock().toISOString()
     const [entries, kubelet, runtime] = await Promise.all([
       agent.listManifestDir(),
       agent.kubeletHealth().catch((err: unknown) => ({ available: false as const, reason: errorText(err) })),
@@ -140,7 +167,7 @@ export class NodeStateService {
       runtime: runtime.available ? runtime.pods : null,
       runtimeUnavailableReason: runtime.available ? null : runtime.reason,
     }
-    return (await this.recordReading(node, entries, health, performance.now() - started)).observation
+    return (await this.recordReading(node, entries, health, performance.now() - started, { store: true, authoritative: false, readStartedAt })).observation
   }
 
   /**
@@ -167,7 +194,12 @@ export class NodeStateService {
   async recordFileChange(node: NodeRecord, reading: ManifestReading, fileName: string, bytes: Uint8Array | null): Promise<NodeObservation> {
     const entries = reading.entries.filter((e) => e.name !== fileName)
     if (bytes !== null) entries.push({ name: fileName, kind: 'file', bytes, size: bytes.length })
-    return (await this.recordReading(node, entries, reading.health, reading.observation.agent.latencyMs ?? 0)).observation
+    const written = await this.recordReading(node, entries, reading.health, reading.observation.agent.latencyMs ?? 0, {
+      store: true,
+      authoritative: true,
+      readStartedAt: reading.observation.observedAt ?? this.options.clock().toISOString(),
+    })
+    return written.observation
   }
 
   private async recordReading(
@@ -175,12 +207,13 @@ export class NodeStateService {
     entries: DirEntry[],
     health: NodeHealth,
     elapsedMs: number,
-    opts: { store: boolean } = { store: true },
+    opts: { store: false } | ({ store: true } & Omit<StoreContext, 'actors'>),
   ): Promise<ManifestReading> {
-    const { store, clock } = this.options
+    const { clock } = this.options
     const { pods: found, findings } = lintManifestDir(entries, node.name)
     const modified = new Map(entries.map((e) => [e.name, e.modifiedAt]))
-    const pods = (await this.recordChanges(node.name, found)).map((p) => {
+    const { pods: recorded, actors } = await this.recordChanges(node.name, found)
+    const pods = recorded.map((p) => {
       const modifiedAt = modified.get(p.fileName)
       return modifiedAt ? { ...p, modifiedAt } : p
     })
@@ -194,17 +227,67 @@ export class NodeStateService {
       ...health,
     }
     if (opts.store) {
-      await store.putObservation(observation)
+      await this.storeObservation(observation, { ...opts, actors })
       this.options.observer?.observed?.(observation)
     }
     return { observation, entries, health }
   }
 
+  /**
+   * Stores the observation after the one stored before it, with the events
+   * between the two, conditionally on that one's version: of several readers
+   * (instances sharing the store, or a query and the observer) that saw one
+   * change, only the first to store it records its events. A reader that
+   * lost re-reads what won and compares with that instead, unless what won
+   * was read after this read began (then it is the newer state, and this
+   * observation is only answered to its caller, not stored).
+   */
+  private async storeObservation(observation: NodeObservation, context: StoreContext): Promise<void> {
+    const { store, clock } = this.options
+    for (let attempt = 1; attempt <= STORE_ATTEMPTS; attempt++) {
+      const stored = (await this.storedObservations.readVersioned([observation.node])).get(observation.node)
+      const previous = stored?.observation ?? null
+      if (attempt > 1 && !context.authoritative && previous && storedSince(previous, context.readStartedAt)) return
+      const removedBy = await this.removers(previous, observation)
+      const events = observationEvents(previous, observation, {
+        at: clock().toISOString(),
+        actorOf: (pod, change) => {
+          const key = podKeyString({ node: observation.node, namespace: pod.namespace, name: pod.name })
+          return (change === 'removed' ? removedBy.get(key) : context.actors.get(key)) ?? null
+        },
+      })
+      const result = await store.putObservationIf(observation, stored?.version ?? null, events)
+      if (result.stored) {
+        if (result.events.length > 0) this.options.events?.recorded(result.events)
+        return
+      }
+    }
+    // Still moving after every attempt (readers racing on one node): the write path's state must land.
+    if (context.authoritative) await store.putObservation(observation)
+  }
+
+  /**
+   * Who removed the pods that were there before and are gone now, through the
+   * service (a DELETE revision's actor); one store call, made only when a pod is gone.
+   */
+  private async removers(previous: NodeObservation | null, next: NodeObservation): Promise<Map<string, string | null>> {
+    const removers = new Map<string, string | null>()
+    if (!previous || !next.agent.reachable) return removers
+    const present = new Set(next.pods.map((p) => `${p.namespace}/${p.name}`))
+    const gone = previous.pods.filter((p) => !present.has(`${p.namespace}/${p.name}`)).map((p) => ({ node: next.node, namespace: p.namespace, name: p.name }))
+    if (gone.length === 0) return removers
+    for (const [key, revision] of await this.options.store.latestRevisions(gone)) {
+      if (revision.action === 'DELETE') removers.set(key, revision.actor)
+    }
+    return removers
+  }
+
   /** Bytes on the node that the newest revision does not account for become OBSERVED revisions. */
-  private async recordChanges(node: string, found: FoundPod[]): Promise<ObservedPod[]> {
+  private async recordChanges(node: string, found: FoundPod[]): Promise<{ pods: ObservedPod[]; actors: Map<string, string | null> }> {
     const { store, clock } = this.options
     const keys = found.map((p) => ({ node, namespace: p.namespace, name: p.name }))
     const latest = await store.latestRevisions(keys)
+    const actors = new Map<string, string | null>()
     const pods = await Promise.all(
       found.map(async (pod): Promise<ObservedPod> => {
         const key = { node, namespace: pod.namespace, name: pod.name }
@@ -220,13 +303,14 @@ export class NodeStateService {
             recordedAt: clock().toISOString(),
           })
         }
+        actors.set(podKeyString(key), revision.actor)
         return observedPod(pod, revision)
       }),
     )
-    return pods.sort(byNamespaceAndName)
+    return { pods: pods.sort(byNamespaceAndName), actors }
   }
 
-  private async recordFailure(node: NodeRecord, last: NodeObservation | undefined, error: ServiceError): Promise<NodeObservation> {
+  private async recordFailure(node: NodeRecord, last: NodeObservation | undefined, error: ServiceError, readStartedAt: string): Promise<NodeObservation> {
     const observation: NodeObservation = {
       ...(last ?? emptyObservation(node.name)),
       agent: {
@@ -237,7 +321,7 @@ export class NodeStateService {
       },
     }
     // Recording the failure is best effort: the store being down must not hide the node's data.
-    await this.options.store.putObservation(observation).catch(() => undefined)
+    await this.storeObservation(observation, { authoritative: false, readStartedAt, actors: new Map() }).catch(() => undefined)
     this.options.observer?.observed?.(observation)
     return observation
   }
@@ -279,6 +363,12 @@ export function maxAgeOf(maxAgeSeconds: number | null | undefined, fallback: num
     throw new ServiceError('VALIDATION_FAILED', `maxAgeSeconds must be a whole number of seconds, 0 or more (0 reads the node now); got ${maxAgeSeconds}`, ['maxAgeSeconds'])
   }
   return maxAgeSeconds
+}
+
+/** The observation was stored by a read that ended at or after this instant. */
+function storedSince(obs: NodeObservation, instant: string): boolean {
+  const at = obs.agent.reachable ? obs.observedAt : obs.agent.lastContactAt
+  return at !== null && Date.parse(at) >= Date.parse(instant)
 }
 
 function isFresh(obs: NodeObservation, now: number, maxAgeSeconds: number): boolean {

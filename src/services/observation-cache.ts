@@ -36,6 +36,16 @@ export class ObservationCache {
 
   /** The stored observation of each node, as Store.getObservations (frozen); one store call. */
   async read(nodes: string[]): Promise<Map<string, NodeObservation>> {
+    const observations = new Map<string, NodeObservation>()
+    for (const [node, { observation }] of await this.readVersioned(nodes)) observations.set(node, observation)
+    return observations
+  }
+
+  /**
+   * The same, with the version each was stored under (null: stored by an
+   * older release): what a conditional store of the next observation compares.
+   */
+  async readVersioned(nodes: string[]): Promise<Map<string, { version: string | null; observation: NodeObservation }>> {
     // What this read holds, so that a concurrent read replacing an entry cannot change its answer.
     const held = new Map<string, Held>()
     for (const node of nodes) {
@@ -46,7 +56,7 @@ export class ObservationCache {
     for (const [node, entry] of held) known.set(node, entry.version)
     const stored = await this.store.getObservationsIfChanged(nodes, known)
 
-    const observations = new Map<string, NodeObservation>()
+    const observations = new Map<string, { version: string | null; observation: NodeObservation }>()
     for (const node of nodes) {
       const current = stored.get(node)
       this.byNode.delete(node)
@@ -54,11 +64,11 @@ export class ObservationCache {
       if (current.observation === null) {
         const entry = held.get(node)
         if (!entry) throw new Error(`the store reported ${node}'s observation unchanged from a version this reader does not hold`)
-        observations.set(node, entry.observation)
+        observations.set(node, entry)
         this.byNode.set(node, entry)
       } else {
         const observation = deepFreeze(current.observation)
-        observations.set(node, observation)
+        observations.set(node, { version: current.version, observation })
         // Without a version (stored by an older release) it cannot be told unchanged next time.
         if (current.version !== null) this.byNode.set(node, { version: current.version, observation })
       }

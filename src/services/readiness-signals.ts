@@ -16,12 +16,12 @@
 // wait at once: waiting out the timeout would only delay the rollback.
 
 import type { MirrorPodView } from '../cluster/mirror-pods.ts'
+// The one crash-loop threshold (diagnosis's, and the CRASH_LOOP event's).
+import { CRASH_LOOP_RESTARTS } from '../diagnosis/problems.ts'
 import type { PodRuntimeState } from '../domain.ts'
 import { ServiceError } from '../errors.ts'
 import type { ContainerSpec } from '../manifest/types.ts'
 
-/** A container of the new pod restarted this often: it crash-loops. */
-const CRASH_LOOP_RESTARTS = 3
 /** readyTimeoutSeconds above this is refused: a wait that long is a stuck rollout. */
 const MAX_READY_TIMEOUT_SECONDS = 3600
 /** The contract's default for readyTimeoutSeconds. */

@@ -16,12 +16,12 @@
 
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
-import { isServiceError, quoteInput, ServiceError, toUserError, type UserError } from '../errors.ts'
+import { errorText, isServiceError, quoteInput, ServiceError, toUserError, type UserError } from '../errors.ts'
 import { sha256Hex } from '../manifest/hash.ts'
 import { parseManifest } from '../manifest/parse.ts'
 import { validateStaticPod, type PodIdentity } from '../manifest/validate.ts'
 import { changeHash, checkChange, isEtcdPod, type ManifestChange } from '../manifest/change.ts'
-import type { NodeRecord } from '../domain.ts'
+import type { NewEvent, NodeRecord } from '../domain.ts'
 import { authorize, canSeeNode, type Actor } from './actor.ts'
 import type { AuditDraft, AuditService } from './audit.ts'
 import { mapWithConcurrency } from '../concurrency.ts'
@@ -172,6 +172,8 @@ export interface RolloutServiceOptions {
   log: Logger
   /** The most nodes one request may address. */
   maxNodesPerRequest: number
+  /** Where ROLLOUT_STARTED and ROLLOUT_FINISHED go (the event service). */
+  events?: { append(events: readonly NewEvent[]): Promise<unknown> } | undefined
 }
 
 /**
@@ -342,6 +344,7 @@ export class RolloutService {
     if (!rollout.dryRun) rollout.readyTimeoutSeconds = pace.readyTimeoutSeconds
     this.step(rollout, null, `started: ${rollout.target} (${rollout.kind === 'APPLY' ? 'manifest' : 'change'} sha256 ${rollout.hash}) on ${plan.nodes.length} nodes, ${describeSettings(rollout)}`)
     if (pace.guard && !rollout.dryRun) this.step(rollout, null, pace.guard)
+    await this.announce(rollout, 'ROLLOUT_STARTED')
     let results: NodeApplyResult[]
     try {
       results = await body()
@@ -350,7 +353,57 @@ export class RolloutService {
     }
     audit.message = `rollout ${rollout.id} ${rollout.state}: ${summary(results)}`
     this.step(rollout, null, `finished ${rollout.state}: ${summary(results)}`)
+    await this.announce(rollout, 'ROLLOUT_FINISHED')
     return { rolloutId: rollout.id, results, userErrors: [] }
+  }
+
+  /**
+   * One event per node of a rollout that writes (a dry run changes nothing):
+   * a subscriber or webhook limited to some nodes hears of the rollouts on
+   * those. Best effort: a store that fails here must not fail the rollout.
+   */
+  private async announce(rollout: RolloutView, type: 'ROLLOUT_STARTED' | 'ROLLOUT_FINISHED'): Promise<void> {
+    if (rollout.dryRun || !this.o.events) return
+    const [namespace = null, name = null] = rollout.target.split('/')
+    const at = this.now()
+    const events: NewEvent[] = rollout.nodes.map((n) => ({
+      at,
+      type,
+      node: n.node,
+      namespace,
+      name,
+      message:
+        type === 'ROLLOUT_STARTED'
+          ? `rollout ${rollout.id} (${rollout.kind}) of ${rollout.target} started by ${rollout.actor} on ${rollout.nodes.length} nodes`
+          : `rollout ${rollout.id} of ${rollout.target} ${rollout.state}; on this node: ${n.status ?? n.phase}${n.error ? ` (${n.error.code}: ${n.error.message})` : ''}`.slice(0, 500),
+      fromHash: null,
+      toHash: rollout.kind === 'APPLY' ? rollout.hash : null,
+      actor: rollout.actor,
+    }))
+    await this.o.events.append(events).catch((err: unknown) => this.o.log.warn({ err: errorText(err), rollout: rollout.id }, 'rollout events could not be stored'))
+  }
+
+  /**
+   * The rollout as it progresses, as seen by the actor: its state now, then
+   * each change (polled: the engine changes the record in place), ending with
+   * its last state. NOT_FOUND when this instance holds no such rollout.
+   */
+  async *watch(id: string, actor: Actor, pollMs = 250): AsyncGenerator<RolloutView> {
+    let last = ''
+    for (;;) {
+      const rollout = this.o.registry.get(id, actor)
+      if (!rollout) {
+        if (last === '') throw new ServiceError('NOT_FOUND', `no rollout ${quoteInput(id)} on this instance (rollouts are held by the instance that runs them; see the rollouts query)`, ['id'])
+        return
+      }
+      const shown = JSON.stringify(rollout)
+      if (shown !== last) {
+        last = shown
+        yield rollout
+      }
+      if (rollout.finishedAt !== null) return
+      await new Promise((resolve) => setTimeout(resolve, pollMs).unref())
+    }
   }
 
   /** Dry run of apply: each node compared (WOULD_APPLY or UNCHANGED, with the diff); nothing written. */

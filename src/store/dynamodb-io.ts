@@ -68,6 +68,24 @@ export class DynamoIo {
   }
 
   /**
+   * Up to `max` items of a query with a FilterExpression, in order, from at
+   * most `maxPages` pages. A page's Limit counts the items read before the
+   * filter, so it is not cut down to what is still wanted; and a filter that
+   * matches little would otherwise read its whole key range in one call.
+   */
+  async queryFiltered(input: Omit<QueryCommandInput, 'TableName' | 'ExclusiveStartKey' | 'Limit'>, max: number, maxPages: number): Promise<Item[]> {
+    const items: Item[] = []
+    let start: Record<string, unknown> | undefined
+    for (let page = 0; page < maxPages && items.length < max; page++) {
+      const result = await this.doc.send(new QueryCommand({ ...input, TableName: this.table, ExclusiveStartKey: start, Limit: this.pageSize }))
+      items.push(...(result.Items ?? []))
+      start = result.LastEvaluatedKey
+      if (start === undefined) break
+    }
+    return items.slice(0, max)
+  }
+
+  /**
    * The items at `keys` (strongly consistent), as a map from `pk sk` to item;
    * absent items are not in it. Keys asked twice are asked once.
    */

@@ -10,12 +10,29 @@
 //   NODE#<node>        OBSERVATION                     the NodeObservation
 //   NODE#<node>        CHUNK#<blob id>#<i>             one piece of a value too large for one item
 //   AUDIT              <audit id>                      an AuditEvent; auditNode = its node, when it has one
+//   EVENTS             <event id>                      an EventRecord (with its onceKey, when it has one, and the claim token
+//                                                      of the put that stored it), id zero-padded to 20 digits
+//   EVENTS             PRUNED                          { last }: the highest event id pruneEvents has deleted
+//   EVENT_ONCE         <sha256 of a onceKey>           { onceKey }: an event with this key is stored
+//   WEBHOOKS           <webhook id>                    a WebhookRecord
 //
 // Everything a node owns shares its partition, so deleteNode finds it with one
 // paged Query. Node records share one partition so that listNodes is a Query,
 // not a Scan of the whole table; jump hosts likewise, in a partition of their
-// own (listJumpHosts is a Query, and a jump host and a node may share a name).
-// Audit events live apart from their node: they outlive it.
+// own (listJumpHosts is a Query, and a jump host and a node may share a name);
+// webhooks likewise. Audit events and events live apart from their node: they
+// outlive it. Events share one partition whose sort key order is id order
+// (fixed width), so that listing after or before an id is a key range and
+// the newest event is the last event key. Ids are claimed by the conditional
+// put of the event item itself, each only once its predecessor exists, so
+// they become visible in increasing order (dynamodb.ts); PRUNED sorts after
+// every id, so that one Query of the partition's last two keys reads the
+// highest pruned id along with the newest event, and keeps pruned ids from
+// being handed out again. (A SEQ/EVENTS counter item, which earlier versions
+// wrote, is left as it is and never read.) The onceKey markers are keyed by
+// a hash because a sort key holds at most 1 KB and a onceKey may be longer.
+// One partition takes some 1,000 writes a second, far more events than a
+// fleet's static pods make.
 //
 // The one index, `byNode` (auditNode, sk), exists for listAudit's node filter:
 // without it, listing one node's events means reading every event of every node
@@ -26,6 +43,7 @@
 // Names and namespaces are URI-encoded inside keys, so `#` and `/` only ever
 // appear as separators and no name can be a prefix that matches another's items.
 
+import { createHash } from 'node:crypto'
 import {
   CreateTableCommand,
   DescribeTableCommand,
@@ -41,6 +59,8 @@ export const AUDIT_NODE_ATTRIBUTE = 'auditNode'
 
 const part = (value: string): string => encodeURIComponent(value)
 const REVISION_DIGITS = 10
+/** Wider than any safe integer (16 digits), so every id an event can get sorts by its number. */
+const EVENT_ID_DIGITS = 20
 
 export const keys = {
   nodesPartition: 'NODES',
@@ -58,6 +78,13 @@ export const keys = {
   chunk: (partition: string, blobId: string, index: number) => ({ pk: partition, sk: `CHUNK#${blobId}#${String(index).padStart(5, '0')}` }),
   auditPartition: 'AUDIT',
   audit: (id: string) => ({ pk: 'AUDIT', sk: id }),
+  eventsPartition: 'EVENTS',
+  event: (id: number) => ({ pk: 'EVENTS', sk: String(id).padStart(EVENT_ID_DIGITS, '0') }),
+  /** Sorts after every event id (letters after digits). */
+  eventsPruned: { pk: 'EVENTS', sk: 'PRUNED' },
+  eventOnce: (onceKey: string) => ({ pk: 'EVENT_ONCE', sk: createHash('sha256').update(onceKey, 'utf8').digest('hex') }),
+  webhooksPartition: 'WEBHOOKS',
+  webhook: (id: string) => ({ pk: 'WEBHOOKS', sk: id }),
 } as const
 
 /** The table as CreateTable wants it; serverless.yml mirrors this (with PITR, which CreateTable cannot set). */

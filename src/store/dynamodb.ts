@@ -16,6 +16,39 @@
 //
 // Values larger than an item (manifests up to the kubelet's 10 MB,
 // observations) are split into chunk items (dynamodb-chunks.ts).
+//
+// Event ids become visible in increasing order: an id is only ever visible
+// after every smaller one is, so a reader tailing listEvents after the last id
+// it saw (the service's subscriber tail) misses nothing. SQLite gets this from
+// assigning and committing an id in one step; here an id belongs to the event
+// whose item claimed it, with a put conditioned on attribute_not_exists (no
+// counter), and an append only tries id n once it knows that n-1 exists: it
+// read n-1 as the newest id, or stored n-1 itself, or failed to claim n-1
+// because another append had. So every id is written after its predecessor,
+// and the ids are 1..N without gaps (a crash or failed put claims nothing).
+// Within one instance appends run one at a time, queued (those that queued
+// while one ran go together, under one read of the newest id), so that the
+// instance never puts n+1 before its own n is stored; across instances the
+// condition makes each id unique, and a collision moves on to the next id,
+// re-reading the newest every few, giving up after MAX_EVENT_PROBES in a row.
+// The newest id is read with a consistent Query of the partition's last two
+// items: the newest event, and the PRUNED item, which sorts after every id
+// and holds the highest id pruneEvents has deleted. pruneEvents records that
+// before deleting, so the newest id known never goes down and an id is never
+// handed out again. (Not quite never: an event pruned between an append's
+// read of the newest id and its put, one already older than the prune bound
+// when it was appended, can have its id taken again.) The event partition
+// takes some 1,000 writes a second; one instance appends one event per round
+// trip.
+//
+// A put whose answer was lost and that the SDK sent again fails its own
+// condition; the event's random claim token, stored with it, tells that retry
+// that the id is its own, so it does not store the event a second time.
+//
+// An event with a onceKey first claims its key with a conditional put of a
+// marker item, and is skipped when the marker exists. The marker goes first:
+// a crash (or a failed put) between the two loses the event, and never stores
+// it twice.
 
 import { randomUUID } from 'node:crypto'
 import { ConditionalCheckFailedException, DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb'
@@ -23,12 +56,13 @@ import { DeleteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCo
 import { ServiceError } from '../errors.ts'
 import { requireCount } from './arguments.ts'
 import { auditCursorBound, newAuditId, pickAuditFields } from './audit-id.ts'
+import { canonicalEventInstant, eventIdBound, newEventFields, storedEvent } from './event-fields.ts'
 import { deleteBlob, isBlobRef, readBlobs, storeText, type BlobRef, type StoredText } from './dynamodb-chunks.ts'
 import { DEFAULT_RETRY, DynamoIo, itemKeyString, type Item, type ItemKey, type RetryPolicy } from './dynamodb-io.ts'
 import { AUDIT_BY_NODE_INDEX, AUDIT_NODE_ATTRIBUTE, keys } from './dynamodb-table.ts'
 import { podKeyString, REVISION_ACTIONS } from '../domain.ts'
-import type { AuditEvent, JumpHostRecord, Label, NewAuditEvent, NewRevision, NodeFacts, NodeKind, NodeObservation, NodeRecord, PodKey, RevisionAction, RevisionRecord } from '../domain.ts'
-import type { AuditQuery, Store, StoredObservation } from './store.ts'
+import type { AuditEvent, EventRecord, EventType, JumpHostRecord, Label, NewAuditEvent, NewEvent, NewRevision, NodeFacts, NodeKind, NodeObservation, NodeRecord, PodKey, RevisionAction, RevisionRecord, WebhookRecord } from '../domain.ts'
+import type { AuditQuery, ConditionalObservationResult, EventQuery, Store, StoredObservation, WebhookDeliveryOutcome } from './store.ts'
 import { definedFacts, LEGACY_DISCOVER_PATH, nodeFromColumns, nodeToColumns } from './node-columns.ts'
 
 export interface DynamoStoreOptions {
@@ -50,21 +84,54 @@ export interface DynamoStoreOptions {
 const MAX_APPEND_ATTEMPTS = 1000
 /** Re-read the head after this many collisions in a row instead of probing one by one. */
 const PROBES_BEFORE_HEAD_REREAD = 4
+/** Ids one event tries in a row, all taken by other instances' appends, before its append gives up. */
+const MAX_EVENT_PROBES = 1000
+/** The highest event id: the largest safe integer. */
+const MAX_EVENT_ID = Number.MAX_SAFE_INTEGER
 /** Reads of a blob that a concurrent putObservation replaced (and deleted) under the reader. */
 const BLOB_READ_ATTEMPTS = 3
 /** Keys whose head lags read by Query, this many at once. */
 const FALLBACK_QUERY_CONCURRENCY = 16
+/** onceKey markers claimed at once by one append. */
+const ONCE_KEY_CONCURRENCY = 16
+/**
+ * Pages (of up to 1 MB, some thousands of events each) a filtered listEvents
+ * reads at most. Every node's events share one partition, so a node or type
+ * that is rare there could otherwise make one call read every event stored;
+ * past this bound the answer is what was found, fewer than limit (possibly
+ * none) although older matches may exist. An index per node would lift the
+ * bound, at the cost of another index on the table.
+ */
+const LIST_EVENTS_MAX_PAGES = 50
+/**
+ * Events one pruneEvents call deletes at most, and pages it reads to find
+ * them (the same bound as listEvents'); the caller calls again until 0.
+ */
+const PRUNE_MAX_EVENTS = 1000
+const PRUNE_MAX_PAGES = LIST_EVENTS_MAX_PAGES
 
 const isConditionFailure = (err: unknown): boolean =>
   err instanceof ConditionalCheckFailedException || (err instanceof Error && err.name === 'ConditionalCheckFailedException')
 
 const nullableString = (v: unknown): string | null => (typeof v === 'string' ? v : null)
 
+/** An append waiting for this instance's appends before it to end. */
+interface QueuedAppend {
+  events: NewEvent[]
+  resolve: (records: EventRecord[]) => void
+  reject: (err: unknown) => void
+}
+
 export class DynamoStore implements Store {
   private readonly io: DynamoIo
   private readonly doc: DynamoDBDocumentClient
   private readonly ownClient: DynamoDBClient | null
   private readonly clock: () => Date
+  /** This instance's appends of events, in the order they will run (see the top of the file). */
+  private readonly queuedAppends: QueuedAppend[] = []
+  private appending = false
+  /** The highest event id this instance knows to exist (0: none), so that its own ids only ever increase. */
+  private knownEventId = 0
 
   constructor(opts: DynamoStoreOptions) {
     const config: DynamoDBClientConfig = {}
@@ -470,6 +537,15 @@ export class DynamoStore implements Store {
   // ---- observations
 
   async putObservation(obs: NodeObservation): Promise<void> {
+    await this.writeObservation(obs)
+  }
+
+  /**
+   * Writes the observation with a new version, its chunks first, under the
+   * condition when one is given; false when the condition failed (and its
+   * chunks are deleted again).
+   */
+  private async writeObservation(obs: NodeObservation, condition?: { expression: string; values?: Record<string, unknown> }): Promise<boolean> {
     const partition = keys.nodePartition(obs.node)
     const body = storeText(partition, JSON.stringify(obs))
     if ('blob' in body) await this.io.batchWrite(body.chunkItems.map((put) => ({ put })))
@@ -481,10 +557,27 @@ export class DynamoStore implements Store {
       version: randomUUID(),
       ...('inline' in body ? { body: body.inline } : { bodyBlob: body.blob }),
     }
-    const { Attributes: previous } = await this.doc.send(new PutCommand({ TableName: this.table, Item: item, ReturnValues: 'ALL_OLD' }))
+    let previous: Item | undefined
+    try {
+      const put = await this.doc.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: item,
+          ReturnValues: 'ALL_OLD',
+          ...(condition && { ConditionExpression: condition.expression, ExpressionAttributeValues: condition.values }),
+        }),
+      )
+      previous = put.Attributes
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err
+      // Nothing refers to this write's chunks. Best effort: deleteNode removes orphans too.
+      if ('blob' in body) await deleteBlob(this.io, partition, body.blob).catch(() => undefined)
+      return false
+    }
     // The replaced observation's chunks are garbage now; a reader holding its
     // reference retries with the new one (getObservations).
     if (previous && isBlobRef(previous.bodyBlob)) await deleteBlob(this.io, partition, previous.bodyBlob)
+    return true
   }
 
   async getObservations(nodes: string[]): Promise<Map<string, NodeObservation>> {
@@ -525,6 +618,294 @@ export class DynamoStore implements Store {
       pending = replacedMeanwhile
     }
     return byNode
+  }
+
+  async putObservationIf(obs: NodeObservation, expectedVersion: string | null, events: readonly NewEvent[]): Promise<ConditionalObservationResult> {
+    const fields = events.map(newEventFields)
+    // attribute_not_exists covers both no item and one stored before versions existed.
+    const stored = await this.writeObservation(
+      obs,
+      expectedVersion === null ? { expression: 'attribute_not_exists(version)' } : { expression: 'version = :expected', values: { ':expected': expectedVersion } },
+    )
+    if (!stored) return { stored: false }
+    // A separate step, without a transaction: a crash between the write above
+    // and this one loses these events. Accepted, because the observation that
+    // holds the new state is stored: every instance now compares with it, so
+    // the next transition is still recorded, once. Appending first instead
+    // would record events for a write that may then lose the race: of
+    // instances racing, each would record them.
+    return { stored: true, events: await this.appendNewEvents(fields) }
+  }
+
+  async appendEvents(events: readonly NewEvent[]): Promise<EventRecord[]> {
+    return this.appendNewEvents(events.map(newEventFields))
+  }
+
+  private async appendNewEvents(events: NewEvent[]): Promise<EventRecord[]> {
+    const kept = await this.claimOnceKeys(events)
+    if (kept.length === 0) return []
+    return new Promise((resolve, reject) => {
+      this.queuedAppends.push({ events: kept, resolve, reject })
+      if (!this.appending) void this.runAppends()
+    })
+  }
+
+  /**
+   * Runs the queued appends one after another, until none is left: those
+   * queued meanwhile together, after one read of the newest id, each event
+   * at the first free id after the one before it.
+   */
+  private async runAppends(): Promise<void> {
+    this.appending = true
+    try {
+      while (this.queuedAppends.length > 0) {
+        const batch = this.queuedAppends.splice(0)
+        let newest: number
+        try {
+          newest = Math.max(this.knownEventId, await this.newestEventId())
+        } catch (err) {
+          for (const append of batch) append.reject(err)
+          continue
+        }
+        for (const append of batch) {
+          try {
+            const records: EventRecord[] = []
+            for (const e of append.events) {
+              const record = await this.putNextEvent(e, newest)
+              newest = Number(record.id)
+              records.push(record)
+            }
+            append.resolve(records)
+          } catch (err) {
+            // The events stored before the failure keep their ids; newest is one of them (or before them).
+            append.reject(err)
+          }
+        }
+        this.knownEventId = Math.max(this.knownEventId, newest)
+      }
+    } finally {
+      this.appending = false
+    }
+  }
+
+  /**
+   * Stores the event at the first free id after `newest`, an id known to
+   * exist (or 0), probing upwards past ids other instances took.
+   */
+  private async putNextEvent(e: NewEvent, newest: number): Promise<EventRecord> {
+    const claim = randomUUID()
+    let candidate = newest + 1
+    for (let probe = 1; probe <= MAX_EVENT_PROBES; probe++) {
+      const record = storedEvent(candidate, e)
+      try {
+        await this.doc.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: { ...keys.event(candidate), ...record, onceKey: e.onceKey, claim },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          }),
+        )
+        return record
+      } catch (err) {
+        if (!isConditionFailure(err)) throw err
+        if (await this.claimedBy(err, candidate, claim)) return record
+      }
+      // Taken, so it exists: the next id may be tried, or the newest if others are ahead.
+      candidate = probe % PROBES_BEFORE_HEAD_REREAD === 0 ? Math.max(candidate, await this.newestEventId()) + 1 : candidate + 1
+    }
+    throw new Error(`appending an event: gave up after ${MAX_EVENT_PROBES} ids in a row were taken by concurrent appends`)
+  }
+
+  /**
+   * Whether the event at `id`, whose put failed its condition, is the one
+   * this put stored: the SDK sent it more than once, and an attempt whose
+   * answer was lost stored it.
+   */
+  private async claimedBy(err: unknown, id: number, claim: string): Promise<boolean> {
+    // Unknown counts as maybe sent again.
+    if ((err as { $metadata?: { attempts?: number } }).$metadata?.attempts === 1) return false
+    const { Item } = await this.doc.send(
+      new GetCommand({ TableName: this.table, Key: keys.event(id), ConsistentRead: true, ProjectionExpression: '#claim', ExpressionAttributeNames: { '#claim': 'claim' } }),
+    )
+    return Item?.claim === claim
+  }
+
+  /** The highest event id known to exist (0: none): the newest event's, or the highest pruned. */
+  private async newestEventId(): Promise<number> {
+    // PRUNED sorts after every id: the last two items are it and the newest event, or the two newest.
+    const items = await this.io.queryAll(
+      {
+        KeyConditionExpression: 'pk = :pk AND sk <= :pruned',
+        ExpressionAttributeValues: { ':pk': keys.eventsPartition, ':pruned': keys.eventsPruned.sk },
+        ProjectionExpression: 'sk, #last',
+        ExpressionAttributeNames: { '#last': 'last' },
+        ScanIndexForward: false,
+        ConsistentRead: true,
+      },
+      2,
+    )
+    let newest = 0
+    for (const item of items) {
+      const id = item.sk === keys.eventsPruned.sk ? Number(item.last) : Number(item.sk)
+      if (!Number.isSafeInteger(id) || id < 0) throw new Error(`event item ${String(item.sk)} holds no event id`)
+      newest = Math.max(newest, id)
+    }
+    return newest
+  }
+
+  /**
+   * The events whose onceKey this append now holds (a key repeated within it:
+   * the first), and those without one, in the order given. A key claimed by
+   * an append that then fails stays claimed: its event is lost rather than
+   * ever stored twice.
+   */
+  private async claimOnceKeys(events: NewEvent[]): Promise<NewEvent[]> {
+    const seen = new Set<string>()
+    const claimed = new Set<NewEvent>()
+    const claims: NewEvent[] = []
+    for (const e of events) {
+      if (e.onceKey === undefined || seen.has(e.onceKey)) continue
+      seen.add(e.onceKey)
+      claims.push(e)
+    }
+    await mapLimited(claims, ONCE_KEY_CONCURRENCY, async (e) => {
+      const onceKey = e.onceKey!
+      try {
+        await this.doc.send(new PutCommand({ TableName: this.table, Item: { ...keys.eventOnce(onceKey), onceKey }, ConditionExpression: 'attribute_not_exists(pk)' }))
+        claimed.add(e)
+      } catch (err) {
+        if (!isConditionFailure(err)) throw err
+      }
+    })
+    return events.filter((e) => e.onceKey === undefined || claimed.has(e))
+  }
+
+  async listEvents(query: EventQuery): Promise<EventRecord[]> {
+    requireCount(query.limit, 'limit')
+    const after = query.after === undefined ? undefined : eventIdBound(query.after, 'after')
+    const before = query.before === undefined ? undefined : eventIdBound(query.before, 'before')
+    if (query.limit === 0) return []
+    // Always a range of ids: the PRUNED item sorts after them, and is no event.
+    const low = after === undefined ? 1 : after + 1
+    const high = before === undefined ? MAX_EVENT_ID : before - 1
+    if (low > high) return []
+    const values: Record<string, unknown> = { ':pk': keys.eventsPartition, ':low': keys.event(low).sk, ':high': keys.event(high).sk }
+    const filters: string[] = []
+    const names: Record<string, string> = {}
+    if (query.node !== undefined) {
+      filters.push('#node = :node')
+      names['#node'] = 'node'
+      values[':node'] = query.node
+    }
+    const types = [...new Set(query.types ?? [])]
+    if (types.length > 0) {
+      filters.push(`#type IN (${types.map((_, i) => `:type${i}`).join(', ')})`)
+      names['#type'] = 'type'
+      for (const [i, type] of types.entries()) values[`:type${i}`] = type
+    }
+    const input = {
+      KeyConditionExpression: 'pk = :pk AND sk BETWEEN :low AND :high',
+      ExpressionAttributeValues: values,
+      ScanIndexForward: query.order === 'oldest',
+      ConsistentRead: true,
+    }
+    const items =
+      filters.length === 0
+        ? await this.io.queryAll(input, query.limit)
+        : await this.io.queryFiltered({ ...input, FilterExpression: filters.join(' AND '), ExpressionAttributeNames: names }, query.limit, LIST_EVENTS_MAX_PAGES)
+    return items.map(eventFromItem)
+  }
+
+  async pruneEvents(before: string): Promise<number> {
+    const bound = canonicalEventInstant(before, 'before')
+    // Oldest first: ids follow the time events were stored, so the ones to
+    // forget are at the start of the partition.
+    const old = await this.io.queryFiltered(
+      {
+        KeyConditionExpression: 'pk = :pk AND sk BETWEEN :low AND :high',
+        FilterExpression: '#at < :before',
+        ProjectionExpression: 'pk, sk, onceKey',
+        ExpressionAttributeNames: { '#at': 'at' },
+        ExpressionAttributeValues: { ':pk': keys.eventsPartition, ':low': keys.event(1).sk, ':high': keys.event(MAX_EVENT_ID).sk, ':before': bound },
+        ScanIndexForward: true,
+        ConsistentRead: true,
+      },
+      PRUNE_MAX_EVENTS,
+      PRUNE_MAX_PAGES,
+    )
+    if (old.length === 0) return 0
+    // Their ids stay taken (see the top of the file): the highest is recorded
+    // before they go, so that the newest id known never goes down.
+    await this.recordPrunedId(Math.max(...old.map((item) => Number(item.sk))))
+    await this.io.batchWrite(old.map((item) => ({ delete: item as ItemKey })))
+    // The onceKeys go with their events (as SQLite's once_key column does),
+    // and after them: cut short in between, a key stays claimed, never free
+    // while its event is kept.
+    const markers = old.flatMap((item) => (typeof item.onceKey === 'string' ? [{ delete: keys.eventOnce(item.onceKey) }] : []))
+    await this.io.batchWrite(markers)
+    return old.length
+  }
+
+  /** Moves the PRUNED item's id up to `id`; one already there or past it stays. */
+  private async recordPrunedId(id: number): Promise<void> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: keys.eventsPruned,
+          UpdateExpression: 'SET #last = :id',
+          ConditionExpression: 'attribute_not_exists(#last) OR #last < :id',
+          ExpressionAttributeNames: { '#last': 'last' },
+          ExpressionAttributeValues: { ':id': id },
+        }),
+      )
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err
+    }
+  }
+
+  // ---- webhooks
+
+  async createWebhook(webhook: WebhookRecord): Promise<void> {
+    try {
+      await this.doc.send(new PutCommand({ TableName: this.table, Item: webhookItem(webhook), ConditionExpression: 'attribute_not_exists(pk)' }))
+    } catch (err) {
+      if (isConditionFailure(err)) throw new ServiceError('ALREADY_EXISTS', `webhook ${webhook.id} already exists`, ['id'])
+      throw err
+    }
+  }
+
+  async listWebhooks(): Promise<WebhookRecord[]> {
+    const items = await this.io.queryAll({
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: { ':pk': keys.webhooksPartition },
+      ConsistentRead: true,
+    })
+    // Oldest first, ties by id in code unit order (as SQLite's ORDER BY created_at, id).
+    const byAge = (a: WebhookRecord, b: WebhookRecord): number =>
+      a.createdAt === b.createdAt ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.createdAt < b.createdAt ? -1 : 1
+    return items.map(webhookFromItem).sort(byAge)
+  }
+
+  async deleteWebhook(id: string): Promise<boolean> {
+    const { Attributes } = await this.doc.send(new DeleteCommand({ TableName: this.table, Key: keys.webhook(id), ReturnValues: 'ALL_OLD' }))
+    return Attributes !== undefined
+  }
+
+  async recordWebhookDelivery(id: string, outcome: WebhookDeliveryOutcome): Promise<void> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: keys.webhook(id),
+          UpdateExpression: `SET lastDeliveryAt = :at, lastResult = :result${outcome.gaveUp ? ' ADD failedDeliveries :one' : ''}`,
+          ConditionExpression: 'attribute_exists(pk)',
+          ExpressionAttributeValues: { ':at': outcome.at, ':result': outcome.result, ...(outcome.gaveUp && { ':one': 1 }) },
+        }),
+      )
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err
+    }
   }
 
   // ---- audit
@@ -627,6 +1008,52 @@ function revisionFromItem(item: Item, manifest: string): RevisionRecord {
   }
 }
 
+
+function eventFromItem(item: Item): EventRecord {
+  return {
+    id: String(item.id),
+    at: String(item.at),
+    type: String(item.type) as EventType,
+    node: String(item.node),
+    namespace: nullableString(item.namespace),
+    name: nullableString(item.name),
+    message: String(item.message),
+    fromHash: nullableString(item.fromHash),
+    toHash: nullableString(item.toHash),
+    actor: nullableString(item.actor),
+  }
+}
+
+function webhookItem(w: WebhookRecord): Item {
+  return {
+    ...keys.webhook(w.id),
+    id: w.id,
+    url: w.url,
+    types: [...w.types],
+    nodes: [...w.nodes],
+    sealedSecret: w.sealedSecret,
+    createdAt: w.createdAt,
+    createdBy: w.createdBy,
+    lastDeliveryAt: w.lastDeliveryAt,
+    lastResult: w.lastResult,
+    failedDeliveries: w.failedDeliveries,
+  }
+}
+
+function webhookFromItem(item: Item): WebhookRecord {
+  return {
+    id: String(item.id),
+    url: String(item.url),
+    types: Array.isArray(item.types) ? (item.types as EventType[]) : [],
+    nodes: Array.isArray(item.nodes) ? (item.nodes as string[]) : [],
+    sealedSecret: String(item.sealedSecret),
+    createdAt: String(item.createdAt),
+    createdBy: String(item.createdBy),
+    lastDeliveryAt: nullableString(item.lastDeliveryAt),
+    lastResult: nullableString(item.lastResult),
+    failedDeliveries: Number(item.failedDeliveries ?? 0),
+  }
+}
 
 function auditFromItem(item: Item): AuditEvent {
   return {

@@ -100,6 +100,42 @@ export const MIGRATIONS: readonly string[] = [
     via TEXT
   ) STRICT;
   `,
+  // 6: events (for subscribers and webhooks) and webhooks. Events outlive
+  // their node, like audit events: deleteNode leaves them, pruneEvents
+  // forgets them by age. AUTOINCREMENT, so that an id is never handed out
+  // twice, even after the newest events are pruned: readers resume after an
+  // id. A once_key is unique while its event is kept (NULLs never collide).
+  `
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL, -- canonical (toISOString), so that string order is time order
+    type TEXT NOT NULL,
+    node TEXT NOT NULL,
+    namespace TEXT,
+    name TEXT,
+    message TEXT NOT NULL,
+    from_hash TEXT,
+    to_hash TEXT,
+    actor TEXT,
+    once_key TEXT UNIQUE
+  ) STRICT;
+
+  CREATE INDEX events_by_node ON events (node, id);
+  CREATE INDEX events_by_at ON events (at);
+
+  CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    types TEXT NOT NULL, -- JSON array of event types; empty: every type
+    nodes TEXT NOT NULL, -- JSON array of node name globs; empty: every node
+    sealed_secret TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    last_delivery_at TEXT,
+    last_result TEXT,
+    failed_deliveries INTEGER NOT NULL DEFAULT 0
+  ) STRICT;
+  `,
 ]
 
 /** The file was written by a newer release: reading it could lose what that release stores. */

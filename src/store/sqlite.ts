@@ -34,11 +34,12 @@ import type { Database as SqliteDatabase, Statement } from 'better-sqlite3'
 import { ServiceError } from '../errors.ts'
 import { requireCount } from './arguments.ts'
 import { auditCursorBound, newAuditId, pickAuditFields } from './audit-id.ts'
+import { canonicalEventInstant, eventIdBound, newEventFields, storedEvent } from './event-fields.ts'
 import { migrate } from './sqlite-schema.ts'
 import { podKeyString } from '../domain.ts'
-import type { AuditEvent, JumpHostRecord, Label, NewAuditEvent, NewRevision, NodeFacts, NodeKind, Privilege, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
+import type { AuditEvent, EventRecord, EventType, JumpHostRecord, Label, NewAuditEvent, NewEvent, NewRevision, NodeFacts, NodeKind, Privilege, NodeObservation, NodeRecord, PodKey, RevisionRecord, WebhookRecord } from '../domain.ts'
 import { nodeFromColumns, nodeToColumns } from './node-columns.ts'
-import type { AuditQuery, Store, StoredObservation } from './store.ts'
+import type { AuditQuery, ConditionalObservationResult, EventQuery, Store, StoredObservation, WebhookDeliveryOutcome } from './store.ts'
 
 export interface SqliteStoreOptions {
   /** The time recorded as stored_at of observations; tests pin it. */
@@ -50,6 +51,9 @@ const BUSY_TIMEOUT_MS = 5000
 
 /** Most writes one commit takes, so that a flush holds the write lock briefly; the rest go in the next. */
 const MAX_WRITES_PER_COMMIT = 500
+
+/** Most events one pruneEvents call deletes, so that its write holds the lock briefly; the caller calls again. */
+const PRUNE_MAX_EVENTS = 10_000
 
 interface QueuedWrite {
   run: () => unknown
@@ -78,6 +82,41 @@ interface NodeRow {
   updated_at: string
 }
 
+interface EventRow {
+  at: string
+  type: string
+  node: string
+  namespace: string | null
+  name: string | null
+  message: string
+  from_hash: string | null
+  to_hash: string | null
+  actor: string | null
+  once_key: string | null
+}
+
+/** The bounds of a listEvents statement; absent cursors are the widest window (ids start at 1). */
+interface EventWindow {
+  after: number
+  before: number
+  /** JSON array of the types wanted; null: every type. */
+  types: string | null
+  limit: number
+}
+
+interface WebhookRow {
+  id: string
+  url: string
+  types: string
+  nodes: string
+  sealed_secret: string
+  created_at: string
+  created_by: string
+  last_delivery_at: string | null
+  last_result: string | null
+  failed_deliveries: number
+}
+
 interface AuditRow {
   id: string
   at: string
@@ -104,6 +143,11 @@ const WANTED_KEYS = `wanted AS (
 )`
 
 const AUDIT_SELECT = `SELECT id, at, actor, action, node, target, from_hash, to_hash, result, message, dry_run FROM audit_events`
+
+// Event rows come back shaped as EventRecord but for the id (an integer here, a string in the record).
+const EVENT_SELECT = `SELECT id, at, type, node, namespace, name, message, from_hash AS fromHash, to_hash AS toHash, actor FROM events`
+// Ranges on the id (the rowid, or the second column of events_by_node), then the type filter.
+const EVENT_WINDOW = `id > @after AND id < @before AND (@types IS NULL OR type IN (SELECT value FROM json_each(@types)))`
 
 // Jump host rows come back already shaped as JumpHostRecord.
 const JUMP_HOST_COLUMNS = `name, host, port, user, host_key_fingerprint AS hostKeyFingerprint,
@@ -149,6 +193,36 @@ function nodeParams(node: NodeRecord): NodeRow {
     labels: JSON.stringify(c.labels),
     created_at: c.createdAt,
     updated_at: c.updatedAt,
+  }
+}
+
+function webhookFromRow(row: WebhookRow): WebhookRecord {
+  return {
+    id: row.id,
+    url: row.url,
+    types: JSON.parse(row.types) as EventType[],
+    nodes: JSON.parse(row.nodes) as string[],
+    sealedSecret: row.sealed_secret,
+    createdAt: row.created_at,
+    createdBy: row.created_by,
+    lastDeliveryAt: row.last_delivery_at,
+    lastResult: row.last_result,
+    failedDeliveries: row.failed_deliveries,
+  }
+}
+
+function eventParams(e: NewEvent): EventRow {
+  return {
+    at: e.at,
+    type: e.type,
+    node: e.node,
+    namespace: e.namespace,
+    name: e.name,
+    message: e.message,
+    from_hash: e.fromHash,
+    to_hash: e.toHash,
+    actor: e.actor,
+    once_key: e.onceKey ?? null,
   }
 }
 
@@ -210,6 +284,20 @@ export class SqliteStore implements Store {
   private readonly putObservationStatement: Statement<[{ node: string; observed_at: string | null; stored_at: string; observation: string }], unknown>
   private readonly getObservationsStatement: Statement<[string], { observation: string }>
   private readonly getObservationsIfChangedStatement: Statement<[string], { node: string; version: string | null; observation: string | null }>
+  private readonly observationVersionStatement: Statement<[string], { version: string | null }>
+  private readonly insertEventStatement: Statement<[EventRow], { id: number }>
+  /** listEvents by order, with a node filter or not: each gets its own statement so each uses its index. */
+  private readonly listEventsStatements: {
+    newest: Statement<[EventWindow], Omit<EventRecord, 'id'> & { id: number }>
+    oldest: Statement<[EventWindow], Omit<EventRecord, 'id'> & { id: number }>
+    nodeNewest: Statement<[EventWindow & { node: string }], Omit<EventRecord, 'id'> & { id: number }>
+    nodeOldest: Statement<[EventWindow & { node: string }], Omit<EventRecord, 'id'> & { id: number }>
+  }
+  private readonly pruneEventsStatement: Statement<[string, number], unknown>
+  private readonly insertWebhookStatement: Statement<[WebhookRow], unknown>
+  private readonly listWebhooksStatement: Statement<[], WebhookRow>
+  private readonly deleteWebhookStatement: Statement<[string], unknown>
+  private readonly recordWebhookDeliveryStatement: Statement<[{ id: string; at: string; result: string; failed: number }], unknown>
   private readonly insertAuditStatement: Statement<[AuditRow], unknown>
   /** listAudit has four shapes (node filter or not, cursor or not); each gets its own statement so each uses its index. */
   private readonly listAuditStatements: {
@@ -344,6 +432,32 @@ export class SqliteStore implements Store {
       SELECT o.node, o.version, CASE WHEN o.version = w.known THEN NULL ELSE o.observation END AS observation
       FROM (SELECT value ->> 0 AS node, value ->> 1 AS known FROM json_each(?)) w
       JOIN observations o ON o.node = w.node`)
+    this.observationVersionStatement = db.prepare('SELECT version FROM observations WHERE node = ?')
+
+    // A repeated once_key inserts nothing and returns no row.
+    this.insertEventStatement = db.prepare(`
+      INSERT INTO events (at, type, node, namespace, name, message, from_hash, to_hash, actor, once_key)
+      VALUES (@at, @type, @node, @namespace, @name, @message, @from_hash, @to_hash, @actor, @once_key)
+      ON CONFLICT (once_key) DO NOTHING
+      RETURNING id`)
+    this.listEventsStatements = {
+      newest: db.prepare(`${EVENT_SELECT} WHERE ${EVENT_WINDOW} ORDER BY id DESC LIMIT @limit`),
+      oldest: db.prepare(`${EVENT_SELECT} WHERE ${EVENT_WINDOW} ORDER BY id LIMIT @limit`),
+      nodeNewest: db.prepare(`${EVENT_SELECT} WHERE node = @node AND ${EVENT_WINDOW} ORDER BY id DESC LIMIT @limit`),
+      nodeOldest: db.prepare(`${EVENT_SELECT} WHERE node = @node AND ${EVENT_WINDOW} ORDER BY id LIMIT @limit`),
+    }
+    // SQLite's DELETE takes no LIMIT unless compiled to; the oldest ones by events_by_at instead.
+    this.pruneEventsStatement = db.prepare('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? ORDER BY at LIMIT ?)')
+
+    this.insertWebhookStatement = db.prepare(`
+      INSERT INTO webhooks (id, url, types, nodes, sealed_secret, created_at, created_by, last_delivery_at, last_result, failed_deliveries)
+      VALUES (@id, @url, @types, @nodes, @sealed_secret, @created_at, @created_by, @last_delivery_at, @last_result, @failed_deliveries)
+      ON CONFLICT (id) DO NOTHING`)
+    this.listWebhooksStatement = db.prepare('SELECT * FROM webhooks ORDER BY created_at, id')
+    this.deleteWebhookStatement = db.prepare('DELETE FROM webhooks WHERE id = ?')
+    this.recordWebhookDeliveryStatement = db.prepare(`
+      UPDATE webhooks SET last_delivery_at = @at, last_result = @result, failed_deliveries = failed_deliveries + @failed
+      WHERE id = @id`)
 
     this.insertAuditStatement = db.prepare(`
       INSERT INTO audit_events (id, at, actor, action, node, target, from_hash, to_hash, result, message, dry_run)
@@ -604,6 +718,98 @@ export class SqliteStore implements Store {
       byNode.set(row.node, { version: row.version, observation: row.observation === null ? null : (JSON.parse(row.observation) as NodeObservation) })
     }
     return byNode
+  }
+
+  async putObservationIf(obs: NodeObservation, expectedVersion: string | null, events: readonly NewEvent[]): Promise<ConditionalObservationResult> {
+    const row = {
+      node: obs.node,
+      observed_at: obs.observedAt,
+      stored_at: this.clock().toISOString(),
+      observation: JSON.stringify(obs),
+    }
+    const fields = events.map(newEventFields)
+    // One savepoint: the check, the observation and its events commit together or not at all.
+    return this.enqueueWrite((): ConditionalObservationResult => {
+      const stored = this.observationVersionStatement.get(obs.node)?.version ?? null
+      if (stored !== expectedVersion) return { stored: false }
+      this.putObservationStatement.run(row)
+      return { stored: true, events: this.insertEvents(fields) }
+    })
+  }
+
+  async appendEvents(events: readonly NewEvent[]): Promise<EventRecord[]> {
+    const fields = events.map(newEventFields)
+    return this.enqueueWrite(() => this.insertEvents(fields))
+  }
+
+  /** Inside a write: inserts the events in order, answering those whose onceKey was not taken. */
+  private insertEvents(events: NewEvent[]): EventRecord[] {
+    const stored: EventRecord[] = []
+    for (const e of events) {
+      const inserted = this.insertEventStatement.get(eventParams(e))
+      if (inserted) stored.push(storedEvent(inserted.id, e))
+    }
+    return stored
+  }
+
+  async listEvents(query: EventQuery): Promise<EventRecord[]> {
+    await this.queuedWritesSettled()
+    requireCount(query.limit, 'limit')
+    const window: EventWindow = {
+      after: query.after === undefined ? 0 : eventIdBound(query.after, 'after'),
+      before: query.before === undefined ? Number.MAX_SAFE_INTEGER : eventIdBound(query.before, 'before'),
+      types: query.types === undefined || query.types.length === 0 ? null : JSON.stringify(query.types),
+      limit: query.limit,
+    }
+    if (query.limit === 0) return []
+    const statements = this.listEventsStatements
+    const oldest = query.order === 'oldest'
+    const rows =
+      query.node === undefined
+        ? (oldest ? statements.oldest : statements.newest).all(window)
+        : (oldest ? statements.nodeOldest : statements.nodeNewest).all({ ...window, node: query.node })
+    return rows.map((row) => ({ ...row, id: String(row.id) }))
+  }
+
+  async pruneEvents(before: string): Promise<number> {
+    const bound = canonicalEventInstant(before, 'before')
+    return this.enqueueWrite(() => this.pruneEventsStatement.run(bound, PRUNE_MAX_EVENTS).changes)
+  }
+
+  async createWebhook(webhook: WebhookRecord): Promise<void> {
+    const row: WebhookRow = {
+      id: webhook.id,
+      url: webhook.url,
+      types: JSON.stringify(webhook.types),
+      nodes: JSON.stringify(webhook.nodes),
+      sealed_secret: webhook.sealedSecret,
+      created_at: webhook.createdAt,
+      created_by: webhook.createdBy,
+      last_delivery_at: webhook.lastDeliveryAt,
+      last_result: webhook.lastResult,
+      failed_deliveries: webhook.failedDeliveries,
+    }
+    return this.enqueueWrite(() => {
+      if (this.insertWebhookStatement.run(row).changes === 0) {
+        throw new ServiceError('ALREADY_EXISTS', `webhook ${webhook.id} already exists`, ['id'])
+      }
+    })
+  }
+
+  async listWebhooks(): Promise<WebhookRecord[]> {
+    await this.queuedWritesSettled()
+    return this.listWebhooksStatement.all().map(webhookFromRow)
+  }
+
+  async deleteWebhook(id: string): Promise<boolean> {
+    return this.enqueueWrite(() => this.deleteWebhookStatement.run(id).changes > 0)
+  }
+
+  async recordWebhookDelivery(id: string, outcome: WebhookDeliveryOutcome): Promise<void> {
+    const params = { id, at: outcome.at, result: outcome.result, failed: outcome.gaveUp ? 1 : 0 }
+    return this.enqueueWrite(() => {
+      this.recordWebhookDeliveryStatement.run(params)
+    })
   }
 
   async appendAudit(event: NewAuditEvent): Promise<AuditEvent> {

@@ -6,7 +6,7 @@
 // take many keys at once: a GraphQL query over 1,000 nodes must make a
 // constant number of store calls, not one per node.
 
-import type { AuditEvent, JumpHostRecord, NewAuditEvent, NewRevision, NodeFacts, NodeObservation, NodeRecord, PodKey, RevisionRecord } from '../domain.ts'
+import type { AuditEvent, EventRecord, EventType, JumpHostRecord, NewAuditEvent, NewEvent, NewRevision, NodeFacts, NodeObservation, NodeRecord, PodKey, RevisionRecord, WebhookRecord } from '../domain.ts'
 
 /** A node's observation as stored, with the version of the write that stored it. */
 export interface StoredObservation {
@@ -25,6 +25,32 @@ export interface AuditQuery {
   /** Only events strictly older than this instant. */
   before?: string | undefined
   limit: number
+}
+
+export interface EventQuery {
+  /** Only events with an id greater than this one (numerically). */
+  after?: string | undefined
+  /** Only events with an id smaller than this one (numerically). */
+  before?: string | undefined
+  /** Only this node's events. */
+  node?: string | undefined
+  /** Only these types; absent or empty: every type. */
+  types?: readonly EventType[] | undefined
+  limit: number
+  /** newest: highest ids first (a listing); oldest: lowest first (replay after an id). */
+  order: 'newest' | 'oldest'
+}
+
+/** What putObservationIf did: stored with the events it appended, or not stored because the version moved on. */
+export type ConditionalObservationResult = { stored: true; events: EventRecord[] } | { stored: false }
+
+/** How a webhook delivery ended, recorded on the webhook. */
+export interface WebhookDeliveryOutcome {
+  at: string
+  /** HTTP status of the last attempt ("200", "500"), or the network error. */
+  result: string
+  /** The delivery was given up: failedDeliveries grows by one. */
+  gaveUp: boolean
 }
 
 export interface Store {
@@ -95,6 +121,33 @@ export interface Store {
    * without reading or parsing the others. Nodes never observed are not in the map.
    */
   getObservationsIfChanged(nodes: string[], known: ReadonlyMap<string, string>): Promise<Map<string, StoredObservation>>
+
+  /**
+   * Stores the observation only if the node's stored observation still has
+   * expectedVersion (null: none is stored, or one stored before versions
+   * existed), and appends the events in the same step: of several instances
+   * that observed one change, only the first to store it records its events.
+   * The events get increasing ids in the order given.
+   */
+  putObservationIf(obs: NodeObservation, expectedVersion: string | null, events: readonly NewEvent[]): Promise<ConditionalObservationResult>
+  /**
+   * Appends events, with increasing ids in the order given, skipping any
+   * whose onceKey is already stored (by any instance). Answers the events
+   * appended.
+   */
+  appendEvents(events: readonly NewEvent[]): Promise<EventRecord[]>
+  listEvents(query: EventQuery): Promise<EventRecord[]>
+  /** Forgets events recorded before this instant (their `at`); answers how many. Bounded work per call is allowed: call again until 0. */
+  pruneEvents(before: string): Promise<number>
+
+  /** ALREADY_EXISTS if the id is taken. */
+  createWebhook(webhook: WebhookRecord): Promise<void>
+  /** Oldest first. */
+  listWebhooks(): Promise<WebhookRecord[]>
+  /** false if it was unknown. */
+  deleteWebhook(id: string): Promise<boolean>
+  /** Records a delivery's end on the webhook (nothing happens for an unknown one). */
+  recordWebhookDelivery(id: string, outcome: WebhookDeliveryOutcome): Promise<void>
 
   appendAudit(event: NewAuditEvent): Promise<AuditEvent>
   /** Newest first. */

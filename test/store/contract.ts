@@ -13,8 +13,8 @@ import { afterEach, beforeEach, describe, it } from 'node:test'
 import { isServiceError } from '../../src/errors.ts'
 import type { ErrorCode } from '../../src/errors.ts'
 import { podKeyString } from '../../src/domain.ts'
-import type { AuditEvent, JumpHostRecord, LocalNodeRecord, NewAuditEvent, NewRevision, NodeObservation, PodKey, RevisionRecord, SshNodeRecord, SshTarget } from '../../src/domain.ts'
-import type { Store } from '../../src/store/store.ts'
+import type { AuditEvent, EventRecord, JumpHostRecord, LocalNodeRecord, NewAuditEvent, NewEvent, NewRevision, NodeObservation, PodKey, RevisionRecord, SshNodeRecord, SshTarget, WebhookRecord } from '../../src/domain.ts'
+import type { EventQuery, Store } from '../../src/store/store.ts'
 
 export interface StoreUnderTest {
   store: Store
@@ -133,8 +133,67 @@ export function auditEvent(at: string, overrides: Partial<NewAuditEvent> = {}): 
   }
 }
 
+export function newEvent(node: string, overrides: Partial<NewEvent> = {}): NewEvent {
+  return {
+    at: instant(0),
+    type: 'STATIC_POD_CHANGED',
+    node,
+    namespace: 'kube-system',
+    name: 'kube-apiserver',
+    message: `kube-apiserver changed on ${node}`,
+    fromHash: 'sha256:old',
+    toHash: 'sha256:new',
+    actor: null,
+    ...overrides,
+  }
+}
+
+function webhookRecord(id: string, overrides: Partial<WebhookRecord> = {}): WebhookRecord {
+  return {
+    id,
+    url: `https://hooks.example.com/${id}`,
+    types: ['STATIC_POD_CHANGED'],
+    nodes: ['cp-*'],
+    sealedSecret: 'v1.c2VhbGVk.bm90IGluIGNsZWFy',
+    createdAt: instant(0),
+    createdBy: 'alice',
+    lastDeliveryAt: null,
+    lastResult: null,
+    failedDeliveries: 0,
+    ...overrides,
+  }
+}
+
+/** Every event in id order (a test store holds far fewer than the limit). */
+async function listAllEvents(store: Store, query: Partial<EventQuery> = {}): Promise<EventRecord[]> {
+  return store.listEvents({ limit: 1000, order: 'oldest', ...query })
+}
+
+/** pruneEvents called until it answers 0 (a store may bound the work of one call); the total. */
+async function pruneAll(store: Store, before: string): Promise<number> {
+  let total = 0
+  for (let call = 0; call < 100; call++) {
+    const pruned = await store.pruneEvents(before)
+    if (pruned === 0) return total
+    total += pruned
+  }
+  assert.fail('pruneEvents did not reach 0 within 100 calls')
+}
+
+/** Ids strictly increasing as numbers ("10" after "9"). */
+function assertIncreasing(events: EventRecord[]): void {
+  for (let i = 1; i < events.length; i++) {
+    assert.ok(BigInt(events[i]!.id) > BigInt(events[i - 1]!.id), `id ${events[i]!.id} (at ${i}) follows ${events[i - 1]!.id}`)
+  }
+}
+
 function isCode(code: ErrorCode): (err: unknown) => boolean {
   return (err) => isServiceError(err) && err.code === code
+}
+
+/** A ServiceError with this code, naming this input field. */
+function isField(code: ErrorCode, field: string): (err: unknown) => boolean {
+  return (err) => isServiceError(err) && err.code === code && err.field?.join('.') === field
 }
 
 /** Runs `fns` `parallelism` at a time (a backend may throttle thousands at once). */
@@ -666,6 +725,441 @@ export function storeContract(name: string, makeStore: () => Promise<StoreUnderT
         assert.deepEqual([...(await store.getObservationsIfChanged(['cp-1', 'cp-2'], held)).keys()], ['cp-2'])
         assert.equal((await store.getObservationsIfChanged([], held)).size, 0)
       })
+    })
+
+    describe('events', () => {
+      /** The version of the node's stored observation (the caller's view of it). */
+      async function versionOf(node: string): Promise<string | null | undefined> {
+        return (await store.getObservationsIfChanged([node], new Map())).get(node)?.version
+      }
+
+      const allEvents = (query: Partial<EventQuery> = {}): Promise<EventRecord[]> => listAllEvents(store, query)
+
+      it('appendEvents answers the events as stored, with decimal ids in the order given; listEvents returns them', async () => {
+        const input = [
+          newEvent('cp-1', { message: 'a', actor: 'alice' }),
+          newEvent('cp-1', { message: 'b', namespace: null, name: null, fromHash: null, toHash: null, type: 'NODE_UNREACHABLE' }),
+          newEvent('cp-2', { message: 'c ünïcødé 😀\nline', type: 'FINDING_ADDED' }),
+        ]
+        const appended = await store.appendEvents(input)
+        assert.deepEqual(
+          appended.map(({ id: _id, ...rest }) => rest),
+          input,
+        )
+        for (const e of appended) assert.match(e.id, /^\d+$/)
+        assertIncreasing(appended)
+        assert.deepEqual(await allEvents(), appended)
+        assert.deepEqual(await store.appendEvents([]), [])
+        assert.equal((await allEvents()).length, 3)
+      })
+
+      it('answers only the interface fields, `at` in canonical form', async () => {
+        const withExtra = { ...newEvent('cp-1', { at: '2024-05-01T14:00:00+02:00' }), extra: 'not stored' }
+        const [stored] = await store.appendEvents([withExtra])
+        assert.ok(stored)
+        assert.deepEqual(Object.keys(stored).sort(), ['actor', 'at', 'fromHash', 'id', 'message', 'name', 'namespace', 'node', 'toHash', 'type'])
+        assert.equal(stored.at, '2024-05-01T12:00:00.000Z')
+        assert.deepEqual(await allEvents(), [stored])
+        await assert.rejects(store.appendEvents([newEvent('cp-1', { at: 'yesterday' })]), isField('VALIDATION_FAILED', 'at'))
+        assert.equal((await allEvents()).length, 1)
+      })
+
+      it('ids increase across appends and putObservationIf, as numbers (past 9 and 99)', async () => {
+        const appended: EventRecord[] = []
+        for (let i = 0; i < 5; i++) appended.push(...(await store.appendEvents([newEvent('cp-1', { message: `a${i}` })])))
+        const conditional = await store.putObservationIf(nodeObservation('cp-1'), null, [newEvent('cp-1', { message: 'p0' }), newEvent('cp-1', { message: 'p1' })])
+        assert.ok(conditional.stored)
+        appended.push(...conditional.events)
+        for (let i = 0; i < 10; i++) appended.push(...(await store.appendEvents([newEvent('cp-2', { message: `b${i}` }), newEvent('cp-1', { message: `c${i}` })])))
+        const version = await versionOf('cp-1')
+        const again = await store.putObservationIf(nodeObservation('cp-1'), version ?? null, [newEvent('cp-1', { message: 'p2' })])
+        assert.ok(again.stored)
+        appended.push(...again.events)
+        for (let i = 0; i < 80; i++) appended.push(...(await store.appendEvents([newEvent('cp-3', { message: `d${i}` })])))
+        assert.equal(appended.length, 108)
+        assertIncreasing(appended)
+        assert.deepEqual(await allEvents(), appended)
+        assert.deepEqual(await store.listEvents({ limit: 1000, order: 'newest' }), [...appended].reverse())
+      })
+
+      it('order newest or oldest, and limit', async () => {
+        const appended = await store.appendEvents(Array.from({ length: 5 }, (_, i) => newEvent('cp-1', { message: `m${i}` })))
+        assert.deepEqual((await store.listEvents({ limit: 2, order: 'newest' })).map((e) => e.message), ['m4', 'm3'])
+        assert.deepEqual((await store.listEvents({ limit: 2, order: 'oldest' })).map((e) => e.message), ['m0', 'm1'])
+        assert.deepEqual(await store.listEvents({ limit: 10, order: 'newest' }), [...appended].reverse())
+        assert.deepEqual(await store.listEvents({ limit: 0, order: 'newest' }), [])
+        assert.deepEqual(await store.listEvents({ limit: 0, order: 'oldest' }), [])
+      })
+
+      describe('paging through 120 events', () => {
+        async function seed(): Promise<EventRecord[]> {
+          const events: EventRecord[] = []
+          // Appends of 1 to 15 events each; every third event is cp-1's.
+          for (let n = 0, size = 1; n < 120; size = (size % 15) + 1) {
+            const batch = Array.from({ length: Math.min(size, 120 - n) }, (_, k) => newEvent((n + k) % 3 === 0 ? 'cp-1' : 'cp-2', { message: `e${n + k}` }))
+            n += batch.length
+            events.push(...(await store.appendEvents(batch)))
+          }
+          assert.equal(events.length, 120)
+          return events
+        }
+
+        async function pageThrough(order: 'newest' | 'oldest', pageSize: number, node?: string): Promise<EventRecord[]> {
+          const seen: EventRecord[] = []
+          let cursor: string | undefined
+          for (let page = 0; page < 200; page++) {
+            const events = await store.listEvents({
+              order,
+              limit: pageSize,
+              node,
+              ...(cursor === undefined ? {} : order === 'oldest' ? { after: cursor } : { before: cursor }),
+            })
+            assert.ok(events.length <= pageSize)
+            if (events.length === 0) return seen
+            seen.push(...events)
+            cursor = events[events.length - 1]!.id
+          }
+          assert.fail('paging did not end within 200 pages')
+        }
+
+        it('oldest with after = the last id of a page gives each exactly once, in id order', async () => {
+          const events = await seed()
+          for (const pageSize of [1, 7, 50]) assert.deepEqual(await pageThrough('oldest', pageSize), events, `page size ${pageSize}`)
+        })
+
+        it('newest with before = the last id of a page gives each exactly once, newest first', async () => {
+          const events = await seed()
+          for (const pageSize of [1, 7, 50]) assert.deepEqual(await pageThrough('newest', pageSize), [...events].reverse(), `page size ${pageSize}`)
+        })
+
+        it('the same, filtered by node', async () => {
+          const events = await seed()
+          const mine = events.filter((e) => e.node === 'cp-1')
+          assert.equal(mine.length, 40)
+          assert.deepEqual(await pageThrough('oldest', 7, 'cp-1'), mine)
+          assert.deepEqual(await pageThrough('newest', 7, 'cp-1'), [...mine].reverse())
+        })
+
+        it('after and before together: only the ids strictly between them', async () => {
+          const events = await seed()
+          const window = { after: events[9]!.id, before: events[99]!.id, limit: 1000 }
+          assert.deepEqual(await store.listEvents({ ...window, order: 'oldest' }), events.slice(10, 99))
+          assert.deepEqual(await store.listEvents({ ...window, order: 'newest' }), events.slice(10, 99).reverse())
+          assert.deepEqual(await store.listEvents({ ...window, order: 'newest', limit: 3 }), events.slice(96, 99).reverse())
+          assert.deepEqual(await store.listEvents({ after: events[9]!.id, before: events[10]!.id, limit: 10, order: 'oldest' }), [])
+          assert.deepEqual(await store.listEvents({ after: events[10]!.id, before: events[9]!.id, limit: 10, order: 'oldest' }), [])
+          assert.deepEqual(await store.listEvents({ after: events[119]!.id, limit: 10, order: 'oldest' }), [])
+          assert.deepEqual(await store.listEvents({ before: events[0]!.id, limit: 10, order: 'newest' }), [])
+          // A cursor is a number: "0" and leading zeros mean what they say.
+          assert.deepEqual(await store.listEvents({ after: '0', limit: 2, order: 'oldest' }), events.slice(0, 2))
+          assert.deepEqual(await store.listEvents({ before: `000${events[2]!.id}`, limit: 10, order: 'oldest' }), events.slice(0, 2))
+          // Past every id there can be: nothing after it, everything before it.
+          assert.deepEqual(await store.listEvents({ after: '99999999999999999999', limit: 10, order: 'oldest' }), [])
+          assert.deepEqual(await store.listEvents({ before: '99999999999999999999', limit: 2, order: 'newest' }), events.slice(118).reverse())
+        })
+      })
+
+      it('filters by node (exactly) and by types; no types or an empty list: every type', async () => {
+        const appended = await store.appendEvents([
+          newEvent('cp-1', { type: 'STATIC_POD_ADDED', message: 'a' }),
+          newEvent('cp-10', { type: 'STATIC_POD_ADDED', message: 'b' }),
+          newEvent('cp-1', { type: 'POD_READY', message: 'c' }),
+          newEvent('cp-2', { type: 'CRASH_LOOP', message: 'd' }),
+          newEvent('cp-1', { type: 'CRASH_LOOP', message: 'e' }),
+          newEvent('cp', { type: 'POD_READY', message: 'f' }),
+        ])
+        const messages = (events: EventRecord[]) => events.map((e) => e.message)
+        assert.deepEqual(messages(await allEvents({ node: 'cp-1' })), ['a', 'c', 'e'])
+        assert.deepEqual(messages(await allEvents({ node: 'cp' })), ['f'])
+        assert.deepEqual(await allEvents({ node: 'nope' }), [])
+        assert.deepEqual(messages(await allEvents({ types: ['CRASH_LOOP'] })), ['d', 'e'])
+        assert.deepEqual(messages(await allEvents({ types: ['CRASH_LOOP', 'STATIC_POD_ADDED'] })), ['a', 'b', 'd', 'e'])
+        assert.deepEqual(messages(await allEvents({ types: ['CRASH_LOOP', 'CRASH_LOOP'] })), ['d', 'e'])
+        assert.deepEqual(await allEvents({ types: ['ROLLOUT_STARTED'] }), [])
+        assert.deepEqual(await allEvents({ types: [] }), appended)
+        assert.deepEqual(messages(await allEvents({ node: 'cp-1', types: ['POD_READY', 'CRASH_LOOP'] })), ['c', 'e'])
+        assert.deepEqual(messages(await store.listEvents({ node: 'cp-1', types: ['POD_READY', 'CRASH_LOOP', 'STATIC_POD_ADDED'], limit: 2, order: 'newest' })), ['e', 'c'])
+        assert.deepEqual(messages(await store.listEvents({ types: ['POD_READY'], limit: 1, order: 'oldest', after: appended[2]!.id })), ['f'])
+      })
+
+      it('rejects an after or before that is not a decimal id, and a negative limit, naming the field', async () => {
+        await store.appendEvents([newEvent('cp-1')])
+        for (const bad of ['abc', '', '-1', '1.5', '1e3', ' 1', '0x10']) {
+          await assert.rejects(store.listEvents({ after: bad, limit: 5, order: 'oldest' }), isField('VALIDATION_FAILED', 'after'), `after ${JSON.stringify(bad)}`)
+          await assert.rejects(store.listEvents({ before: bad, limit: 5, order: 'newest' }), isField('VALIDATION_FAILED', 'before'), `before ${JSON.stringify(bad)}`)
+        }
+        await assert.rejects(store.listEvents({ after: 'x', limit: 0, order: 'oldest' }), isField('VALIDATION_FAILED', 'after'), 'even with limit 0')
+        await assert.rejects(store.listEvents({ limit: -1, order: 'oldest' }), isField('VALIDATION_FAILED', 'limit'))
+      })
+
+      it('an event with a onceKey is stored once: across appends, within one, and by two appends at once', async () => {
+        const first = await store.appendEvents([newEvent('cp-1', { onceKey: 'cert/apiserver.crt/2025-01-01', message: 'first' })])
+        assert.equal(first.length, 1)
+        assert.deepEqual(await store.appendEvents([newEvent('cp-1', { onceKey: 'cert/apiserver.crt/2025-01-01', message: 'again' })]), [])
+
+        const mixed = await store.appendEvents([
+          newEvent('cp-1', { onceKey: 'k2', message: 'k2 first' }),
+          newEvent('cp-1', { message: 'no key' }),
+          newEvent('cp-1', { onceKey: 'k2', message: 'k2 repeated' }),
+          newEvent('cp-1', { onceKey: 'cert/apiserver.crt/2025-01-01', message: 'stored before' }),
+          newEvent('cp-1', { onceKey: 'k3', message: 'k3' }),
+        ])
+        assert.deepEqual(mixed.map((e) => e.message), ['k2 first', 'no key', 'k3'])
+        assertIncreasing([...first, ...mixed])
+
+        for (let round = 0; round < 5; round++) {
+          const [a, b] = await Promise.all([
+            store.appendEvents([newEvent('cp-1', { onceKey: `race-${round}`, message: `race ${round} a` })]),
+            store.appendEvents([newEvent('cp-2', { onceKey: `race-${round}`, message: `race ${round} b` }), newEvent('cp-2', { message: `plain ${round}` })]),
+          ])
+          const winners = [...a, ...b].filter((e) => e.message.startsWith('race'))
+          assert.equal(winners.length, 1, `round ${round}: one append stores it`)
+          assert.deepEqual((await allEvents()).filter((e) => e.message.startsWith(`race ${round}`)), winners)
+        }
+        const messages = (await allEvents()).map((e) => e.message)
+        assert.equal(messages.filter((m) => m.startsWith('plain')).length, 5, 'events without a key are stored whatever else is skipped')
+        assert.equal(messages.length, 1 + 3 + 5 + 5)
+      })
+
+      it('onceKeys are told apart by their whole text, however long', async () => {
+        const long = 'k'.repeat(3000)
+        const stored = await store.appendEvents([
+          newEvent('cp-1', { onceKey: long, message: 'long' }),
+          newEvent('cp-1', { onceKey: `${long}x`, message: 'longer' }),
+          newEvent('cp-1', { onceKey: 'K', message: 'K' }),
+          newEvent('cp-1', { onceKey: 'k', message: 'k' }),
+        ])
+        assert.deepEqual(stored.map((e) => e.message), ['long', 'longer', 'K', 'k'])
+        assert.deepEqual(await store.appendEvents([newEvent('cp-1', { onceKey: long })]), [])
+      })
+
+      describe('putObservationIf', () => {
+        it('with the version stored: stores the observation with a new version and appends the events', async () => {
+          await store.putObservation(nodeObservation('cp-1'))
+          const v1 = await versionOf('cp-1')
+          assert.equal(typeof v1, 'string')
+          const newer = nodeObservation('cp-1', { observedAt: instant(9000), pods: [] })
+          const events = [newEvent('cp-1', { type: 'STATIC_POD_REMOVED', message: 'removed' }), newEvent('cp-1', { type: 'FINDING_RESOLVED', message: 'resolved' })]
+          const result = await store.putObservationIf(newer, v1!, events)
+          assert.ok(result.stored)
+          assert.deepEqual(result.events.map(({ id: _id, ...rest }) => rest), events)
+          assertIncreasing(result.events)
+          assert.deepEqual((await store.getObservations(['cp-1'])).get('cp-1'), newer)
+          const v2 = await versionOf('cp-1')
+          assert.ok(typeof v2 === 'string' && v2 !== v1)
+          assert.deepEqual(await allEvents(), result.events)
+          assert.deepEqual(await store.putObservationIf(newer, v2, []), { stored: true, events: [] })
+        })
+
+        it('with a stale version: stores nothing and appends nothing', async () => {
+          await store.putObservation(nodeObservation('cp-1'))
+          const v1 = await versionOf('cp-1')
+          const current = nodeObservation('cp-1', { observedAt: instant(7000) })
+          await store.putObservation(current)
+          const v2 = await versionOf('cp-1')
+          assert.deepEqual(await store.putObservationIf(nodeObservation('cp-1', { observedAt: instant(9000) }), v1!, [newEvent('cp-1')]), { stored: false })
+          assert.deepEqual(await store.putObservationIf(nodeObservation('cp-1', { observedAt: instant(9000) }), 'a version never stored', [newEvent('cp-1')]), { stored: false })
+          assert.deepEqual((await store.getObservations(['cp-1'])).get('cp-1'), current)
+          assert.equal(await versionOf('cp-1'), v2)
+          assert.deepEqual(await allEvents(), [])
+        })
+
+        it('expectedVersion null: stores on a node never observed; fails once the node has a versioned observation', async () => {
+          const first = nodeObservation('cp-1')
+          const result = await store.putObservationIf(first, null, [newEvent('cp-1', { message: 'first' })])
+          assert.ok(result.stored)
+          assert.deepEqual(result.events.map((e) => e.message), ['first'])
+          assert.deepEqual((await store.getObservations(['cp-1'])).get('cp-1'), first)
+          assert.equal(typeof (await versionOf('cp-1')), 'string')
+
+          assert.deepEqual(await store.putObservationIf(nodeObservation('cp-1', { pods: [] }), null, [newEvent('cp-1', { message: 'second' })]), { stored: false })
+          await store.putObservation(nodeObservation('cp-2'))
+          assert.deepEqual(await store.putObservationIf(nodeObservation('cp-2', { pods: [] }), null, [newEvent('cp-2', { message: 'third' })]), { stored: false })
+          assert.deepEqual((await store.getObservations(['cp-1'])).get('cp-1'), first)
+          assert.deepEqual((await store.getObservations(['cp-2'])).get('cp-2'), nodeObservation('cp-2'))
+          assert.deepEqual((await allEvents()).map((e) => e.message), ['first'])
+        })
+
+        it('of two or three at once with the same expected version, exactly one wins, and only its events are kept', async () => {
+          await store.putObservation(nodeObservation('cp-1'))
+          let expected = (await versionOf('cp-1'))!
+          const winners: EventRecord[] = []
+          for (let round = 0; round < 6; round++) {
+            const contenders = round % 2 === 0 ? 2 : 3
+            const observations = Array.from({ length: contenders }, (_, i) => nodeObservation('cp-1', { observedAt: instant(10_000 * round + i) }))
+            const results = await Promise.all(
+              observations.map((obs, i) => store.putObservationIf(obs, expected, [newEvent('cp-1', { message: `round ${round} by ${i}` }), newEvent('cp-1', { message: `round ${round} by ${i}, second` })])),
+            )
+            const won = results.flatMap((r, i) => (r.stored ? [i] : []))
+            assert.equal(won.length, 1, `round ${round}: one of ${contenders} wins`)
+            const winner = won[0]!
+            const result = results[winner]!
+            assert.ok(result.stored)
+            winners.push(...result.events)
+            assert.deepEqual((await store.getObservations(['cp-1'])).get('cp-1'), observations[winner])
+            const next = await versionOf('cp-1')
+            assert.ok(typeof next === 'string' && next !== expected)
+            expected = next
+          }
+          assert.deepEqual(await allEvents(), winners)
+          assert.equal(winners.length, 12)
+        })
+
+        it('the version that wins is the one getObservationsIfChanged shows, and the next putObservationIf needs it', async () => {
+          await store.putObservation(nodeObservation('cp-1'))
+          const v1 = (await versionOf('cp-1'))!
+          const newer = nodeObservation('cp-1', { observedAt: instant(9000) })
+          assert.ok((await store.putObservationIf(newer, v1, [])).stored)
+          const seen = await store.getObservationsIfChanged(['cp-1'], new Map([['cp-1', v1]]))
+          const v2 = seen.get('cp-1')?.version
+          assert.ok(typeof v2 === 'string' && v2 !== v1)
+          assert.deepEqual(seen.get('cp-1')?.observation, newer, 'changed for a reader holding the old version')
+          assert.deepEqual(await store.getObservationsIfChanged(['cp-1'], new Map([['cp-1', v2]])), new Map([['cp-1', { version: v2, observation: null }]]))
+          assert.deepEqual(await store.putObservationIf(newer, v1, [newEvent('cp-1')]), { stored: false })
+          assert.ok((await store.putObservationIf(newer, v2, [newEvent('cp-1')])).stored)
+          assert.equal((await allEvents()).length, 1)
+        })
+
+        it('skips an event whose onceKey is stored, and still stores the observation', async () => {
+          await store.appendEvents([newEvent('cp-1', { onceKey: 'once', message: 'earlier' })])
+          const obs = nodeObservation('cp-1')
+          const result = await store.putObservationIf(obs, null, [newEvent('cp-1', { onceKey: 'once', message: 'skipped' }), newEvent('cp-1', { message: 'kept' })])
+          assert.ok(result.stored)
+          assert.deepEqual(result.events.map((e) => e.message), ['kept'])
+          assert.deepEqual((await store.getObservations(['cp-1'])).get('cp-1'), obs)
+          assert.deepEqual((await allEvents()).map((e) => e.message), ['earlier', 'kept'])
+        })
+
+        it('works for observations larger than a DynamoDB item', async () => {
+          const large = nodeObservation('cp-1', { findings: [{ code: 'STRAY_FILE', fileName: 'x.bak', message: 'ü'.repeat(200_000) }] })
+          const result = await store.putObservationIf(large, null, [newEvent('cp-1')])
+          assert.ok(result.stored)
+          const version = (await versionOf('cp-1'))!
+          const results = await Promise.all([store.putObservationIf(large, version, []), store.putObservationIf(nodeObservation('cp-1'), version, [])])
+          assert.equal(results.filter((r) => r.stored).length, 1)
+          const expected = results[0]!.stored ? large : nodeObservation('cp-1')
+          assert.deepEqual((await store.getObservations(['cp-1'])).get('cp-1'), expected)
+        })
+      })
+
+      it('pruneEvents forgets only the events recorded before the instant, and answers how many', async () => {
+        const offsets = [3, 0, 5, 1, 4, 2, 3]
+        const appended = await store.appendEvents(offsets.map((o, i) => newEvent(`cp-${i}`, { at: instant(o * 1000), message: `t${o}` })))
+        assert.equal(await pruneAll(store, instant(0)), 0)
+        assert.equal(await pruneAll(store, instant(3000)), 3)
+        assert.deepEqual(await allEvents(), appended.filter((e) => Date.parse(e.at) >= T0 + 3000))
+        assert.equal(await pruneAll(store, instant(3000)), 0)
+        // A non-canonical instant means the same instant.
+        assert.equal(await pruneAll(store, '2024-05-01T14:00:04.001+02:00'), 3)
+        assert.deepEqual((await allEvents()).map((e) => e.message), ['t5'])
+        await assert.rejects(store.pruneEvents('last week'), isField('VALIDATION_FAILED', 'before'))
+        assert.equal((await allEvents()).length, 1)
+      })
+
+      it('prunes many events when called until it answers 0', async () => {
+        for (let i = 0; i < 6; i++) await store.appendEvents(Array.from({ length: 50 }, (_, k) => newEvent('cp-1', { at: instant(i * 1000 + k), message: `${i}/${k}` })))
+        assert.equal(await pruneAll(store, instant(5000)), 250)
+        assert.equal((await allEvents()).length, 50)
+      })
+
+      it('ids are never handed out again, even after every event is pruned', async () => {
+        const appended = await store.appendEvents(Array.from({ length: 12 }, () => newEvent('cp-1', { at: instant(0) })))
+        assert.equal(await pruneAll(store, instant(1)), 12)
+        const [later] = await store.appendEvents([newEvent('cp-1', { at: instant(0) })])
+        assert.ok(later)
+        assertIncreasing([...appended, later])
+        assert.deepEqual(await allEvents(), [later])
+      })
+
+      it('a pruned event takes its onceKey with it: the key can be stored again', async () => {
+        await store.appendEvents([newEvent('cp-1', { at: instant(0), onceKey: 'cert', message: 'old' }), newEvent('cp-1', { at: instant(5000), onceKey: 'kept', message: 'kept' })])
+        assert.equal(await pruneAll(store, instant(1000)), 1)
+        assert.deepEqual((await store.appendEvents([newEvent('cp-1', { onceKey: 'cert', message: 'new' }), newEvent('cp-1', { onceKey: 'kept', message: 'twice' })])).map((e) => e.message), ['new'])
+        assert.deepEqual((await allEvents()).map((e) => e.message), ['kept', 'new'])
+      })
+
+      it('deleteNode keeps the node\'s events', async () => {
+        await store.createNode(nodeRecord('cp-1'))
+        const mine = await store.putObservationIf(nodeObservation('cp-1'), null, [newEvent('cp-1', { message: 'a' })])
+        assert.ok(mine.stored)
+        const more = await store.appendEvents([newEvent('cp-1', { message: 'b' }), newEvent('cp-2', { message: 'c' })])
+        assert.equal(await store.deleteNode('cp-1'), true)
+        assert.deepEqual(await allEvents({ node: 'cp-1' }), [...mine.events, more[0]])
+        assert.equal((await allEvents()).length, 3)
+        // The node registered again starts from no observation: null is its expected version again.
+        assert.ok((await store.putObservationIf(nodeObservation('cp-1'), null, [])).stored)
+      })
+    })
+
+    describe('webhooks', () => {
+      it('createWebhook then listWebhooks returns them as given, oldest first (ties by id)', async () => {
+        const hooks = [
+          webhookRecord('w-b', { createdAt: instant(2000), types: ['CRASH_LOOP', 'POD_NOT_READY'], nodes: ['cp-*', 'etcd-?'] }),
+          webhookRecord('w-c', { createdAt: instant(1000), url: 'https://hooks.example.com/ünï?x=1&y=2' }),
+          webhookRecord('w-a', { createdAt: instant(2000), lastDeliveryAt: instant(3000), lastResult: '200', failedDeliveries: 4 }),
+          webhookRecord('w-d', { createdAt: instant(0), types: [], nodes: [] }),
+        ]
+        for (const hook of hooks) await store.createWebhook(hook)
+        assert.deepEqual(await store.listWebhooks(), [hooks[3], hooks[1], hooks[2], hooks[0]])
+      })
+
+      it('an empty store has none', async () => {
+        assert.deepEqual(await store.listWebhooks(), [])
+      })
+
+      it('createWebhook of a taken id fails with ALREADY_EXISTS and changes nothing', async () => {
+        const original = webhookRecord('w-1')
+        await store.createWebhook(original)
+        await assert.rejects(store.createWebhook(webhookRecord('w-1', { url: 'https://elsewhere.example.com/' })), isField('ALREADY_EXISTS', 'id'))
+        assert.deepEqual(await store.listWebhooks(), [original])
+      })
+
+      it('deleteWebhook removes only that one; false when there is none', async () => {
+        await store.createWebhook(webhookRecord('w-1'))
+        await store.createWebhook(webhookRecord('w-2'))
+        assert.equal(await store.deleteWebhook('w-1'), true)
+        assert.deepEqual((await store.listWebhooks()).map((w) => w.id), ['w-2'])
+        assert.equal(await store.deleteWebhook('w-1'), false, 'a second delete finds nothing')
+        assert.equal(await store.deleteWebhook('ghost'), false)
+        // The id is free again.
+        await store.createWebhook(webhookRecord('w-1', { createdAt: instant(5000) }))
+        assert.deepEqual((await store.listWebhooks()).map((w) => w.id), ['w-2', 'w-1'])
+      })
+
+      it('recordWebhookDelivery records the last delivery; failedDeliveries counts only those given up', async () => {
+        const hook = webhookRecord('w-1')
+        const other = webhookRecord('w-2')
+        await store.createWebhook(hook)
+        await store.createWebhook(other)
+        const stateOf = async (id: string) => (await store.listWebhooks()).find((w) => w.id === id)
+
+        await store.recordWebhookDelivery('w-1', { at: instant(1000), result: '200', gaveUp: false })
+        assert.deepEqual(await stateOf('w-1'), { ...hook, lastDeliveryAt: instant(1000), lastResult: '200', failedDeliveries: 0 })
+        await store.recordWebhookDelivery('w-1', { at: instant(2000), result: '500', gaveUp: true })
+        assert.deepEqual(await stateOf('w-1'), { ...hook, lastDeliveryAt: instant(2000), lastResult: '500', failedDeliveries: 1 })
+        await store.recordWebhookDelivery('w-1', { at: instant(3000), result: 'connect ECONNREFUSED 10.0.0.1:443', gaveUp: true })
+        await store.recordWebhookDelivery('w-1', { at: instant(4000), result: '503', gaveUp: false })
+        assert.deepEqual(await stateOf('w-1'), { ...hook, lastDeliveryAt: instant(4000), lastResult: '503', failedDeliveries: 2 })
+        await Promise.all(Array.from({ length: 5 }, (_, i) => store.recordWebhookDelivery('w-1', { at: instant(5000 + i), result: '500', gaveUp: true })))
+        assert.equal((await stateOf('w-1'))?.failedDeliveries, 7, 'concurrent deliveries each count')
+
+        assert.deepEqual(await stateOf('w-2'), other)
+        await store.recordWebhookDelivery('ghost', { at: instant(1000), result: '200', gaveUp: true })
+        assert.deepEqual((await store.listWebhooks()).map((w) => w.id), ['w-1', 'w-2'])
+      })
+    })
+
+    it('keeps events and webhooks across close and reopen; ids go on increasing', async () => {
+      const appended = await store.appendEvents([newEvent('cp-1', { onceKey: 'once' }), newEvent('cp-2')])
+      const hook = webhookRecord('w-1', { types: ['ROLLOUT_FINISHED'] })
+      await store.createWebhook(hook)
+      await store.close()
+      store = await harness.reopen()
+      assert.deepEqual(await listAllEvents(store), appended)
+      assert.deepEqual(await store.listWebhooks(), [hook])
+      const later = await store.appendEvents([newEvent('cp-1', { onceKey: 'once' }), newEvent('cp-3')])
+      assert.equal(later.length, 1)
+      assertIncreasing([...appended, ...later])
     })
 
     describe('audit', () => {

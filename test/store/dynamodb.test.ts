@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { after, describe, it } from 'node:test'
-import { BatchWriteItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb'
+import { BatchWriteItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb'
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb'
 import { parse as parseYaml } from 'yaml'
 import { isServiceError } from '../../src/errors.ts'
@@ -14,10 +14,10 @@ import { CHUNK_BYTES, INLINE_MAX_BYTES } from '../../src/store/dynamodb-chunks.t
 import { tableDefinition } from '../../src/store/dynamodb-table.ts'
 import { DynamoStore } from '../../src/store/dynamodb.ts'
 import { podKeyString } from '../../src/domain.ts'
-import type { PodKey } from '../../src/domain.ts'
+import type { EventRecord, PodKey } from '../../src/domain.ts'
 import type { Store } from '../../src/store/store.ts'
 import { startDynalite, type LocalDynamo } from '../support/dynalite.ts'
-import { auditEvent, newRevision, nodeObservation, nodeRecord, storeContract } from './contract.ts'
+import { auditEvent, newEvent, newRevision, nodeObservation, nodeRecord, storeContract } from './contract.ts'
 
 let started: Promise<LocalDynamo> | undefined
 const local = (): Promise<LocalDynamo> => (started ??= startDynalite())
@@ -302,6 +302,163 @@ describe('DynamoStore', () => {
         assert.deepEqual(new Set(calls), new Set(['BatchGetItemCommand']))
         // 1,000 heads in 10 batches, then 1,100 revision keys in 11.
         assert.equal(calls.length, 21)
+      } finally {
+        await h.cleanup()
+      }
+    })
+  })
+
+  describe('events', () => {
+    it('ids become visible in increasing order: a reader tailing two instances that append at once sees every id once, in order', { timeout: 120_000 }, async () => {
+      // Writes reach the table after a random delay of up to 10 ms, as over a network.
+      const jitter = (client: DynamoDBClient) =>
+        client.middlewareStack.add(
+          (next, context) => async (args) => {
+            if (context.commandName === 'PutItemCommand' || context.commandName === 'BatchWriteItemCommand') {
+              await new Promise((resolve) => setTimeout(resolve, Math.random() * 10))
+            }
+            return next(args)
+          },
+          { step: 'initialize', name: 'delayWrites' },
+        )
+      const h = await freshStore({ tweak: jitter })
+      try {
+        const writers = [h.store, await h.reopen()]
+        const reader = await h.reopen()
+        const seen: number[] = []
+        let cursor = '0'
+        /** One read of the tail, as the service's subscriber tail makes it: after the last id seen, oldest first. */
+        const readTail = async (): Promise<number> => {
+          const page = await reader.listEvents({ after: cursor, limit: 50, order: 'oldest' })
+          for (const e of page) seen.push(Number(e.id))
+          if (page.length > 0) cursor = page[page.length - 1]!.id
+          return page.length
+        }
+        let writing = true
+        const tailing = (async () => {
+          while (writing) await readTail()
+          while ((await readTail()) > 0);
+        })()
+        const appends: EventRecord[][] = []
+        let asked = 0
+        try {
+          // 10 rounds of 20 appends at once on each instance, of 1 to 3 events each.
+          for (let round = 0; round < 10; round++) {
+            const results = await Promise.all(
+              writers.flatMap((w, wi) =>
+                Array.from({ length: 20 }, (_, i) => {
+                  const events = Array.from({ length: 1 + ((i + round) % 3) }, (_, k) => newEvent(`cp-${wi}`, { message: `${round}/${wi}/${i}/${k}` }))
+                  asked += events.length
+                  return w.appendEvents(events)
+                }),
+              ),
+            )
+            appends.push(...results)
+          }
+        } finally {
+          writing = false
+          await tailing
+        }
+        for (const records of appends) {
+          for (let i = 1; i < records.length; i++) assert.ok(Number(records[i]!.id) > Number(records[i - 1]!.id), 'ids increase within an append')
+        }
+        const ids = appends.flat().map((e) => Number(e.id)).sort((a, b) => a - b)
+        assert.equal(ids.length, asked)
+        assert.deepEqual(ids, Array.from({ length: ids.length }, (_, i) => i + 1), 'ids are 1..N, without gaps or duplicates')
+        const seenOnce = new Set(seen)
+        const missed = ids.filter((id) => !seenOnce.has(id))
+        const backwards = seen.filter((id, i) => i > 0 && id <= seen[i - 1]!)
+        assert.deepEqual({ missed, backwards, seen: seen.length }, { missed: [], backwards: [], seen: ids.length }, 'the reader saw every id exactly once, in increasing order')
+        assert.deepEqual((await reader.listEvents({ limit: 1000, order: 'oldest' })).map((e) => Number(e.id)), ids)
+      } finally {
+        await h.cleanup()
+      }
+    })
+
+    it('putObservationIf with expectedVersion null matches an observation stored before versions existed', async () => {
+      const h = await freshStore()
+      const client = (await local()).client()
+      try {
+        await h.store.putObservation(nodeObservation('cp-1'))
+        await client.send(
+          new UpdateItemCommand({ TableName: h.table, Key: { pk: { S: 'NODE#cp-1' }, sk: { S: 'OBSERVATION' } }, UpdateExpression: 'REMOVE version' }),
+        )
+        assert.equal((await h.store.getObservationsIfChanged(['cp-1'], new Map())).get('cp-1')?.version, null)
+        assert.deepEqual(await h.store.putObservationIf(nodeObservation('cp-1'), 'some version', []), { stored: false })
+        const newer = nodeObservation('cp-1', { pods: [] })
+        const result = await h.store.putObservationIf(newer, null, [newEvent('cp-1')])
+        assert.ok(result.stored && result.events.length === 1)
+        assert.deepEqual((await h.store.getObservations(['cp-1'])).get('cp-1'), newer)
+      } finally {
+        client.destroy()
+        await h.cleanup()
+      }
+    })
+
+    it('a losing putObservationIf of a chunked observation deletes its chunks; the winner keeps its own', { timeout: 60_000 }, async () => {
+      const h = await freshStore()
+      const client = (await local()).client()
+      try {
+        const large = (marker: string) => nodeObservation('cp-1', { findings: [{ code: 'STRAY_FILE', fileName: 'x.bak', message: marker.repeat(INLINE_MAX_BYTES + 1000) }] })
+        await h.store.putObservation(nodeObservation('cp-1'))
+        const version = (await h.store.getObservationsIfChanged(['cp-1'], new Map())).get('cp-1')!.version!
+        const contenders = ['a', 'b', 'c'].map(large)
+        const results = await Promise.all(contenders.map((obs) => h.store.putObservationIf(obs, version, [newEvent('cp-1')])))
+        const winner = results.findIndex((r) => r.stored)
+        assert.equal(results.filter((r) => r.stored).length, 1)
+        assert.deepEqual((await h.store.getObservations(['cp-1'])).get('cp-1'), contenders[winner])
+        assert.equal(await countItems(client, h.table, 'NODE#cp-1', 'CHUNK#'), 1, "one chunk: the winner's")
+        assert.equal(await countItems(client, h.table, 'EVENTS', '0'), 1, "the winner's event only")
+      } finally {
+        client.destroy()
+        await h.cleanup()
+      }
+    })
+
+    it('pruneEvents deletes the onceKey markers of the events it deletes, and no others', async () => {
+      const h = await freshStore()
+      const client = (await local()).client()
+      try {
+        await h.store.appendEvents([
+          newEvent('cp-1', { at: '2024-01-01T00:00:00.000Z', onceKey: 'old' }),
+          newEvent('cp-1', { at: '2024-01-01T00:00:00.000Z' }),
+          newEvent('cp-1', { at: '2024-06-01T00:00:00.000Z', onceKey: 'new' }),
+        ])
+        assert.equal(await countItems(client, h.table, 'EVENT_ONCE', ''), 2)
+        assert.equal(await h.store.pruneEvents('2024-03-01T00:00:00.000Z'), 2)
+        assert.equal(await countItems(client, h.table, 'EVENT_ONCE', ''), 1)
+        assert.equal(await countItems(client, h.table, 'EVENTS', '0'), 1)
+      } finally {
+        client.destroy()
+        await h.cleanup()
+      }
+    })
+
+    it('a filtered listEvents reads a bounded number of pages, and answers what it found', async () => {
+      const queries: number[] = []
+      const h = await freshStore({
+        pageSize: 2,
+        tweak: (client) =>
+          client.middlewareStack.add(
+            (next, context) => async (args) => {
+              if (context.commandName === 'QueryCommand') queries.push(1)
+              return next(args)
+            },
+            { step: 'initialize', name: 'countQueries' },
+          ),
+      })
+      try {
+        await h.store.appendEvents([newEvent('rare', { message: 'oldest' })])
+        for (let i = 0; i < 4; i++) await h.store.appendEvents(Array.from({ length: 50 }, () => newEvent('common')))
+        await h.store.appendEvents([newEvent('rare', { message: 'newest' })])
+        queries.length = 0
+        // 202 events in pages of 2: the newest is on the first page, the oldest past the 50th.
+        assert.deepEqual((await h.store.listEvents({ node: 'rare', limit: 10, order: 'newest' })).map((e) => e.message), ['newest'])
+        assert.equal(queries.length, 50)
+        // Unfiltered, a listing reads only as many pages as it needs.
+        queries.length = 0
+        assert.equal((await h.store.listEvents({ limit: 5, order: 'oldest' })).length, 5)
+        assert.equal(queries.length, 3)
       } finally {
         await h.cleanup()
       }

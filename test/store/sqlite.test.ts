@@ -14,7 +14,7 @@ import { SqliteStore } from '../../src/store/sqlite.ts'
 import { podKeyString } from '../../src/domain.ts'
 import type { PodKey } from '../../src/domain.ts'
 import type { Store } from '../../src/store/store.ts'
-import { auditEvent, newRevision, nodeObservation, nodeRecord, storeContract } from './contract.ts'
+import { auditEvent, newEvent, newRevision, nodeObservation, nodeRecord, storeContract } from './contract.ts'
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url))
 const appendChild = fileURLToPath(new URL('./fixtures/append-revisions.ts', import.meta.url))
@@ -321,6 +321,67 @@ describe('SqliteStore', () => {
         }
       } finally {
         await store.close()
+      }
+    })
+  })
+
+  describe('events', () => {
+    it('putObservationIf with expectedVersion null matches a row stored before versions existed', async () => {
+      const store = SqliteStore.open(':memory:')
+      try {
+        await store.putObservation(nodeObservation('cp-1'))
+        connectionOf(store).exec("UPDATE observations SET version = NULL WHERE node = 'cp-1'")
+        assert.deepEqual(await store.putObservationIf(nodeObservation('cp-1'), 'some version', []), { stored: false })
+        const newer = nodeObservation('cp-1', { pods: [] })
+        const result = await store.putObservationIf(newer, null, [newEvent('cp-1')])
+        assert.ok(result.stored && result.events.length === 1)
+        assert.deepEqual((await store.getObservations(['cp-1'])).get('cp-1'), newer)
+        assert.notEqual((await store.getObservationsIfChanged(['cp-1'], new Map())).get('cp-1')?.version, null)
+      } finally {
+        await store.close()
+      }
+    })
+
+    it('putObservationIf commits the observation and its events together: an event that fails leaves the observation as it was', async () => {
+      const store = SqliteStore.open(':memory:')
+      try {
+        const before = nodeObservation('cp-1')
+        await store.putObservation(before)
+        const version = (await store.getObservationsIfChanged(['cp-1'], new Map())).get('cp-1')!.version!
+        connectionOf(store).exec(`CREATE TEMP TRIGGER poison BEFORE INSERT ON main.events WHEN new.message = 'poison'
+          BEGIN SELECT RAISE(ABORT, 'poisoned event'); END`)
+        await assert.rejects(store.putObservationIf(nodeObservation('cp-1', { pods: [] }), version, [newEvent('cp-1'), newEvent('cp-1', { message: 'poison' })]), /poisoned event/)
+        assert.deepEqual((await store.getObservations(['cp-1'])).get('cp-1'), before)
+        assert.equal((await store.getObservationsIfChanged(['cp-1'], new Map())).get('cp-1')?.version, version)
+        assert.deepEqual(await store.listEvents({ limit: 10, order: 'oldest' }), [])
+        assert.ok((await store.putObservationIf(nodeObservation('cp-1', { pods: [] }), version, [newEvent('cp-1')])).stored)
+      } finally {
+        await store.close()
+      }
+    })
+
+    it('two SqliteStore instances on one file: one putObservationIf wins, ids never repeat, a onceKey is stored once', async () => {
+      const path = join(dir, 'events-two-connections.db')
+      const first = SqliteStore.open(path)
+      const second = SqliteStore.open(path)
+      try {
+        await first.putObservation(nodeObservation('cp-1'))
+        const version = (await second.getObservationsIfChanged(['cp-1'], new Map())).get('cp-1')!.version!
+        const results = await Promise.all([first, second].map((store, i) => store.putObservationIf(nodeObservation('cp-1', { observedAt: new Date(i).toISOString() }), version, [newEvent('cp-1', { message: `by ${i}` })])))
+        assert.equal(results.filter((r) => r.stored).length, 1)
+
+        const appended = await Promise.all(
+          Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? first : second).appendEvents([newEvent('cp-1', { message: `e${i}`, ...(i % 4 === 0 && { onceKey: 'shared' }) })])),
+        )
+        const ids = appended.flat().map((e) => Number(e.id))
+        assert.equal(new Set(ids).size, ids.length)
+        assert.equal(appended.flat().filter((e) => e.message.startsWith('e') && Number(e.message.slice(1)) % 4 === 0).length, 1, 'the onceKey once')
+        assert.equal(ids.length, 40 - 9)
+        const listed = await first.listEvents({ limit: 100, order: 'oldest' })
+        assert.deepEqual(listed.map((e) => Number(e.id)), [...ids, ...results.flatMap((r) => (r.stored ? r.events.map((e) => Number(e.id)) : []))].sort((a, b) => a - b))
+      } finally {
+        await first.close()
+        await second.close()
       }
     })
   })

@@ -53,6 +53,9 @@ const clean: Tree = {
   'src/agents/ssh.ts': "import type { Agent } from './agent.ts'\nexport type Ssh = Agent & { ssh2?: typeof import('ssh2') }\n",
   'src/diagnosis/certificates.ts':
     "import { X509Certificate } from 'node:crypto'\nimport type { Finding } from '../manifest/types.ts'\nexport const parse = (pem: string): Finding[] => [{ code: new X509Certificate(pem).subject }]\n",
+  'src/events/derive.ts':
+    "import { createHash } from 'node:crypto'\nimport type { NodeRecord } from '../domain.ts'\nimport { parse } from '../diagnosis/certificates.ts'\n" +
+    "export const key = (node: NodeRecord) => [parse, createHash('sha256').update(node.name).digest('hex')]\n",
 }
 
 // One forbidden import per rule (the manifest rule once per kind of I/O), the
@@ -68,6 +71,7 @@ const violating: Tree = {
     "import type { Store } from '../store/store.ts'\nexport const parse = (store: Store) => [readFileSync, Client, DynamoDBClient, store]\n",
   'src/store/sqlite.ts': "import { NodeService } from '../services/nodes.ts'\nexport const sqlite = NodeService\n",
   'src/diagnosis/certificates.ts': "import type { Agent } from '../agents/agent.ts'\nexport const read = (agent: Agent) => [agent]\n",
+  'src/events/derive.ts': "import type { NodeService } from '../services/nodes.ts'\nexport const derive = (nodes: NodeService) => [nodes]\n",
   'src/services/readiness.ts': "import type { StaticPods } from './static-pods.ts'\nexport type Readiness = { pods: StaticPods }\n",
   'src/services/static-pods.ts': "import type { Readiness } from './readiness.ts'\nexport class StaticPods { readiness?: Readiness }\n",
 }
@@ -110,6 +114,7 @@ describe('dependency rules (.dependency-cruiser.cjs)', () => {
       'agents-not-to-store-or-services: src/agents/local.ts -> src/services/nodes.ts',
       'agents-not-to-store-or-services: src/agents/ssh.ts -> src/store/store.ts',
       'diagnosis-is-pure: src/diagnosis/certificates.ts -> src/agents/agent.ts',
+      'events-is-pure: src/events/derive.ts -> src/services/nodes.ts',
       'manifest-is-pure: src/manifest/parse.ts -> fs',
       'manifest-is-pure: src/manifest/parse.ts -> node_modules/@aws-sdk/client-dynamodb/index.js',
       'manifest-is-pure: src/manifest/parse.ts -> node_modules/ssh2/lib/index.js',
