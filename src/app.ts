@@ -90,6 +90,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const metrics = new Metrics({
     sshConnections: (): number => agents.sshPoolStats()?.connectionsOpen ?? 0,
     apiServerBreakerState: () => services.cluster.breakerState(),
+    // Read at scrape time, once the WebSocket server exists.
+    subscriptionConnections: () => (app.hasDecorator('websocketServer') ? app.websocketServer.clients.size : 0),
   })
   const store = metrics.instrumentStore(options.store ?? (await openStore(config.store, { dynamodbEndpoint: config.dynamodbEndpoint })))
   // What the agents learn of a node goes to the node service, which is made after them.
@@ -119,6 +121,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     clock: options.clock,
     nodeReadObserver: metrics,
     onCertificates: (pod, certificates) => metrics.certificatesRead(pod, certificates),
+    onEvents: (events) => metrics.eventsRecorded(events),
     settings: {
       defaultMaxAgeSeconds: config.staticPodsMaxAgeSeconds,
       fanOut: FAN_OUT,

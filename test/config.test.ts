@@ -44,6 +44,25 @@ describe('config', () => {
     assert.match(configError({ LOCAL_NODE_PATH: '/m', LOCAL_NODE_STATE_DIR: '/m/state' }), /^Invalid LOCAL_NODE_STATE_DIR: .* inside LOCAL_NODE_PATH/)
   })
 
+  it('the watch settings: the contract defaults, bounds, and a webhook key that is checked but never echoed', () => {
+    const c = loadConfig({})
+    assert.deepEqual(c.observe, { intervalSeconds: 30, concurrency: 16 })
+    assert.equal(c.eventRetentionDays, 14)
+    assert.equal(c.webhooks.maxAttempts, 8)
+    assert.equal(c.webhooks.secretKey, undefined)
+    assert.deepEqual(c.subscriptions, { maxConnections: 500, maxPerConnection: 20, messagesPerMinute: 120 })
+    assert.equal(loadConfig({ OBSERVE_INTERVAL_SECONDS: '0' }).observe.intervalSeconds, 0)
+    assert.match(configError({ OBSERVE_INTERVAL_SECONDS: '-1' }), /^Invalid OBSERVE_INTERVAL_SECONDS/)
+    assert.match(configError({ EVENT_RETENTION_DAYS: '0' }), /^Invalid EVENT_RETENTION_DAYS/)
+    assert.match(configError({ WEBHOOK_MAX_ATTEMPTS: '100' }), /^Invalid WEBHOOK_MAX_ATTEMPTS/)
+    const key = 'ab'.repeat(32)
+    assert.equal(loadConfig({ WEBHOOK_SECRET_KEY: key }).webhooks.secretKey?.toString('hex'), key)
+    const bad = configError({ WEBHOOK_SECRET_KEY: 'not-a-key-but-a-secret-value' })
+    assert.match(bad, /^Invalid WEBHOOK_SECRET_KEY:/)
+    assert.ok(!bad.includes('not-a-key-but-a-secret-value'), 'the value is not echoed')
+    assert.match(configError({ WEBHOOK_SECRET_KEY: key, WEBHOOK_SECRET_KEY_FILE: '/k' }), /set WEBHOOK_SECRET_KEY_FILE or WEBHOOK_SECRET_KEY, not both/)
+  })
+
   it('the kubelet settings: defaults from what kubeadm and the kubelet do, and a healthz URL that is http(s)', () => {
     const c = loadConfig({})
     assert.equal(c.localNode?.kubeletHealthzUrl, 'http://127.0.0.1:10248/healthz')

@@ -21,7 +21,7 @@ import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { BreakerState } from '../cluster/breaker.ts'
 import type { CertificateInfo } from '../diagnosis/certificates.ts'
-import { isPodReady, runtimeOfPod, type NodeObservation } from '../domain.ts'
+import { isPodReady, runtimeOfPod, type EventRecord, type NodeObservation } from '../domain.ts'
 import type { NodeReadObserver } from '../services/node-state.ts'
 import type { Store } from '../store/store.ts'
 
@@ -30,6 +30,8 @@ export interface GaugeSources {
   sshConnections?: () => number
   /** The API server's circuit breaker (src/cluster/breaker.ts); null: no API server configured. */
   apiServerBreakerState?: () => BreakerState | null
+  /** Open WebSocket connections of GraphQL subscriptions. */
+  subscriptionConnections?: () => number
 }
 
 /** The pods of a node the pod gauges export: the first MAX_GAUGE_PODS_PER_NODE (observations hold them by namespace and name). */
@@ -81,6 +83,8 @@ export class Metrics implements NodeReadObserver {
   private readonly graphqlDuration = new Histogram({ name: 'staticpod_graphql_operation_duration_seconds', help: 'GraphQL operation latency', labelNames: ['type'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] })
   private readonly nodeReadDuration = new Histogram({ name: 'staticpod_node_agent_read_duration_seconds', help: 'Live reads of a node through its agent', labelNames: ['node'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] })
   private readonly nodeErrors = new Counter({ name: 'staticpod_node_agent_errors_total', help: 'Failed live reads of a node, by error code', labelNames: ['node', 'code'], registers: [this.registry] })
+  // type is the EventType enum: 13 series at most.
+  private readonly events = new Counter({ name: 'staticpod_events_total', help: 'Events this instance recorded (from its observations, writes, rollouts and certificate checks), by type', labelNames: ['type'], registers: [this.registry] })
   private readonly storeDuration = new Histogram({ name: 'staticpod_store_operation_duration_seconds', help: 'Store calls by method', labelNames: ['method', 'outcome'], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [this.registry] })
 
   /** The latest observation per node, least recently observed first (Map order). */
@@ -95,6 +99,14 @@ export class Metrics implements NodeReadObserver {
     this.now = gaugeOptions.clock ?? Date.now
     collectDefaultMetrics({ register: this.registry, prefix: 'staticpod_' })
     this.alertingGauges()
+    new Gauge({
+      name: 'staticpod_subscription_connections',
+      help: 'Open WebSocket connections of GraphQL subscriptions',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.subscriptionConnections?.() ?? 0)
+      },
+    })
     new Gauge({
       name: 'staticpod_ssh_pool_connections',
       help: 'Open SSH connections in the pool',
@@ -235,6 +247,10 @@ export class Metrics implements NodeReadObserver {
         }
       },
     )
+  }
+
+  eventsRecorded(events: readonly EventRecord[]): void {
+    for (const event of events) this.events.inc({ type: event.type })
   }
 
   nodeRead(node: string, seconds: number, errorCode: string | null): void {

@@ -34,7 +34,9 @@ export interface EventServiceOptions {
   /** EVENT_RETENTION_DAYS. */
   retentionDays: number
   /** How often the tail reads the store while anyone subscribes (other instances' events arrive this late at most). */
-  pollMs?: number
+  pollMs?: number | undefined
+  /** Told of every event this instance records (metrics). */
+  onRecorded?: ((events: readonly EventRecord[]) => void) | undefined
 }
 
 export interface EventListArgs {
@@ -122,6 +124,7 @@ export class EventService implements EventSink {
   /** Events this process just stored: to the webhooks now, and to subscribers by the tail (which reads them back in order). */
   recorded(events: readonly EventRecord[]): void {
     if (events.length === 0) return
+    this.o.onRecorded?.(events)
     this.o.webhooks.publish(events)
     if (this.subscribers.size > 0) this.pollSoon()
   }

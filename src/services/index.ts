@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
+import type { EventRecord } from '../domain.ts'
 import type { AgentProvider } from '../agents/registry.ts'
 import type { AddressAllowList, HostResolver } from '../net/address-allow.ts'
 import type { Store } from '../store/store.ts'
@@ -87,6 +88,8 @@ export async function createServices(deps: {
   nodeReadObserver?: NodeReadObserver
   /** Told of the certificates diagnosis reads for each pod (metrics). */
   onCertificates?: DiagnosisOptions['onCertificates']
+  /** Told of every event this instance records (metrics). */
+  onEvents?: (events: readonly EventRecord[]) => void
 }): Promise<Services> {
   const { store, agents, log, settings } = deps
   const clock = deps.clock ?? (() => new Date())
@@ -106,7 +109,7 @@ export async function createServices(deps: {
     maxAttempts: settings.webhooks.maxAttempts,
     firstRetryMs: settings.webhooks.firstRetryMs,
   })
-  const events = new EventService({ store, log, clock, webhooks, retentionDays: settings.eventRetentionDays, pollMs: settings.eventPollMs })
+  const events = new EventService({ store, log, clock, webhooks, retentionDays: settings.eventRetentionDays, pollMs: settings.eventPollMs, onRecorded: deps.onEvents })
   const nodeState = new NodeStateService({
     store,
     agents,

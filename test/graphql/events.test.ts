@@ -118,6 +118,9 @@ describe('events from what the service observes', () => {
     assert.equal(event.fromHash, before)
     assert.match(event.toHash, /^[0-9a-f]{64}$/)
     assert.notEqual(event.toHash, before)
+    const metrics = (await ta.app.inject({ method: 'GET', url: '/metrics' })).body
+    assert.match(metrics, /^staticpod_events_total\{type="STATIC_POD_CHANGED"\} 1$/m)
+    assert.match(metrics, /^staticpod_subscription_connections 1$/m)
 
     await hook.waitFor(1)
     const delivery = hook.deliveries[0] as Delivery
