@@ -40,6 +40,7 @@ const RUNTIME_FILES = [
   ...['package.json', 'umd/react.production.min.js'].map((f) => ['react', f, `node_modules/react/${f}`]),
   ...['package.json', 'umd/react-dom.production.min.js'].map((f) => ['react-dom', f, `node_modules/react-dom/${f}`]),
   ...['package.json', 'graphiql.min.js', 'graphiql.min.css'].map((f) => ['graphiql', f, `node_modules/graphiql/${f}`]),
+  ...['package.json', 'umd/graphql-ws.min.js'].map((f) => ['graphql-ws', f, `node_modules/graphql-ws/${f}`]),
   ['@fastify/swagger-ui', 'static/logo.svg', 'static/logo.svg'],
 ]
 

@@ -106,6 +106,10 @@ describe('the Lambda bundle', () => {
       const response = await handler(httpApiEvent('GET', asset), {})
       assert.equal(response.statusCode, 200, `${asset}: ${response.body.slice(0, 200)}`)
       assert.ok(response.body.length > 1000, asset)
+      // Shipped inside the bundle, not found through the repository's node_modules above it (the zip has none).
+      const file = asset.split('/').pop() as string
+      const shipped = await readdir(join(outDir, 'node_modules'), { recursive: true })
+      assert.ok(shipped.some((f) => String(f).endsWith(`/${file}`)), `${file} is in the bundle's node_modules (scripts/build-lambda.mjs RUNTIME_FILES)`)
     }
   })
 })

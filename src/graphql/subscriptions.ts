@@ -44,6 +44,7 @@ export const MAX_FRAME_BYTES = 64 * 1024
 /** The part of SubscriptionConnection (mercurius) an onConnect sees as `this`: the upgrade request. */
 interface ConnectionThis {
   context?: { request?: FastifyRequest }
+  socket?: WebSocket
 }
 
 /** mercurius's subscription option. */
@@ -63,7 +64,12 @@ export function subscriptionOptions(app: FastifyInstance, services: Services) {
       } else {
         actor = request?.actor ?? null
       }
-      if (actor === null) return false
+      if (actor === null) {
+        // graphql-transport-ws refuses with close code 4403 (mercurius would send a connection_error message,
+        // which is the older subscriptions-transport-ws protocol's and which graphql-ws clients reject as invalid).
+        if (this?.socket?.protocol === 'graphql-transport-ws') this.socket.close(4403, 'Forbidden')
+        return false
+      }
       const reported = (error: Error) => request?.log.debug({ err: error.message }, 'subscription: a field failed')
       return { scope: new RequestScope(services, actor, reported), subscriptions: { open: 0 } }
     },

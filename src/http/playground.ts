@@ -1,7 +1,13 @@
 // The GraphiQL playground, served with every asset from this process (out of
-// the graphiql, react and react-dom packages): mercurius's built-in page loads
-// them from a public CDN and stays blank on a network without internet, which
-// is exactly where a break-glass tool is needed.
+// the graphiql, react, react-dom and graphql-ws packages): mercurius's built-in
+// page loads them from a public CDN and stays blank on a network without
+// internet, which is exactly where a break-glass tool is needed.
+//
+// Queries and mutations go over HTTP (POST /graphql), subscriptions over a
+// WebSocket on /graphql (graphql-ws, subprotocol graphql-transport-ws) whose
+// connection_init payload is what the Headers editor holds: the server takes
+// the token from there ({"Authorization": "Bearer ..."}), since a browser
+// cannot set headers on a WebSocket upgrade.
 
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
@@ -16,6 +22,8 @@ const ASSETS: Record<string, { pkg: string; file: string; type: string }> = {
   'react-dom.production.min.js': { pkg: 'react-dom', file: 'umd/react-dom.production.min.js', type: 'text/javascript; charset=utf-8' },
   'graphiql.min.js': { pkg: 'graphiql', file: 'graphiql.min.js', type: 'text/javascript; charset=utf-8' },
   'graphiql.min.css': { pkg: 'graphiql', file: 'graphiql.min.css', type: 'text/css; charset=utf-8' },
+  // The UMD build: defines the global graphqlWs (createClient).
+  'graphql-ws.min.js': { pkg: 'graphql-ws', file: 'umd/graphql-ws.min.js', type: 'text/javascript; charset=utf-8' },
 }
 
 /** A file of an installed package (its exports map does not list the UMD builds). */
@@ -27,6 +35,8 @@ function packageFile(pkg: string, file: string): string {
 const EXAMPLE_QUERY = `# staticpod-api: the static pods of every node, read from the nodes
 # themselves (no API server needed). Press the play button to run it.
 # With tokens configured, add {"Authorization": "Bearer <token>"} under Headers.
+# Subscriptions run here too, over a WebSocket with those headers:
+#   subscription { events { id type node message } }
 query Overview {
   cluster {
     nodeCount
@@ -67,8 +77,70 @@ function page(base: string): string {
   <script src="${base}/react.production.min.js"></script>
   <script src="${base}/react-dom.production.min.js"></script>
   <script src="${base}/graphiql.min.js"></script>
+  <script src="${base}/graphql-ws.min.js"></script>
   <script>
-    const fetcher = GraphiQL.createFetcher({ url: new URL('/graphql', location.href).href });
+    const { getOperationAST, parse } = GraphiQL.GraphQL;
+    const httpUrl = new URL('/graphql', location.href);
+    const wsUrl = new URL(httpUrl);
+    wsUrl.protocol = httpUrl.protocol === 'https:' ? 'wss:' : 'ws:';
+
+    // Queries and mutations: GraphiQL's own HTTP fetcher (@graphiql/toolkit's createGraphiQLFetcher),
+    // with the Headers editor's headers.
+    const http = GraphiQL.createFetcher({ url: httpUrl.href });
+
+    // One graphql-ws client per Headers editor content (its connection_init payload, where the server
+    // looks for the token), made by the first subscription that runs with it, kept for the next ones,
+    // and closed once a subscription runs with other headers. Lazy: a socket only while a subscription runs.
+    let ws = null;
+    function wsClientFor(headers) {
+      const key = JSON.stringify(headers || {});
+      if (!ws || ws.key !== key) {
+        if (ws) ws.client.dispose();
+        // No retries: a refused token (4403) is shown at once, and the user runs the subscription again.
+        ws = { key, client: graphqlWs.createClient({ url: wsUrl.href, connectionParams: headers || {}, retryAttempts: 0 }) };
+      }
+      return ws.client;
+    }
+
+    // The selected operation of the text sent (toolkit's test, on opts.documentAST, can be the document
+    // before the last keystrokes: GraphiQL parses the editor's text on a debounce). Unparsable: over HTTP,
+    // for the server to report.
+    function isSubscription(params) {
+      try {
+        const operation = getOperationAST(parse(params.query), params.operationName || undefined);
+        return operation !== null && operation.operation === 'subscription';
+      } catch {
+        return false;
+      }
+    }
+
+    // A refused token as an error that says so: mercurius answers a refused connection_init with a
+    // connection_error message (not in the graphql-transport-ws protocol, whose answer is a close with
+    // 4403), which graphql-ws rejects as an invalid message. Other closes: their code and reason.
+    function readable(error) {
+      const refused = (typeof CloseEvent !== 'undefined' && error instanceof CloseEvent && error.code === 4403) || /connection_error/.test(String(error && error.message));
+      if (refused) return new Error('the server refused the subscription connection (Forbidden): put {"Authorization": "Bearer <token>"} with a valid token under Headers');
+      if (typeof CloseEvent !== 'undefined' && error instanceof CloseEvent) return new Error(('socket closed with event ' + error.code + ' ' + (error.reason || '')).trim());
+      return error;
+    }
+
+    // GraphiQL shows each result of an observable as it comes; unsubscribing (its stop button, or the
+    // next run) completes the subscription at the server.
+    function fetcher(params, opts) {
+      const headers = opts && opts.headers;
+      if (!isSubscription(params)) return http(params, { headers });
+      const client = wsClientFor(headers);
+      return {
+        subscribe(observer) {
+          const unsubscribe = client.subscribe(params, {
+            next: (result) => observer.next(result),
+            error: (error) => observer.error(readable(error)),
+            complete: () => observer.complete(),
+          });
+          return { unsubscribe };
+        },
+      };
+    }
     const root = ReactDOM.createRoot(document.getElementById('graphiql'));
     root.render(React.createElement(GraphiQL, {
       fetcher,
