@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { after, describe, it } from 'node:test'
-import { BatchWriteItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb'
+import { BatchWriteItemCommand, ConditionalCheckFailedException, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb'
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb'
 import { parse as parseYaml } from 'yaml'
 import { isServiceError } from '../../src/errors.ts'
@@ -370,6 +370,83 @@ describe('DynamoStore', () => {
         const backwards = seen.filter((id, i) => i > 0 && id <= seen[i - 1]!)
         assert.deepEqual({ missed, backwards, seen: seen.length }, { missed: [], backwards: [], seen: ids.length }, 'the reader saw every id exactly once, in increasing order')
         assert.deepEqual((await reader.listEvents({ limit: 1000, order: 'oldest' })).map((e) => Number(e.id)), ids)
+      } finally {
+        await h.cleanup()
+      }
+    })
+
+    it('pruned ids are not handed out again, by an instance that appended before or by a new one', async () => {
+      const h = await freshStore()
+      try {
+        const [a, b] = [h.store, await h.reopen()]
+        const ids: number[] = []
+        const append = async (store: Store, n = 1) => ids.push(...(await store.appendEvents(Array.from({ length: n }, () => newEvent('cp-1')))).map((e) => Number(e.id)))
+        await append(a, 3)
+        await append(b, 2)
+        await append(a)
+        assert.deepEqual(ids, [1, 2, 3, 4, 5, 6])
+        while ((await b.pruneEvents('2100-01-01T00:00:00.000Z')) > 0);
+        assert.deepEqual(await a.listEvents({ limit: 10, order: 'newest' }), [])
+        await append(b)
+        await append(a)
+        await append(await h.reopen(), 2)
+        assert.deepEqual(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        assert.deepEqual((await a.listEvents({ after: '0', limit: 10, order: 'oldest' })).map((e) => Number(e.id)), [7, 8, 9, 10])
+      } finally {
+        await h.cleanup()
+      }
+    })
+
+    it('a put the SDK sends again after a lost answer (it had stored the event) does not store the event twice', async () => {
+      let lost = 0
+      const h = await freshStore({
+        tweak: (client) =>
+          client.middlewareStack.add(
+            (next, context) => async (args) => {
+              const result = await next(args)
+              const item = (args.input as { Item?: { pk?: { S?: string } } }).Item
+              if (context.commandName === 'PutItemCommand' && item?.pk?.S === 'EVENTS' && lost < 2) {
+                lost++
+                // Inside the SDK's retry loop: written, then the answer is lost; the SDK sends the put again.
+                throw Object.assign(new Error('the connection dropped before the answer'), { name: 'TimeoutError', $metadata: {} })
+              }
+              return result
+            },
+            { step: 'deserialize', name: 'loseAnswers' },
+          ),
+      })
+      try {
+        const appended = await h.store.appendEvents([newEvent('cp-1', { message: 'a' }), newEvent('cp-1', { message: 'b' })])
+        assert.equal(lost, 2)
+        assert.deepEqual(appended.map((e) => [e.id, e.message]), [['1', 'a'], ['2', 'b']])
+        assert.deepEqual(await h.store.listEvents({ limit: 10, order: 'oldest' }), appended)
+      } finally {
+        await h.cleanup()
+      }
+    })
+
+    it('an append gives up with an error after 1,000 ids in a row are taken; the next one is stored', async () => {
+      let taken = true
+      let puts = 0
+      const h = await freshStore({
+        tweak: (client) =>
+          client.middlewareStack.add(
+            (next, context) => async (args) => {
+              const item = (args.input as { Item?: { pk?: unknown } }).Item
+              if (taken && context.commandName === 'PutItemCommand' && item?.pk === 'EVENTS') {
+                puts++
+                throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: { attempts: 1 } })
+              }
+              return next(args)
+            },
+            { step: 'initialize', name: 'everyIdTaken' },
+          ),
+      })
+      try {
+        await assert.rejects(h.store.appendEvents([newEvent('cp-1')]), /gave up after 1000 ids/)
+        assert.equal(puts, 1000)
+        taken = false
+        assert.deepEqual((await h.store.appendEvents([newEvent('cp-1')])).map((e) => e.id), ['1'])
       } finally {
         await h.cleanup()
       }
