@@ -71,6 +71,16 @@ module.exports = {
       to: { path: [IO_PACKAGES, IO_CORE_MODULES, IO_SRC] },
     },
     {
+      name: 'cli-is-a-client',
+      severity: 'error',
+      comment:
+        'src/cli/ (staticpodctl) is a client of the API like any other: it talks to the service over HTTP(S) with the GraphQL ' +
+        'schema, and imports none of the service (services, store, agents, transports, the app and its config), so it cannot ' +
+        'reach round the API or depend on the server\'s internals. Shared shapes come from schema/*.graphql, not from src/.',
+      from: { path: '^src/cli/' },
+      to: { path: IO_SRC },
+    },
+    {
       name: 'store-not-to-services',
       severity: 'error',
       comment:

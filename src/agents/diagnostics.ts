@@ -72,7 +72,7 @@ const ATTEMPT_LOG_FILE = /^(\d{1,9})\.log$/
 export async function readContainerLog(access: DiagnosticsAccess, req: ContainerLogRequest): Promise<ContainerLogResult | null> {
   checkLogRequest(req)
   const listing = await listRuntime(access)
-  let crictlAbsent: { reason: string; missing: boolean } | null = 'reading' in listing ? null : listing
+  let crictlAbsent: { reason: string; missing: boolean; gone?: boolean } | null = 'reading' in listing ? null : listing
   if ('reading' in listing) {
     const target = listing.reading.locate(req.namespace, req.pod, req.container, req.previous)
     if (!target) return null
@@ -83,6 +83,9 @@ export async function readContainerLog(access: DiagnosticsAccess, req: Container
   }
   const fromFile = await fileLog(access, req)
   if (fromFile || crictlAbsent === null || crictlAbsent.missing) return fromFile
+  if (crictlAbsent.gone) {
+    throw new ServiceError('NOT_FOUND', `node ${access.nodeName}: the attempt of container ${req.container} is gone (${crictlAbsent.reason}), and ${access.podLogDir} has no log of it; ask again`, ['container'])
+  }
   throw new Error(
     `node ${access.nodeName}: ${crictlAbsent.reason}, and ${access.podLogDir} has no log of ${req.namespace}/${req.pod} container ${req.container}${req.previous ? ' (previous attempt)' : ''}`,
   )
@@ -139,12 +142,14 @@ function commandFailure(outcome: Extract<CommandOutcome, { ran: true }>, command
 }
 
 /** `crictl logs` of the attempt; why not, when it did not run (gone since it listed, or refused by sudo). */
-async function crictlLog(access: DiagnosticsAccess, target: ContainerAttempt, req: ContainerLogRequest): Promise<ContainerLogResult | { reason: string; missing: boolean }> {
+async function crictlLog(access: DiagnosticsAccess, target: ContainerAttempt, req: ContainerLogRequest): Promise<ContainerLogResult | { reason: string; missing: boolean; gone?: boolean }> {
   const args = crictlLogsArgs(target.containerId, { tailLines: req.tailLines, sinceSeconds: req.sinceSeconds })
   const outcome = await access.crictl(args, req.limitBytes + LOG_KEEP_SLACK_BYTES)
   if (!outcome.ran) return { reason: outcome.reason, missing: outcome.missing }
   const failed = commandFailure(outcome, `crictl ${args.slice(0, -1).join(' ')} ${target.containerId.slice(0, 13)}`)
-  if (failed) throw new Error(`node ${access.nodeName}: ${failed}`)
+  // The attempt can be removed between the listing and this (a crash loop replaces them every few seconds):
+  // the kubelet's log file may still have it.
+  if (failed) return { reason: failed, missing: false, gone: /not ?found/i.test(failed) }
   const read = linesFromCrictlLogs(outcome.stdout, outcome.stderr, { tailLines: req.tailLines, limitBytes: req.limitBytes })
   return { ...read, source: 'crictl', attempt: target.attempt, containerId: target.containerId }
 }

@@ -56,6 +56,10 @@ const clean: Tree = {
   'src/events/derive.ts':
     "import { createHash } from 'node:crypto'\nimport type { NodeRecord } from '../domain.ts'\nimport { parse } from '../diagnosis/certificates.ts'\n" +
     "export const key = (node: NodeRecord) => [parse, createHash('sha256').update(node.name).digest('hex')]\n",
+  // A client of the API: node:fs, the network, yaml, and the records of src/domain.ts are fine.
+  'src/cli/main.ts':
+    "import { readFileSync } from 'node:fs'\nimport { request } from 'node:http'\nimport yaml from 'yaml'\nimport type { NodeRecord } from '../domain.ts'\n" +
+    'export const main = (node: NodeRecord) => [readFileSync, request, yaml, node.name]\n',
 }
 
 // One forbidden import per rule (the manifest rule once per kind of I/O), the
@@ -72,6 +76,9 @@ const violating: Tree = {
   'src/store/sqlite.ts': "import { NodeService } from '../services/nodes.ts'\nexport const sqlite = NodeService\n",
   'src/diagnosis/certificates.ts': "import type { Agent } from '../agents/agent.ts'\nexport const read = (agent: Agent) => [agent]\n",
   'src/events/derive.ts': "import type { NodeService } from '../services/nodes.ts'\nexport const derive = (nodes: NodeService) => [nodes]\n",
+  'src/cli/main.ts':
+    "import { NodeService } from '../services/nodes.ts'\nimport type { Store } from '../store/store.ts'\nimport type { Agent } from '../agents/agent.ts'\n" +
+    'export const main = (store: Store, agent: Agent) => [NodeService, store, agent]\n',
   'src/services/readiness.ts': "import type { StaticPods } from './static-pods.ts'\nexport type Readiness = { pods: StaticPods }\n",
   'src/services/static-pods.ts': "import type { Readiness } from './readiness.ts'\nexport class StaticPods { readiness?: Readiness }\n",
 }
@@ -113,6 +120,9 @@ describe('dependency rules (.dependency-cruiser.cjs)', () => {
     assert.deepEqual(violations, [
       'agents-not-to-store-or-services: src/agents/local.ts -> src/services/nodes.ts',
       'agents-not-to-store-or-services: src/agents/ssh.ts -> src/store/store.ts',
+      'cli-is-a-client: src/cli/main.ts -> src/agents/agent.ts',
+      'cli-is-a-client: src/cli/main.ts -> src/services/nodes.ts',
+      'cli-is-a-client: src/cli/main.ts -> src/store/store.ts',
       'diagnosis-is-pure: src/diagnosis/certificates.ts -> src/agents/agent.ts',
       'events-is-pure: src/events/derive.ts -> src/services/nodes.ts',
       'manifest-is-pure: src/manifest/parse.ts -> fs',
