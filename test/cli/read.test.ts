@@ -158,12 +158,13 @@ describe('staticpodctl describe and logs', () => {
     assert.match(diagnosis, /^ {2}CRITICAL CRASH_LOOP: /m, diagnosis)
     assert.match(out, /^Revisions:\n {2}REVISION +ACTION +ACTOR +HASH +AGE\n {2}1 +OBSERVED +\(on the node\) +[0-9a-f]{12} /m)
 
-    // A crash-looping container's attempt can be gone between the service's crictl ps and its crictl logs; the
-    // service then answers INTERNAL_SERVER_ERROR (src/agents/diagnostics.ts throws a plain Error), so ask again.
+    // A crash-looping container's attempt can be gone between the service's crictl ps and its crictl logs, and
+    // the stand-in kubelet keeps no file of it; the service then answers NOT_FOUND saying the attempt is gone and
+    // to ask again (src/agents/diagnostics.ts), so ask again.
     const logsOf = (args: string[]) =>
       until('a log', async () => {
         const r = await bed.run(args)
-        return r.stderr.includes('INTERNAL_SERVER_ERROR') ? null : r
+        return /NOT_FOUND: .* is gone .*ask again/.test(r.stderr) ? null : r
       })
     const logs = ok(await logsOf(['logs', 'crashy', '--node', n2.name, '-p']))
     assert.equal(logs.stdout, 'starting\npanic: cannot load /etc/kubernetes/pki/apiserver.crt\n')
