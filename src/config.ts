@@ -68,6 +68,9 @@ const envSchema = z.object({
   SSH_IDLE_TIMEOUT_MS: positiveInt.default(300_000),
   SSH_KEEPALIVE_INTERVAL_MS: positiveInt.default(15_000),
   SSH_MAX_CONNECTIONS: positiveInt.default(512),
+  // SSH handshakes in progress at once: a cold fan-out to hundreds of nodes takes turns, and each handshake's
+  // SSH_CONNECT_TIMEOUT_MS counts from its turn, so none times out waiting behind the others.
+  SSH_CONNECT_CONCURRENCY: positiveInt.max(1024).default(64),
   SSH_MAX_OPERATIONS_PER_NODE: positiveInt.default(8),
   // On each SSH node (outside its staticPodPath): <dir>/<node name> holds the node lock and backups.
   SSH_STATE_DIR: z.string().startsWith('/', 'expected an absolute path').default('/var/lib/staticpod-api'),
@@ -253,6 +256,7 @@ interface SshConfig {
   idleTimeoutMs: number
   keepaliveIntervalMs: number
   maxConnections: number
+  connectConcurrency: number
   maxOperationsPerNode: number
   stateDir: string
   kubeletHealthzPort: number
@@ -300,6 +304,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       idleTimeoutMs: e.SSH_IDLE_TIMEOUT_MS,
       keepaliveIntervalMs: e.SSH_KEEPALIVE_INTERVAL_MS,
       maxConnections: e.SSH_MAX_CONNECTIONS,
+      connectConcurrency: e.SSH_CONNECT_CONCURRENCY,
       maxOperationsPerNode: e.SSH_MAX_OPERATIONS_PER_NODE,
       stateDir: e.SSH_STATE_DIR,
       kubeletHealthzPort: e.SSH_KUBELET_HEALTHZ_PORT,

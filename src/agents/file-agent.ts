@@ -16,6 +16,11 @@
 //   kubeadm writes them.
 // - "Permission denied" is PRIVILEGE_DENIED: a directory the service may not
 //   list is not an empty one.
+// - Every step is a pipeline of requests (node-fs.ts NodePipeline), so a write
+//   waits for the node only where it needs an answer's content: the listing
+//   and the write's files go out behind the lock's request, the backup with
+//   the write, the flushes and the read-back's open behind the rename
+//   (docs/architecture.md, "How few times the write path waits for the node").
 
 import { createHash, randomBytes } from 'node:crypto'
 import { posix } from 'node:path'
@@ -35,7 +40,7 @@ import type {
 } from './agent.ts'
 import { readBoundedFile, readContainerLog, readKubeletJournal, type DiagnosticsAccess, type RunCommand } from './diagnostics.ts'
 import { NodeLock, sameMachineProcessLiveness, thisProcessIdentity, type LockHolderLiveness, type ProcessIdentity } from './node-lock.ts'
-import { isPermissionDenied, type NodeFileSystem } from './node-fs.ts'
+import { isPermissionDenied, type NodeFileSystem, type NodeHandle, type NodePipeline, type NodeStat } from './node-fs.ts'
 
 /** Every temp file this service creates ends with this, so leftovers are recognisably ours. */
 export const TEMP_FILE_SUFFIX = '.staticpod-api.tmp'
@@ -51,16 +56,83 @@ const NAME_MAX_BYTES = 255
 const RANDOM_HEX_CHARS = 12
 /** `.` + name + `.` + random + suffix must still fit in NAME_MAX. */
 export const MAX_FILE_NAME_BYTES = NAME_MAX_BYTES - (2 + RANDOM_HEX_CHARS + TEMP_FILE_SUFFIX.length)
-/** How many manifests listManifestDir reads at once (SFTP round trips overlap; memory stays bounded). */
+/** How many manifests listManifestDir reads at once when it did not expect them (SFTP round trips overlap; memory stays bounded). */
 const READ_CONCURRENCY = 8
+/** Manifests a listing opens before the directory's answer, by the names the last listing found (bounded: each is a request and a buffer). */
+const EXPECTED_FILES_MAX = 64
+/** The first READ of a manifest asks for what it had last time plus this, so one READ usually reads it whole. */
+const READ_SLACK_BYTES = 4096
+/** One READ at most: below OpenSSH's and ssh2's limits (256 KiB less headers), above any sane manifest. */
+const READ_CHUNK_BYTES = 128 * 1024
 
 export interface FileAgentHooks {
   /**
-   * Runs after the temp file is written, flushed and closed, before the rename.
+   * Runs after the temp file is written and flushed, before the rename.
    * For tests that crash the process exactly there.
    */
   afterTempWrite?: (tempPath: string) => Promise<void>
 }
+
+/** A listing of staticPodPath (#list): what listManifestDir returns, and what the write path reuses of it under the lock. */
+interface Listing {
+  entries: DirEntry[]
+  /** Every visible entry's attributes, symlinks followed: the mode and owner a replaced manifest keeps. */
+  stats: Map<string, NodeStat>
+  /** Our temp files left there (a process killed mid-write). */
+  temps: string[]
+}
+
+interface PendingBackup {
+  fileName: string
+  bytes: Buffer
+  dir: string
+  name: string
+}
+
+/**
+ * What the agent knows and owes under the node lock it holds (one withLock
+ * call): facts read from the node under the lock, each good until this agent
+ * changes the node, and a backup asked for and not yet written.
+ */
+interface Hold {
+  /** The listing started behind the request that took the lock, until a listing or a write takes it. */
+  prefetched: Promise<Listing> | undefined
+  /** Files opened behind the request that took the lock, for the write that usually follows; each taken once, the rest removed at release. */
+  prepared: Prepared | undefined
+  /** The last listing made under this lock, until the next write or delete. */
+  listed: Listing | undefined
+  /** backup() under the lock returns at once: the copy is written with the next write or delete (before it changes anything), or at release. */
+  pendingBackup: PendingBackup | undefined
+  /** The file as read back right after the last write or delete, for the readManifest that checks it. */
+  readBack: { fileName: string; bytes: Buffer | null } | undefined
+}
+
+/** A new, empty 0600 file, open for writing: its path and handle (null: it could not be made). */
+type OpenedTemp = Promise<{ path: string; handle: NodeHandle } | null>
+
+/**
+ * What a write needs open before it can send its bytes, opened with the
+ * lock's request (the round trip that takes the lock) instead of after the
+ * listing: a temp file in staticPodPath, a temp file for the backup in
+ * stateDir/backups (renamed into its file's directory once written), and
+ * staticPodPath itself, to flush it. Nothing the kubelet reads: the temp file
+ * is a dotfile, and is removed at release when no write took it.
+ */
+interface Prepared {
+  temp: OpenedTemp | undefined
+  backupTemp: OpenedTemp | undefined
+  dir: Promise<NodeHandle | null> | undefined
+}
+
+interface Prefetched {
+  listing: Promise<Listing>
+  prepared: Prepared
+}
+
+type Change =
+  | { kind: 'replace'; fileName: string; bytes: Uint8Array; afterTempWrite?: ((tempPath: string) => Promise<void>) | undefined }
+  | { kind: 'delete'; fileName: string }
+  | { kind: 'none' }
 
 export interface FileAgentOptions {
   nodeName: string
@@ -113,7 +185,7 @@ export class FileAgent implements NodeAgent {
   readonly stateDir: string
 
   readonly #fs: NodeFileSystem
-  readonly #lock: NodeLock
+  readonly #lock: NodeLock<Prefetched>
   readonly #maxFileBytes: number
   readonly #clock: () => Date
   readonly #runtime: (() => Promise<RuntimeReport>) | undefined
@@ -124,6 +196,18 @@ export class FileAgent implements NodeAgent {
 
   /** Temp files this agent is writing right now: never swept as leftovers. */
   readonly #tempsInFlight = new Set<string>()
+  /** The node lock's withLock call in progress, with what it knows (Hold); null outside one. */
+  #hold: Hold | null = null
+  /**
+   * The regular files the last listing read, with their sizes: the next
+   * listing opens them together with the directory, before its answer, so a
+   * steady directory is listed and read in two round trips. Forgotten when a
+   * listing fails (an open that never answers, say, of a FIFO put under a
+   * manifest's name: the next listing then opens only what the directory says is a file).
+   */
+  #expectedFiles = new Map<string, number>()
+  /** stateDir/backups exists (this agent made or saw it): a backup's temp file can be opened there ahead of time. */
+  #backupsDirSeen = false
   /**
    * Backup directories this agent has made sure of, with how many backups each
    * holds as far as it knows: pruning lists a directory only when that count
@@ -155,6 +239,17 @@ export class FileAgent implements NodeAgent {
       identity,
       isLockHolderAlive: options.isLockHolderAlive ?? sameMachineProcessLiveness(identity),
       writeFailed: (what, err) => this.#writeFailed(what, err),
+      // The compare read and the lock in one round trip: the listing, and the files a write opens, are sent right behind the request that takes the lock.
+      prefetch: (behind) => {
+        const prepared: Prepared = { temp: undefined, backupTemp: undefined, dir: undefined }
+        const listing = behind.behind(`listing ${this.staticPodPath}`, (p) => {
+          this.#prepare(p, prepared)
+          return this.#list(p)
+        })
+        listing.catch(() => undefined) // dropped when the lock was not taken; a listing made after it fails again
+        return { listing, prepared }
+      },
+      discardPrefetched: ({ prepared }) => void this.#discardPrepared(prepared),
     })
     this.#runtime = options.runtime
     this.#kubelet = options.kubelet
@@ -173,53 +268,222 @@ export class FileAgent implements NodeAgent {
 
   // ---- the node lock (node-lock.ts) -------------------------------------------
 
-  withLock<T>(owner: LockOwner, fn: () => Promise<T>): Promise<T> {
-    return this.#lock.withLock(owner, fn)
+  async withLock<T>(owner: LockOwner, fn: () => Promise<T>): Promise<T> {
+    let discarding: Promise<void> | undefined
+    try {
+      return await this.#lock.withLock(owner, async (held) => {
+        const hold: Hold = { prefetched: held.prefetched?.listing, prepared: held.prefetched?.prepared, listed: undefined, pendingBackup: undefined, readBack: undefined }
+        this.#hold = hold
+        try {
+          let result: T
+          try {
+            result = await fn()
+          } catch (err) {
+            await this.#writeOwedBackup().catch(() => undefined)
+            throw err
+          }
+          await this.#writeOwedBackup()
+          return result
+        } finally {
+          this.#hold = null
+          // Removed alongside the release (no round trip of its own), and done before withLock returns.
+          if (hold.prepared) discarding = this.#discardPrepared(hold.prepared)
+        }
+      })
+    } finally {
+      await discarding
+    }
+  }
+
+  /** A backup asked for under the lock and not followed by a write is still owed, before the lock goes. */
+  async #writeOwedBackup(): Promise<void> {
+    const owed = this.#takePendingBackup()
+    if (owed) await this.#commit({ kind: 'none' }, owed, `backing up ${owed.fileName}`)
   }
 
   withTurn<T>(fn: () => Promise<T>): Promise<T> {
     return this.#lock.withTurn(fn)
   }
 
+  /** Prepared's files, opened behind the lock's request (no round trip of their own). */
+  #prepare(p: NodePipeline, prepared: Prepared): void {
+    const openTemp = (dir: string, prefix: string): OpenedTemp => {
+      const path = posix.join(dir, `.${prefix}.${randomHex()}${TEMP_FILE_SUFFIX}`)
+      this.#tempsInFlight.add(path)
+      const opened = p.open(path, 'create').then(
+        (handle) => (handle ? { path, handle } : null),
+        () => {
+          this.#tempsInFlight.delete(path)
+          return null
+        },
+      )
+      return opened
+    }
+    prepared.temp = openTemp(this.staticPodPath, 'write')
+    if (this.#backupsDirSeen) prepared.backupTemp = openTemp(posix.join(this.stateDir, 'backups'), 'backup')
+    prepared.dir = p.open(this.staticPodPath, 'directory').catch(() => null)
+  }
+
+  /** What no write took of Prepared: temp files removed, handles closed. Never fails. */
+  async #discardPrepared(prepared: Prepared): Promise<void> {
+    const temps = [prepared.temp, prepared.backupTemp].filter((t): t is OpenedTemp => t !== undefined)
+    const dir = prepared.dir
+    prepared.temp = prepared.backupTemp = prepared.dir = undefined
+    if (temps.length === 0 && !dir) return
+    const [opened, dirHandle] = await Promise.all([Promise.all(temps), dir])
+    await this.#fs
+      .pipeline('removing unused temp files', async (p) => {
+        if (dirHandle) p.close(dirHandle)
+        await Promise.all(
+          opened.map(async (temp) => {
+            if (!temp) return
+            p.close(temp.handle)
+            await p.unlink(temp.path).catch(() => undefined)
+            this.#tempsInFlight.delete(temp.path)
+          }),
+        )
+      })
+      .catch(() => {
+        // A leftover dotfile is swept by the next write under the lock.
+        for (const temp of opened) if (temp) this.#tempsInFlight.delete(temp.path)
+      })
+  }
+
   // ---- reading -------------------------------------------------------------
 
   async listManifestDir(): Promise<DirEntry[]> {
-    const all = await this.#fs.readDir(this.staticPodPath).catch((err: unknown) => {
-      throw this.#readFailed(this.staticPodPath, err)
-    })
-    // Under the lock, the leftovers seen here are the ones the next write removes, without listing again.
-    const held = this.#lock.held
-    if (held) held.leftoverTemps = all.filter((entry) => isTempFileName(entry.name)).map((entry) => entry.name)
-    const visible = all
-      .filter((entry) => !entry.name.startsWith('.'))
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    const listed: Array<DirEntry | null> = []
-    for (let i = 0; i < visible.length; i += READ_CONCURRENCY) {
-      const batch = visible.slice(i, i + READ_CONCURRENCY)
-      listed.push(
-        ...(await Promise.all(
-          batch.map(async (entry): Promise<DirEntry | null> => {
-            if (entry.kind !== 'file' || entry.size > this.#maxFileBytes) {
-              return { name: entry.name, kind: entry.kind, size: entry.size }
-            }
-            const path = posix.join(this.staticPodPath, entry.name)
-            const bytes = await this.#fs.readFile(path).catch((err: unknown) => {
-              throw this.#readFailed(path, err)
-            })
-            if (bytes === null) return null // removed since the listing
-            if (bytes.length > this.#maxFileBytes) return { name: entry.name, kind: 'file', size: bytes.length }
-            // The modification time tells diagnosis whether the kubelet has had time to take the file up.
-            const modifiedAt = entry.mtimeMs > 0 ? { modifiedAt: new Date(entry.mtimeMs).toISOString() } : {}
-            return { name: entry.name, kind: 'file', size: bytes.length, bytes, ...modifiedAt }
-          }),
-        )),
-      )
+    const hold = this.#hold
+    const prefetched = hold?.prefetched
+    if (hold) hold.prefetched = undefined
+    let listing = prefetched ? await prefetched.catch(() => null) : null
+    if (listing === null) {
+      listing = await this.#fs.pipeline(`listing ${this.staticPodPath}`, (p) => this.#list(p)).catch((err: unknown) => {
+        throw this.#readFailed(this.staticPodPath, err)
+      })
     }
-    return listed.filter((entry): entry is DirEntry => entry !== null)
+    // Under the lock, the facts seen here are the ones the next write uses, without asking again.
+    if (hold) hold.listed = listing
+    return listing.entries
+  }
+
+  /**
+   * staticPodPath's entries, and the content of each regular file, in one
+   * pipeline: the directory is opened, and so is every file the last listing
+   * read, at once; then the directory is read while those files are (fstat
+   * and READ together, sized by what they had last time). So a directory
+   * that has not changed costs two round trips; a file it did not have costs
+   * two more (open, read), all such files at once.
+   */
+  async #list(p: NodePipeline): Promise<Listing> {
+    const dir = this.staticPodPath
+    const listed = p.opendir(dir)
+    const early = new Map<string, Promise<OpenedRead | null>>()
+    for (const [name, size] of this.#expectedFiles) {
+      const read = this.#readOpened(p, posix.join(dir, name), size)
+      read.catch(() => undefined) // looked at only if the listing still has the name
+      early.set(name, read)
+    }
+    try {
+      const all = await readWholeDir(p, await listed)
+      const temps = all.filter((entry) => isTempFileName(entry.name)).map((entry) => entry.name)
+      const visible = all.filter((entry) => !entry.name.startsWith('.')).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      // What a symlink is, as the kubelet sees it: followed (the early open followed it already).
+      const stats = new Map<string, NodeStat | null>()
+      await Promise.all(
+        visible.map(async ({ name, stat }) => {
+          if (stat.kind !== 'symlink') return stats.set(name, stat)
+          const opened = await early.get(name)?.catch(() => null)
+          stats.set(name, opened ? opened.stat : await p.stat(posix.join(dir, name)))
+        }),
+      )
+      const reads = new Map<string, OpenedRead | null>()
+      const late: string[] = []
+      for (const { name } of visible) {
+        const stat = stats.get(name)
+        if (stat?.kind !== 'file' || stat.size > this.#maxFileBytes) continue
+        // Opened before the directory was read: a file it did not find then may have been created since.
+        const opened = await early.get(name)?.catch(() => undefined)
+        if (!opened || opened.stat.kind !== 'file') late.push(name)
+        else reads.set(name, opened)
+      }
+      for (let i = 0; i < late.length; i += READ_CONCURRENCY) {
+        const batch = late.slice(i, i + READ_CONCURRENCY)
+        const read = await Promise.all(batch.map((name) => this.#readOpened(p, posix.join(dir, name), stats.get(name)?.size ?? 0)))
+        batch.forEach((name, j) => reads.set(name, read[j]!))
+      }
+      const entries: DirEntry[] = []
+      const known = new Map<string, NodeStat>()
+      const expected = new Map<string, number>()
+      for (const { name } of visible) {
+        const stat = stats.get(name) ?? null
+        if (stat === null) {
+          entries.push({ name, kind: 'other', size: 0 }) // a dangling symlink, or one we may not follow
+          continue
+        }
+        const kind = stat.kind === 'symlink' ? 'other' : stat.kind
+        const read = reads.get(name)
+        if (kind !== 'file' || read === undefined) {
+          entries.push({ name, kind, size: stat.size })
+          known.set(name, stat)
+          continue
+        }
+        if (read === null) continue // removed since the listing
+        known.set(name, read.stat)
+        if (read.bytes === null) {
+          entries.push({ name, kind: 'file', size: read.stat.size })
+          continue
+        }
+        // The modification time tells diagnosis whether the kubelet has had time to take the file up; the open file's own.
+        const modifiedAt = read.stat.mtimeMs > 0 ? { modifiedAt: new Date(read.stat.mtimeMs).toISOString() } : {}
+        entries.push({ name, kind: 'file', size: read.bytes.length, bytes: read.bytes, ...modifiedAt })
+        if (expected.size < EXPECTED_FILES_MAX) expected.set(name, read.bytes.length)
+      }
+      this.#expectedFiles = expected
+      return { entries, stats: known, temps }
+    } catch (err) {
+      this.#expectedFiles = new Map()
+      throw err
+    }
+  }
+
+  /**
+   * Opens path and reads it whole, with its attributes (fstat: the open
+   * file's own), READs and FSTAT sent together; null when there is no such
+   * file. A file over maxFileBytes comes back without its bytes.
+   */
+  async #readOpened(p: NodePipeline, path: string, sizeGuess: number): Promise<OpenedRead | null> {
+    const handle = await p.open(path, 'read')
+    if (handle === null) return null
+    try {
+      const first = Math.min(READ_CHUNK_BYTES, Math.max(0, sizeGuess) + READ_SLACK_BYTES)
+      const [stat, head] = await Promise.all([p.fstat(handle), p.read(handle, 0, first)])
+      if (stat.kind !== 'file' || stat.size > this.#maxFileBytes) return { stat, bytes: null }
+      const chunks = [head]
+      let total = head.length
+      // A short READ is the end of a regular file; a full one may not be.
+      for (let last = head.length; last === (chunks.length === 1 ? first : READ_CHUNK_BYTES); ) {
+        if (total > this.#maxFileBytes) return { stat: { ...stat, size: total }, bytes: null }
+        const next = await p.read(handle, total, READ_CHUNK_BYTES)
+        chunks.push(next)
+        total += next.length
+        last = next.length
+      }
+      if (total > this.#maxFileBytes) return { stat: { ...stat, size: total }, bytes: null }
+      return { stat, bytes: chunks.length === 1 ? head : Buffer.concat(chunks, total) }
+    } finally {
+      p.close(handle)
+    }
   }
 
   async readManifest(fileName: string): Promise<Buffer | null> {
     assertSafeFileName(fileName)
+    const hold = this.#hold
+    if (hold?.readBack?.fileName === fileName) {
+      // Read from the node right after the write, under this lock: nothing has changed it since.
+      const { bytes } = hold.readBack
+      hold.readBack = undefined
+      return bytes
+    }
     const path = posix.join(this.staticPodPath, fileName)
     return this.#fs.readFile(path).catch((err: unknown) => {
       throw this.#readFailed(path, err)
@@ -237,124 +501,280 @@ export class FileAgent implements NodeAgent {
         ['manifest'],
       )
     }
-    await this.#removeLeftoverTempFiles(this.staticPodPath)
-    await this.#replaceAtomically(this.staticPodPath, fileName, bytes, `writing ${fileName}`, { keepModeAndOwner: true, afterTempWrite: this.#hooks.afterTempWrite })
+    await this.#commit({ kind: 'replace', fileName, bytes, afterTempWrite: this.#hooks.afterTempWrite }, this.#takePendingBackup(), `writing ${fileName}`)
   }
 
   async deleteManifest(fileName: string): Promise<void> {
     assertSafeFileName(fileName)
-    await this.#removeLeftoverTempFiles(this.staticPodPath)
-    try {
-      await this.#fs.unlink(posix.join(this.staticPodPath, fileName))
-    } catch (err) {
-      throw this.#writeFailed(`deleting ${fileName}`, err)
-    }
-    await this.#fs.fsyncDir(this.staticPodPath)
+    await this.#commit({ kind: 'delete', fileName }, this.#takePendingBackup(), `deleting ${fileName}`)
   }
 
   async backup(fileName: string, bytes: Uint8Array): Promise<BackupInfo> {
     assertSafeFileName(fileName)
     const dir = posix.join(this.stateDir, 'backups', fileName)
     const hashPrefix = createHash('sha256').update(bytes).digest('hex').slice(0, 12)
-    const backupName = `${compactUtcTimestamp(this.#clock())}-${hashPrefix}.yaml`
-    let known = this.#backupDirs.get(dir)
-    if (known === undefined) {
-      try {
-        await this.#fs.mkdirp(dir)
-      } catch (err) {
-        throw this.#writeFailed(`backing up ${fileName}`, err)
-      }
-      await this.#removeLeftoverTempFiles(dir)
-      known = { count: await this.#countBackups(dir) }
-      this.#backupDirs.set(dir, known)
+    const backup: PendingBackup = { fileName, bytes: Buffer.from(bytes), dir, name: `${compactUtcTimestamp(this.#clock())}-${hashPrefix}.yaml` }
+    const hold = this.#hold
+    if (hold) {
+      // Written with the write or delete that follows, in its round trips, and before it changes anything (#commit).
+      const before = this.#takePendingBackup()
+      if (before) await this.#commit({ kind: 'none' }, before, `backing up ${before.fileName}`)
+      hold.pendingBackup = backup
+    } else {
+      await this.#commit({ kind: 'none' }, backup, `backing up ${fileName}`)
     }
+    return { path: posix.join(dir, backup.name) }
+  }
+
+  #takePendingBackup(): PendingBackup | undefined {
+    const hold = this.#hold
+    const owed = hold?.pendingBackup
+    if (hold) hold.pendingBackup = undefined
+    return owed
+  }
+
+  /**
+   * The write path's one pipeline: the backup owed (if any) and the change,
+   * every request that needs only the success of another sent right behind
+   * it, the answers looked at after. Under the lock, with the files opened
+   * behind the lock's request (Prepared) and the target's mode and owner from
+   * the listing, a replace costs three round trips:
+   *
+   *   1. temp file: owner and mode of the target, the bytes, fsync; backup
+   *      (its temp file): the bytes, fsync, rename to its name (it appears
+   *      whole, or not at all), open its directory; leftover temp files removed;
+   *   2. only when all of 1 succeeded (else the temp files go, and nothing the
+   *      kubelet reads has changed): fsync of the backup's directory, rename
+   *      of the temp file over the target (or unlink of the target), fsync of
+   *      staticPodPath, the target opened again;
+   *   3. read back (under the lock: for the readManifest that checks it).
+   *
+   * Without Prepared, creating the temp files (0600, exclusive: never through
+   * a file or symlink someone planted under our name) comes first: one more.
+   * Leftover temp files are removed only under the lock: otherwise one could
+   * be another process's write in flight.
+   */
+  async #commit(change: Change, backup: PendingBackup | undefined, what: string): Promise<void> {
+    const hold = this.#hold
+    if (backup) await this.#prepareBackupDir(backup)
+    const changes = change.kind !== 'none'
+    const leftovers = hold && changes ? await this.#leftoverTemps(hold) : []
+    const model = change.kind === 'replace' ? modelFrom(hold?.listed, change.fileName) : undefined
+    if (hold && changes) {
+      // What was read under the lock before this change is not the node's state after it.
+      hold.prefetched = undefined
+      hold.listed = undefined
+      hold.readBack = undefined
+    }
+    const prepared = hold?.prepared
+    const preparedTemp = change.kind === 'replace' ? take(prepared, 'temp') : undefined
+    const preparedBackupTemp = backup ? take(prepared, 'backupTemp') : undefined
+    const preparedDir = changes ? take(prepared, 'dir') : undefined
+    const fileName = changes ? change.fileName : null
+    const target = fileName === null ? null : posix.join(this.staticPodPath, fileName)
+    let tempPath: string | null = null
     try {
-      await this.#replaceAtomically(dir, backupName, bytes, `backing up ${fileName}`, { keepModeAndOwner: false })
+      await this.#fs
+        .pipeline(what, async (p) => {
+          for (const name of leftovers) p.unlink(posix.join(this.staticPodPath, name)).catch(() => undefined) // tidying up never fails a write
+          const backupWritten = backup ? settled(this.#writeBackup(p, backup, preparedBackupTemp)) : null
+          let tempWritten: Promise<Settled<string>> | null = null
+          if (target && change.kind === 'replace') {
+            const likeTarget = model !== undefined ? Promise.resolve(model) : p.stat(target)
+            likeTarget.catch(() => undefined)
+            const opened = this.#tempIn(p, this.staticPodPath, `${change.fileName}`, preparedTemp)
+            tempWritten = settled(
+              opened.then(async ({ path, handle }) => {
+                tempPath = path
+                await writeTemp(p, handle, change.bytes, likeTarget)
+                return path
+              }),
+            )
+          }
+          const dirOpened = target ? (preparedDir ?? p.open(this.staticPodPath, 'directory').catch(() => null)) : null
+          const [backupResult, tempResult, dir] = await Promise.all([backupWritten, tempWritten, dirOpened])
+          const failure = backupResult && !backupResult.ok ? { what: `backing up ${backup?.fileName}`, error: backupResult.error } : tempResult && !tempResult.ok ? { what, error: tempResult.error } : null
+          // The backup's directory is flushed before anything else is sent (best effort, like every directory flush).
+          const backupDir = backupResult?.ok ? backupResult.value.dir : null
+          const pruned = backupResult?.ok ? backupResult.value.pruned : null
+          const backupFlushed = backupDir ? p.fsync(backupDir).catch(() => false) : null
+          if (backupDir) p.close(backupDir)
+          if (failure || target === null || fileName === null) {
+            if (dir) p.close(dir)
+            if (tempPath) await p.unlink(tempPath).catch(() => undefined)
+            if (failure) throw new StepFailed(failure.what, failure.error)
+            await Promise.all([backupFlushed, pruned])
+            return
+          }
+          const temp = tempResult?.ok ? tempResult.value : null
+          if (temp && change.kind === 'replace') await change.afterTempWrite?.(temp)
+          // The one request the kubelet sees; the flush and the open for the read-back run after it.
+          const changed = settled(temp ? p.rename(temp, target) : p.unlink(target))
+          const flushed = dir ? p.fsync(dir).catch(() => false) : null // best effort: a server without the trick still renamed atomically
+          if (dir) p.close(dir)
+          const reopened = hold ? settled(p.open(target, 'read')) : null
+          const result = await changed
+          await flushed
+          if (!result.ok) {
+            if (temp) await p.unlink(temp).catch(() => undefined)
+            const handle = reopened && (await reopened)
+            if (handle?.ok && handle.value) p.close(handle.value)
+            throw new StepFailed(what, result.error)
+          }
+          if (change.kind === 'replace') this.#expectedFiles.set(fileName, change.bytes.byteLength)
+          else this.#expectedFiles.delete(fileName)
+          const handle = reopened && (await reopened)
+          if (hold && handle?.ok) {
+            const bytes = handle.value ? await this.#readWholeOpened(p, handle.value).catch(() => undefined) : null
+            if (bytes !== undefined) hold.readBack = { fileName, bytes }
+          }
+          await pruned
+        })
+        .catch((err: unknown) => {
+          if (err instanceof StepFailed) throw this.#writeFailed(err.what, err.cause)
+          throw isServiceError(err) ? err : this.#writeFailed(what, err)
+        })
+    } finally {
+      if (tempPath) this.#tempsInFlight.delete(tempPath)
+    }
+  }
+
+  /** A temp file: the one opened ahead of time if there is one (and it opened), else created now, named after what it is for. */
+  async #tempIn(p: NodePipeline, dir: string, forName: string, prepared: OpenedTemp | undefined): Promise<{ path: string; handle: NodeHandle }> {
+    const ready = prepared && (await prepared)
+    if (ready) return ready
+    const path = posix.join(dir, `.${forName}.${randomHex()}${TEMP_FILE_SUFFIX}`)
+    this.#tempsInFlight.add(path)
+    try {
+      return { path, handle: (await p.open(path, 'create'))! }
     } catch (err) {
-      this.#backupDirs.delete(dir) // removed under us, perhaps: look again next time
+      this.#tempsInFlight.delete(path)
       throw err
     }
-    known.count++
-    if (known.count >= BACKUPS_KEPT + BACKUPS_PRUNE_SLACK) known.count = await this.#pruneBackups(dir)
-    return { path: posix.join(dir, backupName) }
   }
 
-  /**
-   * Temp dotfile next to the target, written and flushed (with the target's
-   * mode and owner when asked and there is a target, else 0600), renamed over
-   * the target, then the directory flushed so the rename survives a power cut.
-   * On failure the temp file is removed and the target is untouched.
-   */
-  async #replaceAtomically(
-    dir: string,
-    fileName: string,
-    bytes: Uint8Array,
-    what: string,
-    options: { keepModeAndOwner: boolean; afterTempWrite?: ((tempPath: string) => Promise<void>) | undefined },
-  ): Promise<void> {
-    const tempPath = posix.join(dir, `.${fileName}.${randomHex()}${TEMP_FILE_SUFFIX}`)
-    const target = posix.join(dir, fileName)
-    this.#tempsInFlight.add(tempPath)
+  /** A file opened in a pipeline, read whole (and closed): the read-back. */
+  async #readWholeOpened(p: NodePipeline, handle: NodeHandle): Promise<Buffer> {
     try {
-      // Exclusive: never write through a file (or symlink) someone planted under our name.
-      await this.#fs.writeNewFile(tempPath, bytes, { exclusive: true, ...(options.keepModeAndOwner ? { sameModeAndOwnerAs: target } : {}) })
-      await options.afterTempWrite?.(tempPath)
-      await this.#fs.rename(tempPath, target)
-    } catch (err) {
-      await this.#fs.unlink(tempPath).catch(() => undefined)
-      throw this.#writeFailed(what, err)
-    } finally {
-      this.#tempsInFlight.delete(tempPath)
-    }
-    await this.#fs.fsyncDir(dir)
-  }
-
-  /**
-   * Temp files left by a process killed mid-write. Only while this agent holds
-   * the node lock: otherwise one could be another process's write in flight.
-   */
-  async #removeLeftoverTempFiles(dir: string): Promise<void> {
-    const held = this.#lock.held
-    if (!held) return
-    try {
-      const seen = dir === this.staticPodPath ? held.leftoverTemps : undefined
-      const names = seen ?? (await this.#fs.readDir(dir)).map((entry) => entry.name).filter(isTempFileName)
-      if (seen) held.leftoverTemps = []
-      for (const name of names) {
-        const path = posix.join(dir, name)
-        if (!this.#tempsInFlight.has(path)) await this.#fs.unlink(path)
+      const chunks: Buffer[] = []
+      let total = 0
+      for (;;) {
+        const chunk = await p.read(handle, total, READ_CHUNK_BYTES)
+        chunks.push(chunk)
+        total += chunk.length
+        if (chunk.length < READ_CHUNK_BYTES) break
       }
-    } catch {
-      // Tidying up must not fail the write it precedes; the next write tries again.
+      return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total)
+    } finally {
+      p.close(handle)
     }
   }
 
-  async #countBackups(dir: string): Promise<number> {
+  /**
+   * The backup's requests, sent without waiting for each other: its temp
+   * file (0600) written, flushed and renamed to its name in its directory
+   * (the name appears whole, or not at all), and that directory opened, for
+   * the flush the caller sends before it changes anything; every few backups,
+   * the directory listed to prune it. If the bytes or their flush failed,
+   * whatever got the backup's name is removed again. Resolves to the
+   * directory's handle (null: it would not open; flushing it is best effort)
+   * and the pruning, which the caller waits for last.
+   */
+  async #writeBackup(p: NodePipeline, backup: PendingBackup, prepared: OpenedTemp | undefined): Promise<{ dir: NodeHandle | null; pruned: Promise<void> }> {
+    const final = posix.join(backup.dir, backup.name)
+    const known = this.#backupDirs.get(backup.dir)
+    const pruneDue = known !== undefined && known.count + 1 >= BACKUPS_KEPT + BACKUPS_PRUNE_SLACK
+    let opened: { path: string; handle: NodeHandle }
     try {
-      return (await this.#backupNames(dir)).length
-    } catch {
-      return 0
+      opened = await this.#tempIn(p, backup.dir, backup.name, prepared)
+    } catch (err) {
+      this.#backupDirs.delete(backup.dir) // removed under us, perhaps: look again next time
+      throw err
     }
-  }
-
-  /** Removes all but the newest BACKUPS_KEPT; returns how many are left. */
-  async #pruneBackups(dir: string): Promise<number> {
+    const steps = [settled(p.write(opened.handle, backup.bytes)), settled(p.fsync(opened.handle).then(() => undefined))]
+    p.close(opened.handle)
+    const renamed = settled(p.rename(opened.path, final))
+    const dirOpened = p.open(backup.dir, 'directory').catch(() => null)
+    const listing = pruneDue ? settled(backupNamesIn(p, backup.dir)) : null
     try {
-      const backups = await this.#backupNames(dir)
-      const excess = backups.slice(0, Math.max(0, backups.length - BACKUPS_KEPT))
-      for (const name of excess) await this.#fs.unlink(posix.join(dir, name))
-      return backups.length - excess.length
-    } catch {
-      // A backup that was kept is worth more than one too many on disk.
-      return BACKUPS_KEPT
+      const failed = (await Promise.all(steps)).find((step) => !step.ok)
+      const rename = await renamed
+      if (failed || !rename.ok) {
+        const dir = await dirOpened
+        if (dir) p.close(dir)
+        await p.unlink(rename.ok ? final : opened.path).catch(() => undefined)
+        this.#backupDirs.delete(backup.dir)
+        throw failed && !failed.ok ? failed.error : !rename.ok ? rename.error : new Error('backup failed')
+      }
+    } finally {
+      this.#tempsInFlight.delete(opened.path)
     }
+    if (known) known.count++
+    // Names sort by time: all but the newest BACKUPS_KEPT go, sent when the listing is in (the change does not wait for it).
+    const pruned = listing?.then(async (names) => {
+      if (!known) return
+      if (!names.ok) {
+        known.count = BACKUPS_KEPT // a backup that was kept is worth more than one too many on disk
+        return
+      }
+      const all = [...new Set([...names.value, backup.name])].sort()
+      const excess = all.slice(0, Math.max(0, all.length - BACKUPS_KEPT))
+      known.count = all.length - excess.length
+      await Promise.all(excess.map((name) => p.unlink(posix.join(backup.dir, name)).catch(() => undefined)))
+    })
+    return { dir: await dirOpened, pruned: pruned ?? Promise.resolve() }
   }
 
-  async #backupNames(dir: string): Promise<string[]> {
-    return (await this.#fs.readDir(dir))
-      .filter((entry) => entry.kind === 'file' && BACKUP_NAME.test(entry.name))
-      .map((entry) => entry.name)
-      .sort()
+  /** A backup directory this agent has not written to yet: made, tidied and counted once (not in the steady state). */
+  async #prepareBackupDir(backup: PendingBackup): Promise<void> {
+    if (this.#backupDirs.has(backup.dir)) return
+    try {
+      await this.#fs.mkdirp(backup.dir)
+    } catch (err) {
+      throw this.#writeFailed(`backing up ${backup.fileName}`, err)
+    }
+    if (!this.#backupsDirSeen && this.#hold) {
+      // Backup temp files opened ahead of time (Prepared) and left by a process killed mid-write.
+      const root = posix.join(this.stateDir, 'backups')
+      const names = await this.#fs.readDir(root).then((entries) => entries.map((entry) => entry.name), () => [])
+      const stale = names.filter((name) => isTempFileName(name) && !this.#tempsInFlight.has(posix.join(root, name)))
+      if (stale.length > 0) {
+        await this.#fs.pipeline(`tidying ${root}`, (p) => Promise.all(stale.map((name) => p.unlink(posix.join(root, name)).catch(() => undefined)))).catch(() => undefined)
+      }
+    }
+    this.#backupsDirSeen = true
+    let names: string[] = []
+    try {
+      names = (await this.#fs.readDir(backup.dir)).map((entry) => entry.name)
+    } catch {
+      // Counted as empty: pruning looks again once enough have piled up.
+    }
+    const leftovers = this.#hold ? names.filter((name) => isTempFileName(name) && !this.#tempsInFlight.has(posix.join(backup.dir, name))) : []
+    if (leftovers.length > 0) {
+      await this.#fs.pipeline(`tidying ${backup.dir}`, (p) => Promise.all(leftovers.map((name) => p.unlink(posix.join(backup.dir, name)).catch(() => undefined)))).catch(() => undefined)
+    }
+    this.#backupDirs.set(backup.dir, { count: names.filter((name) => BACKUP_NAME.test(name)).length })
+  }
+
+  /**
+   * Temp files left in staticPodPath by a process killed mid-write, as the
+   * listing under this lock saw them (the prefetched one, if the caller did
+   * not list); listed now if there is none.
+   */
+  async #leftoverTemps(hold: Hold): Promise<string[]> {
+    let listing = hold.listed ?? (hold.prefetched ? await hold.prefetched.catch(() => undefined) : undefined)
+    if (listing && !hold.listed) hold.listed = listing
+    if (!listing) {
+      try {
+        const names = (await this.#fs.readDir(this.staticPodPath)).map((entry) => entry.name)
+        listing = { entries: [], stats: new Map(), temps: names.filter(isTempFileName) }
+      } catch {
+        return [] // tidying up must not fail the write it precedes; the next write tries again
+      }
+    }
+    const temps = listing.temps.filter((name) => !this.#tempsInFlight.has(posix.join(this.staticPodPath, name)))
+    listing.temps = []
+    return temps
   }
 
   #writeFailed(what: string, err: unknown): ServiceError {
@@ -441,6 +861,98 @@ function positive(value: number, what: string): number {
 
 function randomHex(): string {
   return randomBytes(RANDOM_HEX_CHARS / 2).toString('hex')
+}
+
+/**
+ * A step of #commit's pipeline failed: thrown inside the node's operation as
+ * it is (not yet a ServiceError), so that the pool still tells a lost
+ * connection (NODE_UNREACHABLE) from a failed write; its message carries
+ * every message of the cause chain for that. Worded by #writeFailed after.
+ */
+class StepFailed extends Error {
+  override readonly name = 'StepFailed'
+  constructor(
+    readonly what: string,
+    override readonly cause: unknown,
+  ) {
+    const messages: string[] = []
+    for (let at: unknown = cause; at instanceof Error && messages.length < 5; at = at.cause) messages.push(at.message)
+    super(messages.join(': ') || String(cause))
+  }
+}
+
+/** A file read whole by #readOpened: its open file's attributes, and its bytes (null: over maxFileBytes, or not a regular file). */
+interface OpenedRead {
+  stat: NodeStat
+  bytes: Buffer | null
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown }
+
+function settled<T>(promise: Promise<T>): Promise<Settled<T>> {
+  return promise.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  )
+}
+
+/**
+ * The mode and owner a replaced file keeps, from a listing under the lock:
+ * its attributes (null: it has none, so the new file is 0600 and ours), or
+ * undefined when no listing says (then it is asked for).
+ */
+function modelFrom(listing: Listing | undefined, fileName: string): NodeStat | null | undefined {
+  if (!listing) return undefined
+  const stat = listing.stats.get(fileName)
+  if (stat === undefined) return listing.entries.some((entry) => entry.name === fileName) ? undefined : null
+  return stat.kind === 'file' ? stat : undefined
+}
+
+/**
+ * The temp file's requests, given its handle: the target's owner and mode
+ * when it has one (the owner first: a change of owner clears set-id bits,
+ * which the mode then sets as the target had them), the bytes, the flush;
+ * all sent at once.
+ */
+async function writeTemp(p: NodePipeline, handle: NodeHandle, bytes: Uint8Array, likeTarget: Promise<NodeStat | null>): Promise<void> {
+  try {
+    const like = await likeTarget.catch(() => null)
+    const steps: Array<Promise<unknown>> = []
+    if (like) steps.push(p.fchown(handle, like.uid, like.gid), p.fchmod(handle, like.mode))
+    steps.push(p.write(handle, bytes), p.fsync(handle))
+    const outcomes = await Promise.all(steps.map((step) => settled(step)))
+    const failed = outcomes.find((outcome) => !outcome.ok)
+    if (failed && !failed.ok) throw failed.error
+  } finally {
+    p.close(handle)
+  }
+}
+
+/** Takes one of Prepared's files (the write that takes it owns it). */
+function take<K extends keyof Prepared>(prepared: Prepared | undefined, key: K): Prepared[K] | undefined {
+  if (!prepared) return undefined
+  const value = prepared[key]
+  prepared[key] = undefined
+  return value
+}
+
+/** Directory entries, two READDIRs at once: a directory that fits one answer (OpenSSH sends up to 100 names) is read in one round trip. */
+async function readWholeDir(p: NodePipeline, handle: NodeHandle): Promise<Array<{ name: string; stat: NodeStat }>> {
+  try {
+    const entries: Array<{ name: string; stat: NodeStat }> = []
+    for (;;) {
+      const batches = await Promise.all([p.readdir(handle), p.readdir(handle)])
+      for (const batch of batches) if (batch) entries.push(...batch)
+      if (batches.includes(null)) return entries
+    }
+  } finally {
+    p.close(handle)
+  }
+}
+
+async function backupNamesIn(p: NodePipeline, dir: string): Promise<string[]> {
+  const entries = await readWholeDir(p, await p.opendir(dir))
+  return entries.filter((entry) => entry.stat.kind === 'file' && BACKUP_NAME.test(entry.name)).map((entry) => entry.name)
 }
 
 

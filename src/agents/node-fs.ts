@@ -1,7 +1,9 @@
 // The few file operations a node agent needs, small enough that both the local
 // filesystem (local-fs.ts) and SFTP (the SSH agent) can do each of them in one
-// step. Every rule about how they are combined (atomic replace, the node lock,
-// backups) lives once, in file-agent.ts, on top of this interface.
+// step: a few whole operations for reading (diagnosis), and a pipeline of
+// single requests for the write path and the lock. Every rule about how they
+// are combined (atomic replace, the node lock, backups) lives once, in
+// file-agent.ts and node-lock.ts, on top of this interface.
 //
 // Paths are absolute POSIX paths on the node.
 
@@ -13,26 +15,6 @@ export interface NodeDirEntry {
   kind: NodeEntryKind
   size: number
   mtimeMs: number
-}
-
-/**
- * Thrown by writeNewFile({ exclusive: true }) when the path already exists.
- * Implementations map their own "already exists" failure (EEXIST, SFTP's
- * FAILURE on O_EXCL ...) to this class, so the lock code can tell "someone
- * else holds it" apart from every other failure.
- */
-export class FileExistsError extends Error {
-  override readonly name = 'FileExistsError'
-  readonly path: string
-
-  constructor(path: string, options?: { cause?: unknown }) {
-    super(`${path} already exists`, options)
-    this.path = path
-  }
-}
-
-export function isFileExistsError(err: unknown): err is FileExistsError {
-  return err instanceof FileExistsError
 }
 
 /**
@@ -57,25 +39,6 @@ export function isNoSuchFile(err: unknown): boolean {
   return 'code' in err && err.code === 'ENOENT'
 }
 
-export interface WriteNewFileOptions {
-  /** Create with O_CREAT|O_EXCL: fail with FileExistsError if the path exists. */
-  exclusive: boolean
-  /**
-   * Give the new file the permission bits, owner and group of this file (its
-   * target, about to be replaced), when it exists. Otherwise, and without
-   * it, a new file is 0600 (manifests may carry credentials in flags; kubeadm
-   * writes them so) and belongs to the writer: root, on a kubelet host. Done
-   * on the open file, before it has the name the kubelet reads.
-   */
-  sameModeAndOwnerAs?: string
-  /**
-   * Flush the bytes to stable storage before resolving (default true). Only
-   * for files worthless after a power cut anyway, such as the node lock (its
-   * holder's connection does not survive the node's reboot either).
-   */
-  durable?: boolean
-}
-
 /** A file opened for reading (NodeFileSystem.withOpenFile). */
 export interface OpenedFile {
   /** What it is, symlinks followed; only a 'file' can be read. */
@@ -87,8 +50,83 @@ export interface OpenedFile {
   read(offset: number, length: number): Promise<Buffer>
 }
 
+/** What stat, lstat, fstat and a directory listing tell about an entry. */
+export interface NodeStat {
+  /** What it is; for lstat and a listing, a symlink is 'symlink' (stat and fstat follow it). */
+  kind: NodeEntryKind | 'symlink'
+  size: number
+  mtimeMs: number
+  /** Permission bits, with set-id and sticky (mode & 0o7777). */
+  mode: number
+  uid: number
+  gid: number
+}
+
+/** An open file or directory on the node, valid inside the pipeline that opened it. */
+export interface NodeHandle {
+  readonly path: string
+}
+
+/**
+ * Requests to the node that are sent at once, without waiting for the
+ * answers of earlier ones, and carried out by the node in the order they
+ * were made: OpenSSH's sftp-server reads its requests one at a time and
+ * answers each before it reads the next, and the local filesystem starts
+ * each one when the one before it has finished. So a request made after
+ * another runs after it, whatever the answers, and a chain of requests that
+ * depends only on success costs one round trip: send them all, look at the
+ * answers after, undo on the first failure (file-agent.ts). A request that
+ * needs an earlier answer (a handle) is made when that answer is there.
+ *
+ * Failures come as the implementation's own errors (isNoSuchFile and
+ * isPermissionDenied tell them apart); only what is marked returns null.
+ */
+export interface NodePipeline {
+  /**
+   * 'read': an existing file, for reading (null when there is none);
+   * 'create': a new file, O_CREAT|O_EXCL, 0600, for writing;
+   * 'directory': a directory, only to flush it (fsync) after entries in it changed (null when there is none).
+   */
+  open(path: string, how: 'read' | 'create' | 'directory'): Promise<NodeHandle | null>
+  /** Up to length bytes from offset; fewer only at the end of the file. */
+  read(handle: NodeHandle, offset: number, length: number): Promise<Buffer>
+  /** All of bytes at offset 0, in as many requests as it takes, sent at once. */
+  write(handle: NodeHandle, bytes: Uint8Array): Promise<void>
+  /** Flushes the file (or directory) to stable storage; false when the node cannot (SFTP without fsync@openssh.com). */
+  fsync(handle: NodeHandle): Promise<boolean>
+  fchown(handle: NodeHandle, uid: number, gid: number): Promise<void>
+  fchmod(handle: NodeHandle, mode: number): Promise<void>
+  fstat(handle: NodeHandle): Promise<NodeStat>
+  /** Sent, not waited for: nothing depends on its answer (a file is flushed before, and what is sent next runs after). */
+  close(handle: NodeHandle): void
+  /** Fails when the directory cannot be read (isNoSuchFile: there is none). */
+  opendir(path: string): Promise<NodeHandle>
+  /** The next entries (lstat's view, '.' and '..' left out), or null at the end. */
+  readdir(handle: NodeHandle): Promise<Array<{ name: string; stat: NodeStat }> | null>
+  /** Symlinks followed; null when there is no such entry (or the link dangles). */
+  stat(path: string): Promise<NodeStat | null>
+  /** The entry itself; null when there is none. */
+  lstat(path: string): Promise<NodeStat | null>
+  /** Atomically replaces `to` (if it exists) with `from` (POSIX rename; SFTP: posix-rename@openssh.com). */
+  rename(from: string, to: string): Promise<void>
+  /** Removes path; no error if it is already gone. */
+  unlink(path: string): Promise<void>
+  /** Creates path as a symlink to target; fails if path exists (as anything). */
+  symlink(target: string, path: string): Promise<void>
+  /** What the symlink at path points to; null when there is no such entry. Fails when path is not a symlink. */
+  readlink(path: string): Promise<string | null>
+  /**
+   * A second pipeline, with its own requests, whose requests all run after
+   * every request this one has made so far: for work that is to happen behind
+   * something (a listing behind the lock that makes it mean something) without
+   * waiting for its answer. Over SFTP it fails, sending nothing, if the
+   * session is not the one this pipeline's requests went to.
+   */
+  behind<T>(what: string, fn: (p: NodePipeline) => Promise<T>): Promise<T>
+}
+
 export interface NodeFileSystem {
-  /** Every entry of dir, dotfiles included. Fails if dir cannot be read. */
+  /** Every entry of dir, dotfiles included, symlinks followed. Fails if dir cannot be read. */
   readDir(dir: string): Promise<NodeDirEntry[]>
   /** The whole file, or null if it does not exist. */
   readFile(path: string): Promise<Buffer | null>
@@ -100,21 +138,12 @@ export interface NodeFileSystem {
    * fn must not use this file system itself (over SFTP, fn runs inside one of the node's operations).
    */
   withOpenFile<T>(path: string, fn: (file: OpenedFile) => Promise<T>): Promise<T | null>
-  /**
-   * Creates (or truncates, when not exclusive) path, with the mode and owner
-   * the options ask for, writes bytes, flushes them to stable storage (unless
-   * durable is false) and closes the file.
-   */
-  writeNewFile(path: string, bytes: Uint8Array, options: WriteNewFileOptions): Promise<void>
-  /** Atomically replaces `to` (if it exists) with `from`. Same filesystem only. */
-  rename(from: string, to: string): Promise<void>
-  /** Removes path; no error if it is already gone. */
-  unlink(path: string): Promise<void>
-  /** Creates dir and its missing parents; no error if it exists. */
+  /** Creates dir and its missing parents (0755); no error if it exists. */
   mkdirp(dir: string): Promise<void>
   /**
-   * Flushes dir's entries (so a rename survives a power cut). Best effort:
-   * never fails, because not every filesystem or protocol can do it.
+   * Runs fn with a pipeline of requests to the node (NodePipeline), as one
+   * operation on it (over SSH: one pooled operation, with its timeout).
+   * Requests fn leaves unanswered when it returns (closes) still go out.
    */
-  fsyncDir(dir: string): Promise<void>
+  pipeline<T>(what: string, fn: (p: NodePipeline) => Promise<T>): Promise<T>
 }

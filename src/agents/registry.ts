@@ -277,6 +277,7 @@ export function sshAgentSettings(config: Config, facts: NodeFactsRecorder, resol
       idleTimeoutMs: ssh.idleTimeoutMs,
       keepaliveIntervalMs: ssh.keepaliveIntervalMs,
       maxConnections: ssh.maxConnections,
+      connectConcurrency: ssh.connectConcurrency,
       maxOperationsPerNode: ssh.maxOperationsPerNode,
       onHostKey: (nodeName, fingerprint) => facts.recordFacts(nodeName, { observedHostKeyFingerprint: fingerprint }),
       // Checked again at every connection (a name may resolve elsewhere since it was registered).

@@ -1,6 +1,9 @@
 // NodeFileSystem over SFTP (OpenSSH's sftp-server or internal-sftp), for the
 // SSH agent. Every method is one pooled operation: the write path, the lock
-// and backups are FileAgent's, written once for both agents.
+// and backups are FileAgent's and NodeLock's, written once for both agents.
+// A pipeline (SftpPipeline) sends each request the moment it is made: the
+// server carries them out and answers them in that order, so what does not
+// need an earlier answer costs no round trip of its own.
 //
 // The OpenSSH extensions used where they exist: posix-rename@openssh.com (plain
 // SFTP rename refuses to replace an existing file, which would break the
@@ -8,7 +11,7 @@
 
 import { posix } from 'node:path'
 import type { SFTPWrapper, Stats } from 'ssh2'
-import { FileExistsError, type NodeDirEntry, type NodeEntryKind, type NodeFileSystem, type OpenedFile, type WriteNewFileOptions } from './node-fs.ts'
+import type { NodeDirEntry, NodeEntryKind, NodeFileSystem, NodeHandle, NodePipeline, NodeStat, OpenedFile } from './node-fs.ts'
 
 /** Runs one SFTP operation on the node (the pool's run, bound to the node). */
 export type SftpRunner = <T>(what: string, fn: (sftp: SFTPWrapper) => Promise<T>) => Promise<T>
@@ -17,12 +20,16 @@ export type SftpRunner = <T>(what: string, fn: (sftp: SFTPWrapper) => Promise<T>
 const END_OF_FILE = 1
 const NO_SUCH_FILE = 2
 const PERMISSION_DENIED = 3
-const FAILURE = 4
 
 /** Manifests may carry credentials in flags; kubeadm writes them 0600 too. */
 const FILE_MODE = 0o600
-const EXCLUSIVE_CREATE_ATTEMPTS = 3
 const DIR_MODE = 0o755
+/**
+ * One WRITE's data, below what ssh2 sends in one request to any server (it
+ * splits longer writes itself, but sends each part only after the answer to
+ * the one before: the flush sent behind them would then overtake them).
+ */
+const WRITE_CHUNK_BYTES = 31 * 1024
 /** Below OpenSSH's and ssh2's read limits (256 KiB less headers), above any sane manifest. */
 const READ_CHUNK_BYTES = 128 * 1024
 
@@ -174,59 +181,6 @@ export class SftpFileSystem implements NodeFileSystem {
     })
   }
 
-  writeNewFile(path: string, bytes: Uint8Array, options: WriteNewFileOptions): Promise<void> {
-    return this.run(`writing ${path}`, async (sftp) => {
-      // Sent before the open, so answered before it: no round trip of its own.
-      const model = options.sameModeAndOwnerAs === undefined ? Promise.resolve(null) : statOrNull(sftp, options.sameModeAndOwnerAs)
-      model.catch(() => undefined) // awaited below once the file is open; a failed open goes first
-      let handle: Buffer | undefined
-      for (let attempt = 1; handle === undefined; attempt++) {
-        try {
-          handle = await call<Buffer>('create', path, (done) => sftp.open(path, options.exclusive ? 'wx' : 'w', { mode: FILE_MODE }, done))
-        } catch (err) {
-          if (!options.exclusive || statusOf(err) !== FAILURE) throw err
-          // OpenSSH reports EEXIST as a plain FAILURE, so ask whether the path
-          // exists. If it does not, it may have been removed since (a lock
-          // released in between): try again, a few times, before calling the
-          // failure something else.
-          if (await exists(sftp, path)) throw new FileExistsError(path, { cause: err })
-          if (attempt >= EXCLUSIVE_CREATE_ATTEMPTS) throw err
-        }
-      }
-      try {
-        const like = await model
-        // Sent together, answered in order: one round trip for the owner, the mode, the bytes and their flush.
-        // The owner first: a change of owner clears set-id bits, which the mode then sets as the target had them.
-        const attributes = like
-          ? Promise.all([
-              call<void>('fchown', path, (done) => sftp.fsetstat(handle, { uid: like.uid, gid: like.gid }, done)),
-              call<void>('fchmod', path, (done) => sftp.fsetstat(handle, { mode: like.mode & 0o7777 }, done)),
-            ])
-          : Promise.resolve()
-        const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-        const written = call<number>('write', path, (done) => sftp.write(handle, data, 0, data.length, 0, done))
-        const flushed = options.durable === false ? Promise.resolve() : flush(sftp, handle, path)
-        await Promise.all([attributes, written, flushed])
-      } finally {
-        closeUnawaited(sftp, handle)
-      }
-    })
-  }
-
-  rename(from: string, to: string): Promise<void> {
-    return this.run(`renaming ${from}`, (sftp) => call<void>('posix-rename', `${from} to ${to}`, (done) => sftp.ext_openssh_rename(from, to, done)))
-  }
-
-  unlink(path: string): Promise<void> {
-    return this.run(`removing ${path}`, async (sftp) => {
-      try {
-        await call<void>('unlink', path, (done) => sftp.unlink(path, done))
-      } catch (err) {
-        if (!isNoSuchFile(err)) throw err
-      }
-    })
-  }
-
   mkdirp(dir: string): Promise<void> {
     return this.run(`creating ${dir}`, async (sftp) => {
       if (await isDirectory(sftp, dir)) return
@@ -243,23 +197,178 @@ export class SftpFileSystem implements NodeFileSystem {
     })
   }
 
+  pipeline<T>(what: string, fn: (p: NodePipeline) => Promise<T>): Promise<T> {
+    return this.run(what, (sftp) => fn(new SftpPipeline(sftp, this.run)))
+  }
+}
+
+class SftpHandle implements NodeHandle {
+  constructor(
+    readonly path: string,
+    readonly raw: Buffer,
+    /** The session it is a handle of: on any other, the same bytes may name another open file. */
+    readonly session: SFTPWrapper,
+  ) {}
+}
+
+function nodeStat(stats: Stats): NodeStat {
+  const kind = stats.isSymbolicLink() ? 'symlink' : kindOf(stats)
+  return { kind, size: stats.size, mtimeMs: stats.mtime * 1000, mode: stats.mode & 0o7777, uid: stats.uid, gid: stats.gid }
+}
+
+async function orNullIfMissing<T>(promise: Promise<T>): Promise<T | null> {
+  try {
+    return await promise
+  } catch (err) {
+    if (isNoSuchFile(err)) return null
+    throw err
+  }
+}
+
+/** ssh2's view of the server, for the one request whose encoding depends on it (SYMLINK). */
+interface Ssh2SftpInternals {
+  _isOpenSSH?: boolean
+  _extensions?: Record<string, unknown>
+}
+
+/**
+ * Every method sends its request at once, on the one SFTP session of the
+ * node's connection; OpenSSH's server carries requests out in the order it
+ * receives them and answers each in turn (NodePipeline).
+ */
+class SftpPipeline implements NodePipeline {
+  constructor(
+    private readonly sftp: SFTPWrapper,
+    private readonly run: SftpRunner,
+  ) {}
+
   /**
-   * SFTP has no directory fsync, but OpenSSH's server opens a directory like a
-   * file, and fsync@openssh.com on that handle is fsync(2) on the directory.
+   * ssh2 drops a request made on a session that has closed without ever
+   * answering it (only those outstanding when it closed are failed): a
+   * pipeline that goes on after a failure must hear at once that the session is gone.
    */
-  async fsyncDir(dir: string): Promise<void> {
-    try {
-      await this.run(`flushing ${dir}`, async (sftp) => {
-        const handle = await call<Buffer>('open', dir, (done) => sftp.open(dir, 'r', done))
-        try {
-          await flush(sftp, handle, dir)
-        } finally {
-          closeUnawaited(sftp, handle)
-        }
-      })
-    } catch {
-      // Best effort by contract: a server without the trick still renamed atomically.
+  #gone(operation: string, path: string): Promise<never> | undefined {
+    const state = this.sftp as unknown as { readable?: boolean; outgoing?: { state?: string } }
+    const closed = state.readable === false || (state.outgoing?.state !== undefined && state.outgoing.state !== 'open')
+    return closed ? Promise.reject(new SftpError(operation, path, new Error('Channel is not open'))) : undefined
+  }
+
+  #raw(handle: NodeHandle): Buffer {
+    if (!(handle instanceof SftpHandle) || handle.session !== this.sftp) throw new SftpError('using a handle', handle.path, new Error('not a handle of this SFTP session'))
+    return handle.raw
+  }
+
+  #call<T>(operation: string, path: string, start: (done: (err: Error | undefined | null, value?: T) => void) => void): Promise<T> {
+    return this.#gone(operation, path) ?? call(operation, path, start)
+  }
+
+  open(path: string, how: 'read' | 'create' | 'directory'): Promise<NodeHandle | null> {
+    const { sftp } = this
+    if (how === 'create') {
+      return this.#call<Buffer>('create', path, (done) => sftp.open(path, 'wx', { mode: FILE_MODE }, done)).then((h) => new SftpHandle(path, h, this.sftp))
     }
+    // A directory opens like a file on OpenSSH's server, and fsync@openssh.com on it is fsync(2) on the directory.
+    return orNullIfMissing(this.#call<Buffer>('open', path, (done) => sftp.open(path, 'r', done))).then((h) => h && new SftpHandle(path, h, this.sftp))
+  }
+
+  read(handle: NodeHandle, offset: number, length: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(length)
+    return this.#call<number>('read', handle.path, (done) => this.sftp.read(this.#raw(handle), buffer, 0, length, offset, done)).then(
+      (bytesRead) => buffer.subarray(0, bytesRead),
+      (err: unknown) => {
+        if (statusOf(err) === END_OF_FILE) return Buffer.alloc(0)
+        throw err
+      },
+    )
+  }
+
+  write(handle: NodeHandle, bytes: Uint8Array): Promise<void> {
+    const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    const parts: Array<Promise<number>> = []
+    for (let at = 0; at < data.length; at += WRITE_CHUNK_BYTES) {
+      const size = Math.min(WRITE_CHUNK_BYTES, data.length - at)
+      parts.push(this.#call<number>('write', handle.path, (done) => this.sftp.write(this.#raw(handle), data, at, size, at, done)))
+    }
+    return Promise.all(parts).then(() => undefined)
+  }
+
+  fsync(handle: NodeHandle): Promise<boolean> {
+    const gone = this.#gone('fsync', handle.path)
+    if (gone) return gone
+    try {
+      return flush(this.sftp, this.#raw(handle), handle.path)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  fchown(handle: NodeHandle, uid: number, gid: number): Promise<void> {
+    return this.#call<void>('fchown', handle.path, (done) => this.sftp.fsetstat(this.#raw(handle), { uid, gid }, done))
+  }
+
+  fchmod(handle: NodeHandle, mode: number): Promise<void> {
+    return this.#call<void>('fchmod', handle.path, (done) => this.sftp.fsetstat(this.#raw(handle), { mode }, done))
+  }
+
+  fstat(handle: NodeHandle): Promise<NodeStat> {
+    return this.#call<Stats>('fstat', handle.path, (done) => this.sftp.fstat(this.#raw(handle), done)).then(nodeStat)
+  }
+
+  close(handle: NodeHandle): void {
+    if (handle instanceof SftpHandle && handle.session === this.sftp) closeUnawaited(this.sftp, handle.raw)
+  }
+
+  opendir(path: string): Promise<NodeHandle> {
+    return this.#call<Buffer>('opendir', path, (done) => this.sftp.opendir(path, done)).then((h) => new SftpHandle(path, h, this.sftp))
+  }
+
+  readdir(handle: NodeHandle): Promise<Array<{ name: string; stat: NodeStat }> | null> {
+    return this.#call<Array<{ filename: string; attrs: Stats }>>('readdir', handle.path, (done) => this.sftp.readdir(this.#raw(handle), done)).then(
+      (batch) => batch.filter((e) => e.filename !== '.' && e.filename !== '..').map((e) => ({ name: e.filename, stat: nodeStat(e.attrs) })),
+      (err: unknown) => {
+        if (statusOf(err) === END_OF_FILE) return null
+        throw err
+      },
+    )
+  }
+
+  stat(path: string): Promise<NodeStat | null> {
+    return orNullIfMissing(this.#call<Stats>('stat', path, (done) => this.sftp.stat(path, done))).then((s) => s && nodeStat(s))
+  }
+
+  lstat(path: string): Promise<NodeStat | null> {
+    return orNullIfMissing(this.#call<Stats>('lstat', path, (done) => this.sftp.lstat(path, done))).then((s) => s && nodeStat(s))
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return this.#call<void>('posix-rename', `${from} to ${to}`, (done) => this.sftp.ext_openssh_rename(from, to, done))
+  }
+
+  unlink(path: string): Promise<void> {
+    return orNullIfMissing(this.#call<void>('unlink', path, (done) => this.sftp.unlink(path, done))).then(() => undefined)
+  }
+
+  symlink(target: string, path: string): Promise<void> {
+    // OpenSSH's server takes SYMLINK's two paths in the other order than the
+    // draft says. ssh2 swaps them when the SSH server's banner says OpenSSH;
+    // the SFTP server is what counts, and this agent needs OpenSSH's (its
+    // extensions) anyway: so swap them here when ssh2 would not.
+    const internals = this.sftp as unknown as Ssh2SftpInternals
+    const openSshServer = internals._extensions?.['posix-rename@openssh.com'] !== undefined
+    const swap = openSshServer && internals._isOpenSSH !== true
+    return this.#call<void>('symlink', path, (done) => (swap ? this.sftp.symlink(path, target, done) : this.sftp.symlink(target, path, done)))
+  }
+
+  readlink(path: string): Promise<string | null> {
+    return orNullIfMissing(this.#call<string>('readlink', path, (done) => this.sftp.readlink(path, done)))
+  }
+
+  behind<T>(what: string, fn: (p: NodePipeline) => Promise<T>): Promise<T> {
+    // Requests already sent on this session are ahead of anything sent on it later; on another session they are not.
+    return this.run(what, (sftp) => {
+      if (sftp !== this.sftp) return Promise.reject(new Error(`${what}: the SFTP session changed`))
+      return fn(new SftpPipeline(sftp, this.run))
+    })
   }
 }
 
@@ -346,32 +455,14 @@ async function readWholeDir(sftp: SFTPWrapper, dir: string): Promise<Array<{ fil
   }
 }
 
-/** fsync@openssh.com where the server offers it; without it there is nothing more SFTP can do. */
-async function flush(sftp: SFTPWrapper, handle: Buffer, path: string): Promise<void> {
+/** fsync@openssh.com where the server offers it (true); without it (false) there is nothing more SFTP can do. */
+async function flush(sftp: SFTPWrapper, handle: Buffer, path: string): Promise<boolean> {
   try {
     await call<unknown>('fsync', path, (done) => sftp.ext_openssh_fsync(handle, done))
-  } catch (err) {
-    if (err instanceof SftpError && err.unsupported) return
-    throw err
-  }
-}
-
-/** The file's mode and owner (symlinks followed, as the kubelet reads them), or null when there is none. */
-async function statOrNull(sftp: SFTPWrapper, path: string): Promise<Stats | null> {
-  try {
-    return await call<Stats>('stat', path, (done) => sftp.stat(path, done))
-  } catch (err) {
-    if (isNoSuchFile(err)) return null
-    throw err
-  }
-}
-
-async function exists(sftp: SFTPWrapper, path: string): Promise<boolean> {
-  try {
-    await call<Stats>('lstat', path, (done) => sftp.lstat(path, done))
     return true
-  } catch {
-    return false
+  } catch (err) {
+    if (err instanceof SftpError && err.unsupported) return false
+    throw err
   }
 }
 

@@ -56,6 +56,8 @@ function newClient(): SshClient {
 const KEEPALIVE_COUNT_MAX = 3
 /** How long close() waits for connections to say goodbye before dropping them. */
 const CLOSE_GRACE_MS = 1_000
+/** SSH_CONNECT_CONCURRENCY's default (config.ts): enough to keep a fan-out's round trips overlapping, few enough for two cores' key exchanges. */
+const DEFAULT_CONNECT_CONCURRENCY = 64
 /**
  * ssh2's own handshake timer fires this long after the pool's: the pool's
  * settles first (with its own words), ssh2's is only a backstop.
@@ -125,6 +127,12 @@ export interface SshPoolSettings {
   keepaliveIntervalMs: number
   /** Connections open (or opening) at once, over all nodes. */
   maxConnections: number
+  /**
+   * Handshakes in progress at once, over all nodes and jump hosts (default 64). A cold fan-out to
+   * hundreds of nodes takes turns instead of starting every key exchange at once on a few cores,
+   * and a handshake's connectTimeoutMs counts from its turn, not from the request.
+   */
+  connectConcurrency?: number
   /** Operations in flight at once on one node's connection. */
   maxOperationsPerNode: number
   /** Told the key a node presented at every handshake of a pinned node, so it can be recorded; awaited. */
@@ -167,6 +175,7 @@ export class SshPool {
   #jumpHostKeySeen: ((jumpHostName: string, fingerprint: string) => Promise<void> | void) | undefined
   readonly #operationSlots = new Map<string, Semaphore>()
   readonly #connectionSlots: Semaphore
+  readonly #handshakeTurns: Semaphore
   #closed = false
   readonly #stats = { connectionsOpened: 0, connectFailures: 0, hostKeyMismatches: 0, idleClosed: 0, operationsInFlight: 0 }
 
@@ -175,6 +184,7 @@ export class SshPool {
   constructor(settings: SshPoolSettings) {
     this.settings = settings
     this.#connectionSlots = new Semaphore(settings.maxConnections)
+    this.#handshakeTurns = new Semaphore(settings.connectConcurrency ?? DEFAULT_CONNECT_CONCURRENCY)
     this.#log = settings.log
   }
 
@@ -401,6 +411,10 @@ export class SshPool {
       hostKeySeen,
       logRawError: (what, err) => this.logRawError(target, what, err),
       reserveSlot: () => this.#reserveConnectionSlot(target),
+      handshakeTurn: async () => {
+        await this.#handshakeTurns.acquire()
+        return () => this.#handshakeTurns.release()
+      },
       releaseSlot: () => this.#connectionSlots.release(),
       onOpened: () => this.#stats.connectionsOpened++,
       onFailed: (mismatch) => {
@@ -513,6 +527,8 @@ interface ConnectionHooks {
   logRawError(what: string, err: unknown): void
   reserveSlot(): Promise<void>
   releaseSlot(): void
+  /** Waits for a turn to handshake (SshPoolSettings.connectConcurrency); answers its release. */
+  handshakeTurn(): Promise<() => void>
   onOpened(): void
   onFailed(hostKeyMismatch: boolean): void
   onIdleClose(): void
@@ -623,8 +639,14 @@ class PooledConnection {
     }
     this.#holdsSlot = true
     if (this.closed) throw unreachable(this.endpoint, this.closeReason ?? 'closed')
+    // The connect timeout starts with the turn (inside #handshake): waiting behind other handshakes is not this node being slow.
+    const endTurn = await this.hooks.handshakeTurn()
+    if (this.closed) {
+      endTurn()
+      throw unreachable(this.endpoint, this.closeReason ?? 'closed')
+    }
     try {
-      await this.#handshake()
+      await this.#handshake().finally(endTurn)
       this.#established = true
       this.hooks.onOpened()
       // Unused from the start (a jump host checked, a caller gone): closed after the idle timeout like any.

@@ -8,7 +8,7 @@ import { test, type TestContext } from 'node:test'
 import { isServiceError } from '../../src/errors.ts'
 import { BACKUPS_KEPT, BACKUPS_PRUNE_SLACK, FileAgent, MAX_FILE_NAME_BYTES, TEMP_FILE_SUFFIX, type FileAgentOptions } from '../../src/agents/file-agent.ts'
 import { LocalFileSystem } from '../../src/agents/local-fs.ts'
-import type { NodeFileSystem } from '../../src/agents/node-fs.ts'
+import type { NodeFileSystem, NodeHandle, NodePipeline } from '../../src/agents/node-fs.ts'
 
 const owner = { actor: 'alice', instance: 'test' }
 
@@ -155,24 +155,34 @@ test('a manifest over the size limit is refused before anything is written', asy
   assert.deepEqual(await readdir(dirs.manifests), [])
 })
 
-/** The local filesystem, with one operation failing the way a full disk does. */
+/** The local filesystem, with one request failing the way a full disk does. */
 class FailingFileSystem extends LocalFileSystem {
   constructor(private readonly failing: 'rename' | 'write') {
     super()
   }
 
-  override async rename(from: string, to: string): Promise<void> {
-    if (this.failing === 'rename') throw Object.assign(new Error(`ENOSPC: no space left on device, rename '${from}' -> '${to}'`), { code: 'ENOSPC' })
-    return super.rename(from, to)
+  override pipeline<T>(what: string, fn: (p: NodePipeline) => Promise<T>): Promise<T> {
+    return super.pipeline(what, (p) => fn(this.#failingIn(p)))
   }
 
-  override async writeNewFile(path: string, bytes: Uint8Array, options: { exclusive: boolean }): Promise<void> {
-    if (this.failing === 'write' && path.endsWith(TEMP_FILE_SUFFIX)) {
-      // Created and half written, then the disk is full.
-      await super.writeNewFile(path, bytes.subarray(0, Math.floor(bytes.length / 2)), options)
-      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
-    }
-    return super.writeNewFile(path, bytes, options)
+  #failingIn(p: NodePipeline): NodePipeline {
+    const enospc = (what: string) => Object.assign(new Error(`ENOSPC: no space left on device, ${what}`), { code: 'ENOSPC' })
+    return new Proxy(p, {
+      get: (target, key) => {
+        if (key === 'rename' && this.failing === 'rename') return async (from: string, to: string) => Promise.reject(enospc(`rename '${from}' -> '${to}'`))
+        if (key === 'write' && this.failing === 'write') {
+          return async (handle: NodeHandle, bytes: Uint8Array) => {
+            if (!handle.path.endsWith(TEMP_FILE_SUFFIX)) return target.write(handle, bytes)
+            // Created and half written, then the disk is full.
+            await target.write(handle, bytes.subarray(0, Math.floor(bytes.length / 2)))
+            throw enospc('write')
+          }
+        }
+        if (key === 'behind') return <U>(w: string, f: (q: NodePipeline) => Promise<U>) => target.behind(w, (q) => f(this.#failingIn(q)))
+        const value: unknown = Reflect.get(target, key)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
   }
 }
 

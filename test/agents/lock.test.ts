@@ -3,13 +3,13 @@
 // on one stateDir stand for several service instances: each has its own queue,
 // so they meet only at the lock file.
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readlink, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { FileAgent, type FileAgentOptions } from '../../src/agents/file-agent.ts'
-import { LOCK_FILE_NAME } from '../../src/agents/node-lock.ts'
+import { LOCK_FILE_NAME, lockTarget, type LockRecord } from '../../src/agents/node-lock.ts'
 import { LocalFileSystem } from '../../src/agents/local-fs.ts'
 import { isServiceError } from '../../src/errors.ts'
 
@@ -24,6 +24,11 @@ async function tempNode(t: TestContext): Promise<{ manifests: string; state: str
 
 function agentOn(dirs: { manifests: string; state: string }, options: Partial<FileAgentOptions> = {}): FileAgent {
   return new FileAgent(new LocalFileSystem(), { nodeName: 'node-1', staticPodPath: dirs.manifests, stateDir: dirs.state, lockTtlMs: 30_000, lockWaitMs: 10_000, ...options })
+}
+
+/** The lock is a symlink whose target is the holder record, as JSON. */
+async function holderOf(lock: string): Promise<LockRecord> {
+  return JSON.parse(await readlink(lock)) as LockRecord
 }
 
 function isLocked(pattern?: RegExp) {
@@ -45,7 +50,7 @@ test('20 concurrent withLock calls in one process run one at a time, in arrival 
     agent.withLock({ actor: `caller-${i}`, instance: 'test' }, async () => {
       inside++
       assert.equal(inside, 1, 'one holder at a time')
-      const lockFile = JSON.parse(await readFile(dirs.lock, 'utf8'))
+      const lockFile = await holderOf(dirs.lock)
       assert.equal(lockFile.actor, `caller-${i}`, 'the lock file names the current holder')
       events.push(`start ${i}`)
       await sleep(40)
@@ -75,7 +80,7 @@ test('another instance holding the lock: LOCKED after lockWaitMs, naming the hol
   const released = new Promise<void>((resolve) => (release = resolve))
   let acquiredAt = ''
   const holding = holder.withLock({ actor: 'bob', instance: 'instance-a' }, async () => {
-    acquiredAt = JSON.parse(await readFile(dirs.lock, 'utf8')).acquiredAt
+    acquiredAt = (await holderOf(dirs.lock)).acquiredAt
     await released
   })
   while (!acquiredAt) await sleep(5)
@@ -141,7 +146,7 @@ test('an expired lock from another host is taken over; an unexpired one is not',
 
   await writeFile(dirs.lock, foreignLock(new Date(Date.now() - 1)))
   const started = performance.now()
-  const holder = await agent.withLock({ actor: 'erin', instance: 'x' }, async () => JSON.parse(await readFile(dirs.lock, 'utf8')).actor)
+  const holder = await agent.withLock({ actor: 'erin', instance: 'x' }, async () => (await holderOf(dirs.lock)).actor)
   assert.equal(holder, 'erin')
   assert.ok(performance.now() - started < 2_000, 'taken over at once, not polled for')
   assert.deepEqual(await readdir(dirs.state), [], 'the stale lock is gone, and so is ours')
@@ -178,13 +183,48 @@ test('an unreadable lock file counts as held until it is older than the TTL', as
 
 test('release removes only our own lock: one taken over meanwhile stays', async (t) => {
   const dirs = await tempNode(t)
+  const theirs = lockTarget(JSON.parse(foreignLock(new Date(Date.now() + 60_000))) as LockRecord)
+  for (const expiry of ['far from expiry', 'about to expire'] as const) {
+    // About to expire: release reads the lock before it moves it; far from it, it moves it aside at once and puts back what is not ours.
+    let skew = 0
+    const agent = agentOn(dirs, { clock: () => new Date(Date.now() + skew) })
+    await agent.withLock({ actor: 'h', instance: 'x' }, async () => {
+      if (expiry === 'about to expire') skew = 25_000 // of the 30 s TTL
+      // As if ours had expired and another instance had taken it over.
+      await symlink(theirs, `${dirs.lock}.new`)
+      await rename(`${dirs.lock}.new`, dirs.lock)
+    })
+    assert.equal(await readlink(dirs.lock), theirs, expiry)
+    assert.deepEqual(await readdir(dirs.state), [LOCK_FILE_NAME], `${expiry}: nothing else left behind`)
+    await rm(dirs.lock)
+  }
+})
+
+test('foreign locks as this version writes them (symlinks): an expired one, or one of a dead holder, is taken over; a live one is not', async (t) => {
+  const dirs = await tempNode(t)
+  await mkdir(dirs.state)
+  const live = lockTarget(JSON.parse(foreignLock(new Date(Date.now() + 60_000))) as LockRecord)
+  await symlink(live, dirs.lock)
+  await assert.rejects(agentOn(dirs, { lockWaitMs: 100 }).withLock({ actor: 'i', instance: 'x' }, async () => undefined), isLocked(/locked by dave \(instance elsewhere, another-host\.example pid 4242\)/))
+  const dead = agentOn(dirs, { lockWaitMs: 100, isLockHolderAlive: () => false })
+  assert.equal(await dead.withLock({ actor: 'i', instance: 'x' }, async () => (await holderOf(dirs.lock)).actor), 'i')
+  assert.deepEqual(await readdir(dirs.state), [])
+
+  await symlink(lockTarget(JSON.parse(foreignLock(new Date(Date.now() - 1))) as LockRecord), dirs.lock)
+  assert.equal(await agentOn(dirs, { lockWaitMs: 100 }).withLock({ actor: 'j', instance: 'x' }, async () => (await holderOf(dirs.lock)).actor), 'j')
+  assert.deepEqual(await readdir(dirs.state), [])
+})
+
+test('the holder record survives names with slashes, and is one path component', async (t) => {
+  const dirs = await tempNode(t)
   const agent = agentOn(dirs)
-  const theirs = foreignLock(new Date(Date.now() + 60_000))
-  await agent.withLock({ actor: 'h', instance: 'x' }, async () => {
-    // As if ours had expired and another instance had taken it over.
-    await writeFile(dirs.lock, theirs)
+  await agent.withLock({ actor: 'team/alice', instance: 'pod/a/b' }, async () => {
+    const target = await readlink(dirs.lock)
+    assert.ok(!target.includes('/'), target)
+    const holder = await holderOf(dirs.lock)
+    assert.equal(holder.actor, 'team/alice')
+    assert.equal(holder.instance, 'pod/a/b')
   })
-  assert.equal(await readFile(dirs.lock, 'utf8'), theirs)
 })
 
 test('a holder that runs longer than the TTL keeps its lock: it is renewed', async (t) => {
@@ -193,9 +233,9 @@ test('a holder that runs longer than the TTL keeps its lock: it is renewed', asy
   const other = agentOn(dirs, { lockTtlMs: 300, lockWaitMs: 100 })
   let firstExpiry = ''
   const holding = holder.withLock({ actor: 'slow', instance: 'a' }, async () => {
-    firstExpiry = JSON.parse(await readFile(dirs.lock, 'utf8')).expiresAt
+    firstExpiry = (await holderOf(dirs.lock)).expiresAt
     await sleep(900)
-    return JSON.parse(await readFile(dirs.lock, 'utf8'))
+    return await holderOf(dirs.lock)
   })
   await sleep(600) // twice the TTL since it was taken
   await assert.rejects(other.withLock({ actor: 'impatient', instance: 'b' }, async () => undefined), isLocked(/locked by slow/))
@@ -205,10 +245,13 @@ test('a holder that runs longer than the TTL keeps its lock: it is renewed', asy
   assert.deepEqual(await readdir(dirs.state), [])
 })
 
-test('many instances racing for one stale lock: never two holders at once', async (t) => {
+for (const stale of ['a lock file of an earlier version', 'a symlink'] as const) {
+test(`many instances racing for one stale lock (${stale}): never two holders at once`, async (t) => {
   const dirs = await tempNode(t)
   await mkdir(dirs.state)
-  await writeFile(dirs.lock, foreignLock(new Date(Date.now() - 1)))
+  const record = foreignLock(new Date(Date.now() - 1))
+  if (stale === 'a symlink') await symlink(lockTarget(JSON.parse(record) as LockRecord), dirs.lock)
+  else await writeFile(dirs.lock, record)
   // Separate agents = separate queues, so every one of them goes to the lock file.
   const agents = Array.from({ length: 8 }, () => agentOn(dirs, { lockWaitMs: 10_000, lockTtlMs: 60_000 }))
   let inside = 0
@@ -231,3 +274,4 @@ test('many instances racing for one stale lock: never two holders at once', asyn
   assert.equal(runs, 24)
   assert.deepEqual(await readdir(dirs.state), [])
 })
+}

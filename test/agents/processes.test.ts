@@ -2,7 +2,7 @@
 // with SIGKILL between the flushed temp file and the rename, and the node
 // lock held by another process (test/support/agent-child.ts).
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
@@ -72,7 +72,8 @@ test('the node lock between two processes: LOCKED while the other holds it, take
 
   await child.kill9()
   const started = performance.now()
-  const holder = await agent.withLock(owner, async () => JSON.parse(await readFile(join(dirs.state, LOCK_FILE_NAME), 'utf8')))
+  // The lock is a symlink whose target is the holder record (node-lock.ts).
+  const holder = await agent.withLock(owner, async () => JSON.parse(await readlink(join(dirs.state, LOCK_FILE_NAME))) as { actor: string; pid: number })
   assert.equal(holder.actor, 'parent')
   assert.equal(holder.pid, process.pid)
   // Far below the 30 s TTL (the bound allows for a loaded CI machine).

@@ -4,14 +4,13 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { readdir, readFile, symlink, mkdir, writeFile } from 'node:fs/promises'
+import { readdir, readFile, readlink, symlink, mkdir, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { openSshFingerprint } from '../../src/agents/host-key.ts'
 import { LOCK_FILE_NAME, thisProcessIdentity } from '../../src/agents/node-lock.ts'
-import { FileExistsError } from '../../src/agents/node-fs.ts'
 import { SftpFileSystem } from '../../src/agents/sftp-fs.ts'
 import { createSshAgent, discoverStaticPodPath } from '../../src/agents/ssh.ts'
 import { SshPool, type SshEndpoint, type SshPoolSettings } from '../../src/agents/ssh-pool.ts'
@@ -123,18 +122,29 @@ describe('SSH agent', () => {
     assert.equal(pool.stats().connectionsOpened, 1, 'every operation over one connection')
   })
 
-  it('an exclusive create of an existing file is FileExistsError', async (t) => {
+  it('an exclusive create of an existing path fails, for a file and for a symlink; readlink reads the symlink back', async (t) => {
     const pool = poolFor()
     t.after(() => pool.close())
     const node = fleet.nodes[0]!
     const fs = new SftpFileSystem((what, fn) => pool.run(endpointOf(node), what, async (s) => fn(await s.sftp())))
     const path = join(node.dir, 'exclusive')
-    await fs.writeNewFile(path, Buffer.from('a'), { exclusive: true })
-    await assert.rejects(fs.writeNewFile(path, Buffer.from('b'), { exclusive: true }), (err) => err instanceof FileExistsError)
-    await fs.writeNewFile(path, Buffer.from('c'), { exclusive: false })
-    assert.equal(await readFile(path, 'utf8'), 'c')
+    await fs.pipeline('create', async (p) => {
+      const handle = (await p.open(path, 'create'))!
+      await p.write(handle, Buffer.from('a'))
+      p.close(handle)
+    })
+    await assert.rejects(fs.pipeline('create again', (p) => p.open(path, 'create')))
+    assert.equal(await readFile(path, 'utf8'), 'a')
+    const link = join(node.dir, 'exclusive-link')
+    // Whatever the SSH server's banner, the target and the link come out the right way round (OpenSSH's SYMLINK order).
+    await fs.pipeline('symlink', (p) => p.symlink('{"a":"b\\u002fc"}', link))
+    await assert.rejects(fs.pipeline('symlink again', (p) => p.symlink('other', link)))
+    await assert.rejects(fs.pipeline('symlink over a file', (p) => p.symlink('other', path)))
+    assert.equal(await readlink(link), '{"a":"b\\u002fc"}')
+    assert.equal(await fs.pipeline('readlink', (p) => p.readlink(link)), '{"a":"b\\u002fc"}')
+    assert.equal(await fs.pipeline('readlink', (p) => p.readlink(join(node.dir, 'no-such-link'))), null)
+    await assert.rejects(fs.pipeline('readlink of a file', (p) => p.readlink(path)))
   })
-
 
   it('reads files bigger than one READ and lists directories bigger than one READDIR, exactly', async (t) => {
     // The SFTP file system reads a manifest in one READ and lists a directory with two READDIRs at once;
@@ -340,6 +350,44 @@ describe('SSH agent', () => {
     assert.deepEqual([pool.stats().connectionsOpened, pool.stats().connectionsOpen], [2, 1])
   })
 
+
+  it('at most connectConcurrency handshakes at once; a waiting one gets its whole connect timeout from its turn', async (t) => {
+    const connectTimeoutMs = 1_500
+    const pool = poolFor({ connectConcurrency: 2, connectTimeoutMs })
+    t.after(() => pool.close())
+    // A TCP server that never speaks SSH, noting when it accepts each connection.
+    const acceptedAt: number[] = []
+    const sockets = new Set<Socket>()
+    const hole = createTcpServer((socket) => {
+      sockets.add(socket)
+      acceptedAt.push(performance.now())
+      socket.on('error', () => undefined)
+      socket.once('close', () => sockets.delete(socket))
+    })
+    await new Promise<void>((resolve) => hole.listen(0, '127.0.0.1', resolve))
+    t.after(() => {
+      for (const s of sockets) s.destroy()
+      return new Promise<void>((resolve) => hole.close(() => resolve()))
+    })
+    const holePort = (hole.address() as AddressInfo).port
+    const started = performance.now()
+    const silent = [1, 2, 3].map((i) => pool.run({ ...endpointOf(fleet.nodes[0]!), nodeName: `silent-${i}`, port: holePort }, 'x', async () => 1))
+    // Queued behind two silent handshakes: its own starts only when one of them has timed out.
+    const real = pool.run(endpointOf(fleet.nodes[1]!), 'x', async () => performance.now())
+    const outcomes = await Promise.allSettled(silent)
+    for (const outcome of outcomes) {
+      assert.equal(outcome.status, 'rejected', 'a server that never speaks SSH is unreachable')
+      const err = (outcome as PromiseRejectedResult).reason as unknown
+      assert.ok(isServiceError(err) && err.code === 'NODE_UNREACHABLE' && /no SSH handshake within 1500 ms/.test(err.message), String(err))
+    }
+    const answeredAt = await real
+    assert.ok(answeredAt - started >= connectTimeoutMs, `the real node waited for a turn (answered after ${Math.round(answeredAt - started)} ms)`)
+    // Two at once: the third silent node was let in only when one of the first two had timed out, and then had its full timeout.
+    assert.equal(acceptedAt.length, 3, 'each silent node was dialled once')
+    const [first, second, third] = acceptedAt.map((at) => Math.round(at - started)) as [number, number, number]
+    assert.ok(second < connectTimeoutMs && third >= connectTimeoutMs, `accepted at ${first}, ${second}, ${third} ms`)
+    assert.ok(performance.now() - started >= 2 * connectTimeoutMs, 'the third silent node timed out a whole timeout after its turn began')
+  })
   it('discovers staticPodPath from the kubelet config over SFTP', async (t) => {
     const pool = poolFor()
     t.after(() => pool.close())

@@ -126,7 +126,7 @@ describe('SSH nodes through the service', () => {
     )
     assert.deepEqual(await readFile(join(target.manifests, 'kube-apiserver.yaml')), old)
     assert.deepEqual(await kubeletVisibleFiles(target.manifests), ['kube-apiserver.yaml'])
-    assert.ok(existsSync(join(stateDir, LOCK_FILE_NAME)), 'the lock could not be released while the node was away')
+    assert.ok((await readdir(stateDir)).includes(LOCK_FILE_NAME), 'the lock could not be released while the node was away')
     assert.ok((await readdir(target.manifests)).some((n) => n.startsWith('.')), 'the flushed temp file is left, as a dotfile')
 
     killDuringWrite = false

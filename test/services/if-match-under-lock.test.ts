@@ -27,7 +27,8 @@ it('If-Match: * PUT arriving while a delete holds the node gets 412 and writes n
   const deleted = app.gql(`mutation { deleteStaticPod(input: { node: "${app.nodeName}", name: "web" }) { deleted userErrors { code } } }`)
   await deleteStarted
   // The pod is still on the node now: a check made before taking the lock would let the PUT through.
-  assert.deepEqual(await readdir(app.manifests), ['web.yaml'])
+  // (Dotfiles aside: the lock holder opens its temp file with the lock, and the kubelet ignores it.)
+  assert.deepEqual((await readdir(app.manifests)).filter((name) => !name.startsWith('.')), ['web.yaml'])
   const put = app.app.inject({
     method: 'PUT',
     url: `/api/v1/nodes/${app.nodeName}/staticpods/default/web`,
