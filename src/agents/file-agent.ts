@@ -538,16 +538,17 @@ export class FileAgent implements NodeAgent {
    * every request that needs only the success of another sent right behind
    * it, the answers looked at after. Under the lock, with the files opened
    * behind the lock's request (Prepared) and the target's mode and owner from
-   * the listing, a replace costs three round trips:
+   * the listing, a replace costs two round trips:
    *
-   *   1. temp file: owner and mode of the target, the bytes, fsync; backup
-   *      (its temp file): the bytes, fsync, rename to its name (it appears
-   *      whole, or not at all), open its directory; leftover temp files removed;
-   *   2. only when all of 1 succeeded (else the temp files go, and nothing the
-   *      kubelet reads has changed): fsync of the backup's directory, rename
-   *      of the temp file over the target (or unlink of the target), fsync of
-   *      staticPodPath, the target opened again;
-   *   3. read back (under the lock: for the readManifest that checks it).
+   *   1. temp file: owner and mode of the target, the bytes, fsync, and
+   *      (under the lock: for the readManifest that checks it) the bytes read
+   *      back through the same handle; backup (its temp file): the bytes,
+   *      fsync, rename to its name (it appears whole, or not at all), open its
+   *      directory; leftover temp files removed;
+   *   2. only when all of 1 succeeded and the node kept the bytes (else the
+   *      temp files go, and nothing the kubelet reads has changed): fsync of
+   *      the backup's directory, rename of the temp file over the target (or
+   *      unlink of the target), fsync of staticPodPath.
    *
    * Without Prepared, creating the temp files (0600, exclusive: never through
    * a file or symlink someone planted under our name) comes first: one more.
@@ -573,6 +574,7 @@ export class FileAgent implements NodeAgent {
     const fileName = changes ? change.fileName : null
     const target = fileName === null ? null : posix.join(this.staticPodPath, fileName)
     let tempPath: string | null = null
+    let readBack: Buffer | null = null
     try {
       await this.#fs
         .pipeline(what, async (p) => {
@@ -586,7 +588,7 @@ export class FileAgent implements NodeAgent {
             tempWritten = settled(
               opened.then(async ({ path, handle }) => {
                 tempPath = path
-                await writeTemp(p, handle, change.bytes, likeTarget)
+                readBack = await writeTemp(p, handle, change.bytes, likeTarget, { readBack: hold !== undefined })
                 return path
               }),
             )
@@ -608,26 +610,20 @@ export class FileAgent implements NodeAgent {
           }
           const temp = tempResult?.ok ? tempResult.value : null
           if (temp && change.kind === 'replace') await change.afterTempWrite?.(temp)
-          // The one request the kubelet sees; the flush and the open for the read-back run after it.
+          // The one request the kubelet sees; the directory's flush runs after it.
           const changed = settled(temp ? p.rename(temp, target) : p.unlink(target))
           const flushed = dir ? p.fsync(dir).catch(() => false) : null // best effort: a server without the trick still renamed atomically
           if (dir) p.close(dir)
-          const reopened = hold ? settled(p.open(target, 'read')) : null
           const result = await changed
           await flushed
           if (!result.ok) {
             if (temp) await p.unlink(temp).catch(() => undefined)
-            const handle = reopened && (await reopened)
-            if (handle?.ok && handle.value) p.close(handle.value)
             throw new StepFailed(what, result.error)
           }
           if (change.kind === 'replace') this.#expectedFiles.set(fileName, change.bytes.byteLength)
           else this.#expectedFiles.delete(fileName)
-          const handle = reopened && (await reopened)
-          if (hold && handle?.ok) {
-            const bytes = handle.value ? await this.#readWholeOpened(p, handle.value).catch(() => undefined) : null
-            if (bytes !== undefined) hold.readBack = { fileName, bytes }
-          }
+          // The rename moved the very file that was read back: under the lock, it is what the target holds now.
+          if (hold) hold.readBack = { fileName, bytes: change.kind === 'replace' ? readBack : null }
           await pruned
         })
         .catch((err: unknown) => {
@@ -650,23 +646,6 @@ export class FileAgent implements NodeAgent {
     } catch (err) {
       this.#tempsInFlight.delete(path)
       throw err
-    }
-  }
-
-  /** A file opened in a pipeline, read whole (and closed): the read-back. */
-  async #readWholeOpened(p: NodePipeline, handle: NodeHandle): Promise<Buffer> {
-    try {
-      const chunks: Buffer[] = []
-      let total = 0
-      for (;;) {
-        const chunk = await p.read(handle, total, READ_CHUNK_BYTES)
-        chunks.push(chunk)
-        total += chunk.length
-        if (chunk.length < READ_CHUNK_BYTES) break
-      }
-      return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total)
-    } finally {
-      p.close(handle)
     }
   }
 
@@ -914,15 +893,26 @@ function modelFrom(listing: Listing | undefined, fileName: string): NodeStat | n
  * which the mode then sets as the target had them), the bytes, the flush;
  * all sent at once.
  */
-async function writeTemp(p: NodePipeline, handle: NodeHandle, bytes: Uint8Array, likeTarget: Promise<NodeStat | null>): Promise<void> {
+async function writeTemp(p: NodePipeline, handle: NodeHandle, bytes: Uint8Array, likeTarget: Promise<NodeStat | null>, options: { readBack: boolean }): Promise<Buffer | null> {
   try {
     const like = await likeTarget.catch(() => null)
     const steps: Array<Promise<unknown>> = []
     if (like) steps.push(p.fchown(handle, like.uid, like.gid), p.fchmod(handle, like.mode))
     steps.push(p.write(handle, bytes), p.fsync(handle))
+    // Read back through the same handle, behind the flush: what the node kept, before the rename makes it the manifest.
+    const chunks: Array<Promise<Buffer>> = []
+    if (options.readBack) for (let at = 0; at === 0 || at < bytes.byteLength; at += READ_CHUNK_BYTES) chunks.push(p.read(handle, at, Math.min(READ_CHUNK_BYTES, Math.max(bytes.byteLength - at, 1))))
+    const readBack = settled(Promise.all(chunks))
     const outcomes = await Promise.all(steps.map((step) => settled(step)))
     const failed = outcomes.find((outcome) => !outcome.ok)
     if (failed && !failed.ok) throw failed.error
+    if (!options.readBack) return null
+    const read = await readBack
+    if (!read.ok) throw read.error
+    const kept = Buffer.concat(read.value)
+    // Nothing the kubelet reads has changed yet: a node that did not keep the bytes fails the write here, the old manifest in place.
+    if (!kept.equals(bytes)) throw new Error(`the node kept ${kept.byteLength} bytes that differ from the ${bytes.byteLength} written`)
+    return kept
   } finally {
     p.close(handle)
   }

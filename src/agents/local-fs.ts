@@ -136,7 +136,7 @@ class LocalPipeline implements NodePipeline {
 
   open(path: string, how: 'read' | 'create' | 'directory'): Promise<NodeHandle | null> {
     return this.#next(async () => {
-      if (how === 'create') return new LocalHandle(path, await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, FILE_MODE))
+      if (how === 'create') return new LocalHandle(path, await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, FILE_MODE))
       // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer. No effect on a regular file.
       const flags = constants.O_RDONLY | (how === 'read' ? constants.O_NONBLOCK | constants.O_NOCTTY : 0)
       const file = await orNullIfMissing(open(path, flags))

@@ -84,7 +84,7 @@ export interface NodeHandle {
 export interface NodePipeline {
   /**
    * 'read': an existing file, for reading (null when there is none);
-   * 'create': a new file, O_CREAT|O_EXCL, 0600, for writing;
+   * 'create': a new file, O_CREAT|O_EXCL, 0600, for writing and reading back;
    * 'directory': a directory, only to flush it (fsync) after entries in it changed (null when there is none).
    */
   open(path: string, how: 'read' | 'create' | 'directory'): Promise<NodeHandle | null>

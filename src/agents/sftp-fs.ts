@@ -265,7 +265,7 @@ class SftpPipeline implements NodePipeline {
   open(path: string, how: 'read' | 'create' | 'directory'): Promise<NodeHandle | null> {
     const { sftp } = this
     if (how === 'create') {
-      return this.#call<Buffer>('create', path, (done) => sftp.open(path, 'wx', { mode: FILE_MODE }, done)).then((h) => new SftpHandle(path, h, this.sftp))
+      return this.#call<Buffer>('create', path, (done) => sftp.open(path, 'xw+', { mode: FILE_MODE }, done)).then((h) => new SftpHandle(path, h, this.sftp))
     }
     // A directory opens like a file on OpenSSH's server, and fsync@openssh.com on it is fsync(2) on the directory.
     return orNullIfMissing(this.#call<Buffer>('open', path, (done) => sftp.open(path, 'r', done))).then((h) => h && new SftpHandle(path, h, this.sftp))

@@ -155,9 +155,9 @@ test('a manifest over the size limit is refused before anything is written', asy
   assert.deepEqual(await readdir(dirs.manifests), [])
 })
 
-/** The local filesystem, with one request failing the way a full disk does. */
+/** The local filesystem, with one request failing the way a full disk does, or a temp file read back with other bytes than were written. */
 class FailingFileSystem extends LocalFileSystem {
-  constructor(private readonly failing: 'rename' | 'write') {
+  constructor(private readonly failing: 'rename' | 'write' | 'keeps-other-bytes') {
     super()
   }
 
@@ -176,6 +176,13 @@ class FailingFileSystem extends LocalFileSystem {
             // Created and half written, then the disk is full.
             await target.write(handle, bytes.subarray(0, Math.floor(bytes.length / 2)))
             throw enospc('write')
+          }
+        }
+        if (key === 'read' && this.failing === 'keeps-other-bytes') {
+          return async (handle: NodeHandle, offset: number, length: number) => {
+            const bytes = await target.read(handle, offset, length)
+            if (handle.path.endsWith(TEMP_FILE_SUFFIX) && bytes.length > 0) bytes[0] = bytes[0]! ^ 0xff // a bit flipped on the way to the disk
+            return bytes
           }
         }
         if (key === 'behind') return <U>(w: string, f: (q: NodePipeline) => Promise<U>) => target.behind(w, (q) => f(this.#failingIn(q)))
@@ -204,6 +211,23 @@ for (const failing of ['rename', 'write'] as const) {
     assert.deepEqual(await readdir(dirs.state), [], 'the lock was released')
   })
 }
+
+test('bytes the node did not keep fail the write before the rename: the old file stays, the temp file goes', async (t) => {
+  const dirs = await tempNode(t)
+  await agentOn(dirs).writeManifest('web.yaml', manifest(1))
+  const agent = agentOn(dirs, {}, new FailingFileSystem('keeps-other-bytes'))
+  await assert.rejects(
+    agent.withLock(owner, () => agent.writeManifest('web.yaml', manifest(2))),
+    (err: unknown) => {
+      assertServiceError('WRITE_FAILED')(err)
+      assert.match((err as Error).message, /web\.yaml.*node-1.*differ/)
+      return true
+    },
+  )
+  assert.deepEqual(await readdir(dirs.manifests), ['web.yaml'])
+  assert.deepEqual(await readFile(join(dirs.manifests, 'web.yaml')), manifest(1))
+  assert.deepEqual(await readdir(dirs.state), [], 'the lock was released')
+})
 
 test('a leftover temp file is removed by the next write or delete under the lock, not outside it', async (t) => {
   const dirs = await tempNode(t)
