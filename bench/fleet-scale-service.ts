@@ -22,7 +22,7 @@ const APPLY = `mutation($input: ApplyToNodesInput!) { applyStaticPodToNodes(inpu
 const READ = `{ staticPods(maxAgeSeconds: 0) { nodeName name hash } }`
 
 // SSH_CONNECT_CONCURRENCY from the environment, to weigh other turn sizes (the default otherwise).
-const turns = process.env.SSH_CONNECT_CONCURRENCY ? { SSH_CONNECT_CONCURRENCY: process.env.SSH_CONNECT_CONCURRENCY } : {}
+const turns: Record<string, string> = process.env.SSH_CONNECT_CONCURRENCY ? { SSH_CONNECT_CONCURRENCY: process.env.SSH_CONNECT_CONCURRENCY } : {}
 const { app, close } = await benchServiceApp(fleet, { RATE_LIMIT_PER_MINUTE: '100000', OBSERVE_INTERVAL_SECONDS: '0', ...turns })
 
 async function gql(query: string, variables?: Record<string, unknown>): Promise<{ data: Record<string, any>; errors?: unknown[] }> {

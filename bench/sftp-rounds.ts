@@ -124,7 +124,6 @@ export function installSftpCounter(): void {
   })
 }
 
-/** Runs fn and counts the SFTP requests it sends and the round trips among them (one operation at a time). */
 /**
  * Runs fn and counts the SFTP requests it sends and the round trips among them (one operation at a time).
  * unawaited: request types (ssh2 method names, 'close') that fn sends and never waits for: counted as

@@ -9,9 +9,9 @@
 // src/store/open.ts imports it only for STORE_URL=sqlite:...), cpu-features and
 // ssh2's own sshcrypto.node (both optional: ssh2 falls back to Node's crypto).
 
-import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { dirname, join, relative } from 'node:path'
+import { dirname, join, relative, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { build } from 'esbuild'
@@ -59,6 +59,49 @@ const noSqlite = {
   },
 }
 
+/**
+ * zod's locales (error messages in 40-odd languages, a third of the package as
+ * bundled) replaced by English alone, the one zod configures and the one we
+ * use. zod's namespace object `z` exports them as `z.locales`, so esbuild
+ * cannot drop them even though nothing reads them: without this they are
+ * parsed at every cold start.
+ */
+const zodEnglishOnly = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /[/\\]zod[/\\]v4[/\\](classic|core)[/\\]/.test(args.importer) ? { path: join(dirname(args.importer), '..', 'locales', 'en.js'), namespace: 'zod-en' } : undefined,
+    )
+    b.onLoad({ filter: /.*/, namespace: 'zod-en' }, (args) => ({ contents: `export { default as en } from ${JSON.stringify(args.path)}`, loader: 'js', resolveDir: dirname(args.path) }))
+  },
+}
+
+/**
+ * The AWS SDK from its ES module build (each package's "module" field,
+ * dist-es/) instead of the CommonJS one that platform 'node' picks (its
+ * "main", dist-cjs/). In ES modules esbuild keeps only the commands the store
+ * sends, and the credential providers the SDK loads with import() (SSO, STS,
+ * the INI file, IMDS) become chunks of their own that a function with its
+ * credentials in the environment never reads: half of what DynamoDB costs a
+ * cold start. Only @aws-sdk/* and @smithy/* packages without an exports map:
+ * those with one already resolve to their ES build, and other packages keep
+ * esbuild's choice (graphql's, for one, must stay one copy).
+ */
+const awsSdkEsm = {
+  name: 'aws-sdk-esm',
+  setup(b) {
+    b.onResolve({ filter: /^@(aws-sdk|smithy)\/[^/]+$/ }, async (args) => {
+      if (args.pluginData?.awsSdkEsm) return undefined
+      const resolved = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { awsSdkEsm: true } })
+      if (resolved.errors.length > 0 || resolved.external) return resolved
+      const pkgDir = resolved.path.slice(0, resolved.path.lastIndexOf(`${sep}node_modules${sep}`) + `${sep}node_modules${sep}`.length + args.path.length)
+      const pkg = JSON.parse(await readFile(join(pkgDir, 'package.json'), 'utf8'))
+      if (pkg.name !== args.path || pkg.exports || typeof pkg.module !== 'string') return resolved
+      return { path: join(pkgDir, pkg.module) }
+    })
+  },
+}
+
 const outDir = join(root, values.out)
 await rm(outDir, { recursive: true, force: true })
 await mkdir(outDir, { recursive: true })
@@ -83,7 +126,7 @@ const result = await build({
   metafile: true,
   legalComments: 'none',
   external: [...NATIVE_MODULES, '*.node'],
-  plugins: [noSqlite],
+  plugins: [noSqlite, zodEnglishOnly, awsSdkEsm],
   // CommonJS dependencies inside an ESM bundle still call require() and read __dirname.
   banner: {
     js: [
@@ -112,7 +155,17 @@ if (schemaFiles.length === 0) throw new Error('no schema/*.graphql to ship')
 
 await writeFile(join(outDir, 'meta.json'), JSON.stringify(result.metafile))
 const outputs = Object.entries(result.metafile.outputs).filter(([path]) => path.endsWith('.mjs'))
-const main = outputs.find(([, o]) => o.entryPoint)?.[1].bytes ?? 0
+// What a cold start parses: the entry file and the chunks it imports statically
+// (every import() target is an entryPoint in the metafile too, so not that).
+const startFiles = new Set()
+const visit = (path) => {
+  const output = result.metafile.outputs[path]
+  if (startFiles.has(path) || !output) return
+  startFiles.add(path)
+  for (const i of output.imports) if (i.kind === 'import-statement') visit(i.path)
+}
+visit(outputs.find(([path]) => path.endsWith(`/${values.name}.mjs`))?.[0])
+const main = [...startFiles].reduce((n, path) => n + result.metafile.outputs[path].bytes, 0)
 const bytes = outputs.reduce((n, [, o]) => n + o.bytes, 0)
 const leaked = Object.keys(result.metafile.inputs).filter((p) => NATIVE_MODULES.some((m) => p.includes(`node_modules/${m}/`)) || p.endsWith('src/store/sqlite.ts'))
 if (leaked.length > 0) throw new Error(`native modules ended up in the bundle: ${leaked.join(', ')}`)

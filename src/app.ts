@@ -8,6 +8,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import websocket from '@fastify/websocket'
 import mercurius from 'mercurius'
 import { authPlugin, requireActor } from './http/auth.ts'
+import { lazySchemaController } from './http/lazy-schemas.ts'
 import { manifestBudget } from './http/manifest-budget.ts'
 import { requestLogging } from './http/request-log.ts'
 import { chargeMutationFields, queryTextLimit, responseSizeLimit } from './graphql/request-limits.ts'
@@ -55,6 +56,11 @@ export interface AppOptions {
   /** Tests: webhook retries sooner than the contract's 1 s, and subscribers' tail polling the store more often. */
   webhookFirstRetryMs?: number
   eventPollMs?: number
+  /**
+   * Compile each route's validators and serializers on its first request, not at start
+   * (src/http/lazy-schemas.ts). Lambda sets it: its start is a cold start that one request waits for.
+   */
+  lazySchemas?: boolean
 }
 
 /** How many nodes one request reads at once. */
@@ -74,6 +80,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     // A hop count as the function Fastify documents for it (its types take no number).
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     ...httpTimeouts(config.http),
+    ...(options.lazySchemas ? { schemaController: lazySchemaController() } : {}),
     // Errors of the router itself (a bad percent-encoding, a 414) in the contract's shape, without echoing the URL.
     frameworkErrors: (error, _request, reply) => {
       const status = (error as { statusCode?: number }).statusCode === 414 ? 414 : 400
@@ -184,6 +191,16 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     // entries here and by the query's size and tokens (queryTextLimit, maxTokens).
     cache: config.graphql.queryCacheEntries === 0 ? false : config.graphql.queryCacheEntries,
     graphql: { parseOptions: { maxTokens: config.graphql.maxTokens } },
+    // Queries asked at least twice run as compiled JavaScript (graphql-jit) from then on: a read of
+    // 1,000 nodes × 8 pods resolves 88,000 fields, and graphql-js pays an info object, a path and an
+    // argument object for each. Adaptive mode compiles off the request path, and it keeps graphql-js's
+    // own check of the variables on every request (fixed `jit: n` skips it on the compiling request and
+    // lets graphql-jit word those errors). eluThreshold 1: a compile costs milliseconds once, so it is
+    // not put off while the server is busy, when it saves the most (only a loop that has not idled at all
+    // since the last compile puts it off, by 50 ms). The compiled query is held with its parse in the
+    // bounded cache above. test/graphql/jit.test.ts shows the answers, errors included, unchanged.
+    // bench/graphql/bare-server.ts gives its baseline the same setting: keep the two the same.
+    jit: { minCount: 2, eluThreshold: 1 },
     context: (request: FastifyRequest) => {
       const context: { scope?: RequestScope; errors?: Error[] | null } = {}
       context.scope = new RequestScope(services, requireActor(request), (error) => {

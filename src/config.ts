@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import { isIP, isIPv4 } from 'node:net'
 import { resolve } from 'node:path'
-import { z } from 'zod'
+import * as z from 'zod'
 import { parseTokensDocument, type TokenEntry } from './services/tokens.ts'
 import { parseSecretKey } from './services/secret-box.ts'
 import { parseAddressAllowList, type AddressAllowList } from './net/address-allow.ts'

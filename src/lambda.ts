@@ -77,7 +77,8 @@ export interface LambdaApp {
 /** Builds the app for Lambda from `env`; the module's handlers call this once per container. */
 export async function createLambdaApp(env: NodeJS.ProcessEnv, opts: { readParameter?: ParameterReader } = {}): Promise<LambdaApp> {
   const config = lambdaConfig(await lambdaEnvironment(env, opts.readParameter))
-  const app = await buildApp(config)
+  // Route schemas compiled on first use: a cold start compiles only the routes its first request takes.
+  const app = await buildApp(config, { lazySchemas: true })
   const proxy = awsLambdaFastify<HttpApiEvent>(app, {
     // A pending socket (an idle SSH connection kept for the next invocation)
     // must not hold the response back until the function times out.

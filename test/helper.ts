@@ -50,8 +50,8 @@ export interface BuildOptions {
   node?: NodeKind
   /** The node's name (default 'local' for the local node, 'ssh-node' for an SSH node). */
   nodeName?: string
-  /** More options for buildApp (tests of events: shorter webhook retries and store polling). */
-  appOptions?: Pick<AppOptions, 'webhookFirstRetryMs' | 'eventPollMs' | 'store'>
+  /** More options for buildApp (tests of events: shorter webhook retries and store polling; lazy route schemas). */
+  appOptions?: Pick<AppOptions, 'webhookFirstRetryMs' | 'eventPollMs' | 'store' | 'lazySchemas'>
 }
 
 export async function build(t: TestContext, opts: BuildOptions = {}): Promise<TestApp> {

@@ -1,6 +1,7 @@
 // The Lambda bundle itself (scripts/build-lambda.mjs), not the TypeScript
-// sources: what it leaves out, and that it serves health, GraphQL and the
-// GraphiQL playground with every asset, on a dynalite-backed store.
+// sources: what it leaves out, and that it serves REST (as the first request
+// of the container), health, GraphQL and the GraphiQL playground with every
+// asset, on a dynalite-backed store.
 
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -87,6 +88,31 @@ describe('the Lambda bundle', () => {
     assert.ok(!loadedAtStart.some((p) => p.includes('node_modules/ssh2/')), 'ssh2 is a lazy chunk (loaded when a node is first contacted)')
     assert.ok(!Object.values(meta.outputs).some((o) => Object.keys(o.inputs).some((p) => p.endsWith('src/store/sqlite.ts'))), 'the SQLite store is not bundled')
     assert.ok((await readdir(join(outDir, 'chunks'))).length > 0)
+    // What the first request adds: the DynamoDB store's chunk and what it imports statically.
+    const storeChunk = Object.keys(meta.outputs).find((p) => meta.outputs[p]!.entryPoint?.endsWith('src/store/dynamodb.ts'))
+    assert.ok(storeChunk, 'the DynamoDB store is a chunk of its own')
+    visit(storeChunk)
+    const loadedByFirstRequest = [...loaded].flatMap((p) => Object.keys(meta.outputs[p]!.inputs))
+    // scripts/build-lambda.mjs: the SDK's ES build, whose credential providers other than the environment's are lazy chunks.
+    assert.ok(loadedByFirstRequest.some((p) => p.includes('@aws-sdk/client-dynamodb/dist-es/')), 'the DynamoDB client is its ES module build')
+    assert.ok(!loadedByFirstRequest.some((p) => p.includes('@aws-sdk/client-dynamodb/dist-cjs/')), 'and not its CommonJS build as well')
+    for (const provider of ['credential-provider-sso', 'credential-provider-ini', 'credential-provider-process', 'nested-clients']) {
+      assert.ok(!loadedByFirstRequest.some((p) => p.includes(`@aws-sdk/${provider}/`)), `${provider} is not loaded by a cold start with credentials in the environment`)
+    }
+    // scripts/build-lambda.mjs: zod's English messages only.
+    assert.ok(loadedAtStart.some((p) => p.endsWith('zod/v4/locales/en.js')))
+    assert.ok(!loadedAtStart.some((p) => /zod\/v4\/locales\/(?!en\.js)/.test(p)), 'no other zod locale')
+  })
+
+  it('answers a REST route as the first request of the container (its schemas compiled on that request)', async () => {
+    const nodes = await handler(httpApiEvent('GET', '/api/v1/nodes', { headers: { authorization: `Bearer ${TOKEN}` } }), {})
+    assert.equal(nodes.statusCode, 200, nodes.body)
+    assert.deepEqual(JSON.parse(nodes.body), [])
+    // API Gateway gives the query parsed as well, and that is what the adapter reads.
+    const invalidEvent = Object.assign(httpApiEvent('GET', '/api/v1/nodes/n1/staticpods?maxAgeSeconds=soon', { headers: { authorization: `Bearer ${TOKEN}` } }), { queryStringParameters: { maxAgeSeconds: 'soon' } })
+    const invalid = await handler(invalidEvent, {})
+    assert.equal(invalid.statusCode, 400, invalid.body)
+    assert.equal(JSON.parse(invalid.body).error.code, 'VALIDATION_FAILED')
   })
 
   it('answers GET /healthz and a GraphQL query through the bundled handler', async () => {

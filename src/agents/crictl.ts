@@ -25,7 +25,7 @@
 // running or has restarted: a node whose containers all run their first
 // attempt costs the two listings and nothing more.
 
-import { z } from 'zod'
+import * as z from 'zod'
 import type { ContainerRuntimeState, ContainerTermination, PodRuntimeState } from '../domain.ts'
 import { CONFIG_SOURCE_ANNOTATION } from '../kubelet-facts.ts'
 

@@ -37,6 +37,10 @@ function formatOne(error: GraphQLError, log: FastifyBaseLogger): GraphQLFormatte
   if (typeof givenCode === 'string') {
     return [{ message: error.message, ...where, extensions: { ...original?.extensions, ...error.extensions, code: givenCode } }]
   }
+  // A fault of execution itself (null for a non-null field, a value its scalar cannot serialise) is a bug:
+  // graphql-js wraps the Error it made, and that ends below as INTERNAL_SERVER_ERROR; graphql-jit (compiled
+  // queries, src/app.ts) raises the same faults with a path and no original error. The same answer either way.
+  if (!original && error.path) return internalError(error, error, where, log)
   // Errors of the query itself (syntax, validation, variable coercion) happen before execution: no path.
   if (!original || (original instanceof GraphQLError && !error.path)) {
     // graphql's own message for parseOptions.maxTokens (GRAPHQL_MAX_TOKENS).
@@ -51,7 +55,12 @@ function formatOne(error: GraphQLError, log: FastifyBaseLogger): GraphQLFormatte
   if (typeof statusCode === 'number' && statusCode < 500) {
     return [{ message: original.message, ...where, extensions: { code: statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST' } }]
   }
-  log.error({ err: original, path: error.path }, 'unexpected error in a GraphQL resolver')
+  return internalError(error, original, where, log)
+}
+
+/** A bug: logged in full, answered without details. */
+function internalError(error: GraphQLError, cause: unknown, where: Pick<GraphQLFormattedError, 'locations' | 'path'>, log: FastifyBaseLogger): GraphQLFormattedError[] {
+  log.error({ err: cause, path: error.path }, 'unexpected error in a GraphQL resolver')
   return [{ message: 'Internal server error', ...where, extensions: { code: 'INTERNAL_SERVER_ERROR' } }]
 }
 

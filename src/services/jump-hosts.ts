@@ -20,7 +20,7 @@
 // - reachable / lastError are asked live (the agents open, or reuse, the
 //   connection to the jump host; an unpinned one only shows its key).
 
-import { z } from 'zod'
+import * as z from 'zod'
 import { MAX_JUMP_HOSTS_IN_CHAIN, type AgentProvider, type JumpHostDirectory } from '../agents/registry.ts'
 import { isServiceError, quoteInput, ServiceError, type UserError } from '../errors.ts'
 import type { JumpHostRecord, NodeRecord } from '../domain.ts'

@@ -11,7 +11,7 @@
 
 import { isIP } from 'node:net'
 import { posix } from 'node:path'
-import { z } from 'zod'
+import * as z from 'zod'
 import { ServiceError, ValidationErrors, quoteInput, type UserError } from '../errors.ts'
 import { KUBEADM_STATIC_POD_PATH } from '../kubelet-facts.ts'
 import { isDns1123Subdomain } from '../manifest/names.ts'

@@ -18,7 +18,7 @@ import { validateStaticPod } from '../manifest/validate.ts'
 import type { NodeObservation, NodeRecord, ObservedPod, PodKey, RevisionAction, RevisionRecord } from '../domain.ts'
 import type { Store } from '../store/store.ts'
 import { podKeyString } from '../domain.ts'
-import { toView, type StaticPodView } from './static-pod-view.ts'
+import { toView, viewsOfObservation, type StaticPodView } from './static-pod-view.ts'
 import type { AuditDraft, AuditService } from './audit.ts'
 import type { Actor } from './actor.ts'
 import { maxAgeOf, observedPod, type NodeFailure, type NodeState, type NodeStateService } from './node-state.ts'
@@ -144,7 +144,8 @@ export class StaticPodService {
 
   /** The static pods of one node's state, optionally of one namespace. */
   viewsOf(state: NodeState, namespace?: string | null): StaticPodView[] {
-    return state.observation.pods.filter((p) => !namespace || p.namespace === namespace).map((p) => toView(state.node, state.observation, p, state.stale))
+    const views = viewsOfObservation(state.node, state.observation, state.stale)
+    return namespace ? views.filter((v) => v.namespace === namespace) : [...views]
   }
 
   /** One pod; null when the node has none of that name. NOT_FOUND with a hint for a mirror pod's name. */

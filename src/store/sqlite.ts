@@ -36,6 +36,7 @@ import { requireCount } from './arguments.ts'
 import { auditCursorBound, newAuditId, pickAuditFields } from './audit-id.ts'
 import { canonicalEventInstant, eventIdBound, newEventFields, storedEvent } from './event-fields.ts'
 import { migrate } from './sqlite-schema.ts'
+import { deepFreeze } from '../deep-freeze.ts'
 import { podKeyString } from '../domain.ts'
 import type { AuditEvent, EventRecord, EventType, JumpHostRecord, Label, NewAuditEvent, NewEvent, NewRevision, NodeFacts, NodeKind, Privilege, NodeObservation, NodeRecord, PodKey, RevisionRecord, WebhookRecord } from '../domain.ts'
 import { nodeFromColumns, nodeToColumns } from './node-columns.ts'
@@ -62,6 +63,19 @@ interface QueuedWrite {
 }
 
 type WriteOutcome = { ok: true; value: unknown } | { ok: false; error: unknown }
+
+/** What tells the database file unchanged: other connections' commits (PRAGMA data_version), and this one's. */
+interface FileState {
+  dataVersion: number
+  commits: number
+}
+
+function sameFileState(a: FileState, b: FileState): boolean {
+  return a.dataVersion === b.dataVersion && a.commits === b.commits
+}
+
+/** Most observation versions held for getObservationsIfChanged: far more than a fleet's nodes. */
+const MAX_HELD_VERSIONS = 100_000
 
 interface NodeRow {
   name: string
@@ -259,6 +273,7 @@ export class SqliteStore implements Store {
 
   private readonly pingStatement: Statement<[], unknown>
   private readonly listNodesStatement: Statement<[], NodeRow>
+  private readonly dataVersionStatement: Statement<[], number>
   private readonly getNodeStatement: Statement<[string], NodeRow>
   private readonly insertNodeStatement: Statement<[NodeRow], unknown>
   private readonly updateNodeStatement: Statement<[NodeRow], unknown>
@@ -307,6 +322,23 @@ export class SqliteStore implements Store {
     nodeBefore: Statement<[string, string, number], AuditRow>
   }
 
+  /** Commits this connection has attempted; with PRAGMA data_version (other connections'), tells the file unchanged. */
+  private commitsAttempted = 0
+  /**
+   * The node list as last read, and the state of the file it was read at: every
+   * GraphQL read of static pods lists the nodes, and 1,000 rows made into records
+   * each time cost more than the rest of the store's part of that read. Any
+   * commit, of any table, by this connection or another, makes it read again.
+   */
+  private nodeList: { file: FileState; nodes: readonly NodeRecord[] } | null = null
+  /**
+   * The version of each node's observation as last read (null: none stored; an
+   * observation stored without a version is not held), at
+   * that state of the file, for getObservationsIfChanged: while the file is
+   * unchanged, a caller holding those versions is answered without a query.
+   */
+  private observationVersions: { file: FileState; byNode: Map<string, string | null> } | null = null
+
   /** Writes waiting for the next commit, in the order they were made. */
   private readonly queuedWrites: QueuedWrite[] = []
   /** Settles (never rejects) when the newest queued write has; reads wait for it. */
@@ -343,6 +375,7 @@ export class SqliteStore implements Store {
 
     this.pingStatement = db.prepare('SELECT 1')
     this.listNodesStatement = db.prepare('SELECT * FROM nodes ORDER BY name')
+    this.dataVersionStatement = db.prepare<[], number>('PRAGMA data_version').pluck()
     this.getNodeStatement = db.prepare('SELECT * FROM nodes WHERE name = ?')
     this.insertNodeStatement = db.prepare(`
       INSERT INTO nodes (name, kind, host, port, user, privilege, sftp_server, via, static_pod_path, static_pod_path_given,
@@ -519,6 +552,7 @@ export class SqliteStore implements Store {
   private flushWrites(): void {
     const batch = this.queuedWrites.splice(0, MAX_WRITES_PER_COMMIT)
     if (batch.length === 0) return
+    this.commitsAttempted++
     let outcomes: WriteOutcome[]
     try {
       outcomes = this.commitWrites(batch)
@@ -545,7 +579,20 @@ export class SqliteStore implements Store {
 
   async listNodes(): Promise<NodeRecord[]> {
     await this.queuedWritesSettled()
-    return this.listNodesStatement.all().map(nodeFromRow)
+    const file = this.fileState()
+    if (this.nodeList && sameFileState(this.nodeList.file, file)) return [...this.nodeList.nodes]
+    // Shared by every caller until the next commit, so frozen (Store.listNodes).
+    const nodes = this.listNodesStatement.all().map((row) => deepFreeze(nodeFromRow(row)))
+    this.nodeList = { file, nodes }
+    return [...nodes]
+  }
+
+  /**
+   * Read before what it stands for is read: a commit in between is then taken
+   * for a change next time (a needless read), never the other way round.
+   */
+  private fileState(): FileState {
+    return { dataVersion: this.dataVersionStatement.get() as number, commits: this.commitsAttempted }
   }
 
   async getNode(name: string): Promise<NodeRecord | null> {
@@ -713,10 +760,28 @@ export class SqliteStore implements Store {
     await this.queuedWritesSettled()
     const byNode = new Map<string, StoredObservation>()
     if (nodes.length === 0) return byNode
-    const wanted = [...new Set(nodes)].map((node) => [node, known.get(node) ?? null])
+    const file = this.fileState()
+    const held = this.observationVersions && sameFileState(this.observationVersions.file, file) ? this.observationVersions.byNode : null
+    const toRead: string[] = []
+    for (const node of new Set(nodes)) {
+      const version = held?.get(node)
+      // Nothing committed since it was read: none stored, or the caller holds the version stored.
+      if (version === null) continue
+      if (version !== undefined && version === known.get(node)) byNode.set(node, { version, observation: null })
+      else toRead.push(node)
+    }
+    if (toRead.length === 0) return byNode
+    // Bounded by the names asked between two commits; started anew past a fleet's worth.
+    const versions = held && held.size + toRead.length <= MAX_HELD_VERSIONS ? held : new Map<string, string | null>()
+    for (const node of toRead) versions.set(node, null)
+    const wanted = toRead.map((node) => [node, known.get(node) ?? null])
     for (const row of this.getObservationsIfChangedStatement.all(JSON.stringify(wanted))) {
       byNode.set(row.node, { version: row.version, observation: row.observation === null ? null : (JSON.parse(row.observation) as NodeObservation) })
+      // Stored by an older release, without a version: read every time, as it cannot be told unchanged.
+      if (row.version === null) versions.delete(row.node)
+      else versions.set(row.node, row.version)
     }
+    this.observationVersions = { file, byNode: versions }
     return byNode
   }
 

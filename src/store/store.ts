@@ -58,6 +58,7 @@ export interface Store {
   ping(): Promise<void>
   close(): Promise<void>
 
+  /** Every node, by name. The records may be shared with other callers and frozen (SQLite keeps them until the next commit): copy one to change it. */
   listNodes(): Promise<NodeRecord[]>
   getNode(name: string): Promise<NodeRecord | null>
   /** Creates the node; ALREADY_EXISTS if the name is taken. */
