@@ -578,3 +578,37 @@ describe('SqliteStore', () => {
     }
   })
 })
+
+describe('what the SQLite store holds between reads (node list, observation versions) follows every connection on the file', () => {
+  it("another connection's node, observation and removal are seen at the next read; this one's too", async (t) => {
+    const dir = await freshDir()
+    const path = join(dir, 'store.db')
+    const reader = SqliteStore.open(path)
+    const writer = SqliteStore.open(path)
+    t.after(async () => {
+      await reader.close()
+      await writer.close()
+      await rm(dir, { recursive: true, force: true })
+    })
+
+    await writer.createNode(nodeRecord('cp-1'))
+    assert.deepEqual((await reader.listNodes()).map((n) => n.name), ['cp-1'], 'the first read')
+    await writer.createNode(nodeRecord('cp-2'))
+    assert.deepEqual((await reader.listNodes()).map((n) => n.name).sort(), ['cp-1', 'cp-2'], "another connection's new node")
+    await reader.createNode(nodeRecord('cp-3'))
+    assert.deepEqual((await reader.listNodes()).map((n) => n.name).sort(), ['cp-1', 'cp-2', 'cp-3'], "this connection's new node")
+
+    await writer.putObservation(nodeObservation('cp-1'))
+    const first = (await reader.getObservationsIfChanged(['cp-1'], new Map())).get('cp-1')
+    assert.ok(first?.version && first.observation, 'the first read returns the observation and its version')
+    const unchanged = (await reader.getObservationsIfChanged(['cp-1'], new Map([['cp-1', first.version]]))).get('cp-1')
+    assert.equal(unchanged?.observation, null, 'unchanged: the caller holds it already')
+    await writer.putObservation(nodeObservation('cp-1', { observedAt: '2031-01-01T00:00:00.000Z' }))
+    const changed = (await reader.getObservationsIfChanged(['cp-1'], new Map([['cp-1', first.version]]))).get('cp-1')
+    assert.notEqual(changed?.version, first.version, "another connection's observation is a new version")
+    assert.equal(changed?.observation?.observedAt, '2031-01-01T00:00:00.000Z', "and it is the other connection's")
+
+    await writer.deleteNode('cp-2')
+    assert.deepEqual((await reader.listNodes()).map((n) => n.name).sort(), ['cp-1', 'cp-3'], "another connection's removal")
+  })
+})
