@@ -94,3 +94,53 @@ export async function benchServiceApp(fleet: BenchFleet, env: Record<string, str
   }
   return { app, close }
 }
+
+const APPLY = `mutation($input: ApplyToNodesInput!) { applyStaticPodToNodes(input: $input) { results { node status error { code message } } userErrors { code message } } }`
+const READ = `{ staticPods(maxAgeSeconds: 0) { nodeName name hash } }`
+
+/**
+ * The fleet operations through GraphQL (app.inject: the whole request path),
+ * each timed in ms: apply is applyStaticPodToNodes (ALL_AT_ONCE, no readiness
+ * wait) of content to every node, and fails unless every node is APPLIED (an
+ * UNCHANGED node wrote nothing, so its time would not be a write's); read is
+ * staticPods(maxAgeSeconds: 0), every node read live.
+ */
+export function fleetOperations(app: Awaited<ReturnType<typeof buildApp>>, nodes: BenchNode[]): { apply(content: string): Promise<number>; read(): Promise<number> } {
+  async function gql(query: string, variables?: Record<string, unknown>): Promise<{ data?: Record<string, any>; errors?: unknown[] }> {
+    const res = await app.inject({ method: 'POST', url: '/graphql', payload: { query, variables } })
+    return res.json() as { data?: Record<string, any>; errors?: unknown[] }
+  }
+  return {
+    async apply(content) {
+      const started = performance.now()
+      const res = await gql(APPLY, { input: { nodes: nodes.map((n) => n.name), manifest: content, strategy: 'ALL_AT_ONCE', readyTimeoutSeconds: 0 } })
+      const elapsed = performance.now() - started
+      const payload = res.data?.applyStaticPodToNodes as { results: Array<{ node: string; status: string; error: { code: string; message: string } | null }>; userErrors: Array<{ message: string }> } | undefined
+      if (!payload) throw new Error(`apply failed: ${JSON.stringify(res.errors?.[0])}`)
+      const failed = payload.results.filter((r) => r.status !== 'APPLIED')
+      const bad = payload.userErrors[0]?.message ?? (failed.length > 0 ? `${failed.length} node(s) not applied, e.g. ${failed[0]?.node}: ${failed[0]?.status} ${failed[0]?.error?.code ?? ''} ${failed[0]?.error?.message ?? ''}` : undefined)
+      if (bad || payload.results.length !== nodes.length) throw new Error(`apply failed: ${bad ?? `${payload.results.length} results`}`)
+      return elapsed
+    },
+    async read() {
+      const started = performance.now()
+      const res = await gql(READ)
+      const elapsed = performance.now() - started
+      const pods = res.data?.staticPods as unknown[] | undefined
+      if (res.errors?.length || pods?.length !== nodes.length) throw new Error(`read failed: ${JSON.stringify(res.errors?.[0] ?? `${pods?.length} pods`)}`)
+      return elapsed
+    },
+  }
+}
+
+/** Warm applies after a cold apply of fleet.variant: manifest, variant, …, manifest (an odd count), so each writes and the last leaves the harness's file (its cmp check). */
+export function warmContents(fleet: BenchFleet): string[] {
+  return Array.from({ length: fleet.iters + 1 }, (_, i) => (i % 2 === 0 ? fleet.manifest : fleet.variant))
+}
+
+export function timingStats(xs: number[]): { min: number; median: number; max: number; runs: number } {
+  const s = [...xs].sort((a, b) => a - b)
+  const median = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+  const round = (x: number) => Math.round(x * 10) / 10
+  return { min: round(s[0] ?? 0), median: round(median), max: round(s.at(-1) ?? 0), runs: s.length }
+}
