@@ -18,11 +18,10 @@
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Client, type SFTPWrapper } from 'ssh2'
-import { startSshdFleet, type SshdNode } from '../test/support/sshd.ts'
+import { freePort, startSshdFleet, type SshdNode } from '../test/support/sshd.ts'
 import { sshFleetApp } from '../test/support/ssh-app.ts'
 import { ANONYMOUS_ADMIN } from '../src/services/actor.ts'
 import { count, installSftpCounter, type WireCount } from './sftp-rounds.ts'
@@ -59,17 +58,6 @@ function summary(samples: Sample[], rtt: number | null) {
     ...(rtt ? { roundTripsByTime: Math.round((ms / rtt) * 10) / 10 } : {}),
     byRequest: last.wire.byRequest,
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
-    })
-  })
 }
 
 async function startProxy(target: number): Promise<{ port: number; child: ChildProcess }> {

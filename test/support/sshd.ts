@@ -120,7 +120,8 @@ export function sshKeygenFingerprint(pubFile: string): string {
 /** Ports handed out by this process, so two nodes never get the same one. */
 const portsGiven = new Set<number>()
 
-async function freePort(): Promise<number> {
+/** A loopback port nobody listens on now, never one this process handed out before (sshd nodes, the bench's latency proxy). */
+export async function freePort(): Promise<number> {
   for (;;) {
     const server = createServer()
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
