@@ -4,10 +4,12 @@
 // and a real sshd node whose files are checked after each write.
 
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
+import { createHash, createHmac, randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
+import { createServer, type IncomingHttpHeaders } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
+import { after, before, describe, it, type TestContext } from 'node:test'
 import { createLambdaApp, lambdaConfig, lambdaEnvironment, type HttpApiResult, type LambdaApp } from '../src/lambda.ts'
 import { SecretLoadError } from '../src/lambda-secrets.ts'
 import { ConfigError } from '../src/config.ts'
@@ -28,6 +30,25 @@ const SSH_KEY_PARAMETER = '/staticpod-api/test/ssh-private-key'
 const TOKENS_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:000000000000:secret:staticpod-api/tokens-AbCdEf'
 
 const json = (r: HttpApiResult) => JSON.parse(r.body) as Record<string, any>
+
+/** A webhook receiver on 127.0.0.1 that answers 200 and keeps every POST (headers and the raw body). */
+async function webhookReceiver(t: TestContext): Promise<{ url: string; deliveries: Array<{ headers: IncomingHttpHeaders; body: string }> }> {
+  const deliveries: Array<{ headers: IncomingHttpHeaders; body: string }> = []
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      deliveries.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') })
+      res.writeHead(200).end()
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(async () => {
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  })
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, deliveries }
+}
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` }
 const lambdaContext = { awsRequestId: 'test', callbackWaitsForEmptyEventLoop: true }
 
@@ -66,6 +87,8 @@ describe('Lambda handler over API Gateway v2 events', () => {
       DYNAMODB_ENDPOINT: dynamo.endpoint,
       SSH_PRIVATE_KEY_SSM_PARAMETER: SSH_KEY_PARAMETER,
       AUTH_TOKENS_SECRET_ARN: TOKENS_SECRET_ARN,
+      // With DynamoDB, webhooks need a key to seal their secrets with (no key file beside a database).
+      WEBHOOK_SECRET_KEY: randomBytes(32).toString('hex'),
       LOG_LEVEL: 'silent',
     })
   })
@@ -175,6 +198,58 @@ describe('Lambda handler over API Gateway v2 events', () => {
       const newest = [...revisions.values()][0]?.[0]
       assert.equal(newest?.action, 'OBSERVED')
       assert.equal(newest?.manifest, web('nginx:hand-edited'))
+    })
+
+    it('a hand edit between two scheduled rounds is STATIC_POD_CHANGED in DynamoDB, and a signed POST delivered before the round returns', async (t) => {
+      const node = fleet.nodes[0]!
+      const { store } = lambda.app.services
+      const hook = await webhookReceiver(t)
+      const secret = 'lambda-webhook-secret-for-tests'
+      const created = await lambda.http(
+        graphqlEvent(
+          'mutation ($input: WebhookInput!) { createWebhook(input: $input) { webhook { id } userErrors { code message } } }',
+          { input: { url: hook.url, secret, types: ['STATIC_POD_CHANGED'] } },
+          ADMIN_TOKEN,
+        ),
+        lambdaContext,
+      )
+      assert.equal(created.statusCode, 200, created.body)
+      assert.deepEqual(json(created).data.createWebhook.userErrors, [], created.body)
+
+      // Round one: the node as the last round left it, so nothing new.
+      const before = await readFile(join(node.manifests, 'web.yaml'), 'utf8')
+      assert.deepEqual(await lambda.refresh(), { nodes: 1, refreshed: 1, failed: [] })
+      const last = (await store.listEvents({ limit: 1, order: 'newest' }))[0]?.id
+      assert.equal(hook.deliveries.length, 0, 'round one found nothing to post')
+
+      // The hand edit, then round two.
+      const edited = web('nginx:edited-between-rounds')
+      await writeFile(join(node.manifests, 'web.yaml'), edited)
+      assert.deepEqual(await lambda.refresh(), { nodes: 1, refreshed: 1, failed: [] })
+      const events = await store.listEvents({ after: last, limit: 100, order: 'oldest' })
+      const changed = events.filter((e) => e.type === 'STATIC_POD_CHANGED')
+      assert.equal(changed.length, 1, JSON.stringify(events))
+      const event = changed[0]!
+      assert.deepEqual(
+        { node: event.node, namespace: event.namespace, name: event.name, actor: event.actor, fromHash: event.fromHash, toHash: event.toHash },
+        { node: node.name, namespace: 'default', name: 'web', actor: null, fromHash: sha(before), toHash: sha(edited) },
+      )
+
+      // The scheduled function waited for the delivery: it is there when the round returns.
+      assert.equal(hook.deliveries.length, 1, 'one POST, before refresh() returned')
+      const delivery = hook.deliveries[0]!
+      assert.equal(delivery.headers['x-staticpod-signature'], `sha256=${createHmac('sha256', secret).update(delivery.body).digest('hex')}`)
+      assert.equal(delivery.headers['x-staticpod-event'], 'STATIC_POD_CHANGED')
+      assert.match(String(delivery.headers['x-staticpod-delivery']), /\S/)
+      const body = JSON.parse(delivery.body) as Record<string, unknown>
+      assert.equal(body.id, event.id)
+      assert.equal(body.toHash, sha(edited))
+      assert.match(String(body.text), /default\/web/)
+
+      // Round three: nothing changed since, so nothing new and nothing posted.
+      await lambda.refresh()
+      assert.deepEqual((await store.listEvents({ after: event.id, limit: 100, order: 'oldest' })).filter((e) => e.type === 'STATIC_POD_CHANGED'), [])
+      assert.equal(hook.deliveries.length, 1, 'no second POST')
     })
   })
 })
