@@ -238,7 +238,7 @@ describe('staticpodctl exit statuses', () => {
   it('4: conflict (a file that is not the one expected)', async () => {
     const r = fails(await bed.run(['delete', 'pod', 'web', '--node', 'local', '--if-hash', '0'.repeat(64)]), 4, 'CONFLICT')
     assert.match(r.stderr, /nothing was written/)
-    assert.ok((await stat(join(bed.localManifests, 'web.yaml'))).isFile())
+    assert.ok((await stat(join(bed.localManifests, 'web.yaml'))).isFile(), 'the file is still on the node')
   })
 })
 
@@ -280,10 +280,30 @@ describe('staticpodctl config', () => {
     assert.doesNotMatch(view, new RegExp(TOKENS.admin))
   })
 
-  it('the default server is http://127.0.0.1:3000', async () => {
-    const r = await bed.run(['get', 'nodes'], { env: { HOME: join(bed.dir, 'empty-home'), STATICPOD_SERVER: undefined } })
-    if (r.code === 0) return // something serves there on this machine; the message below is for when nothing does
-    assert.match(r.stderr, /cannot reach staticpod-api at http:\/\/127\.0\.0\.1:3000 \(default\)/)
+  it('the default server is http://127.0.0.1:3000', async (t) => {
+    // No --server, no STATICPOD_SERVER, no config file: only the default says where.
+    const env = { HOME: join(bed.dir, 'empty-home'), STATICPOD_SERVER: undefined, STATICPODCTL_CONFIG: undefined, XDG_CONFIG_HOME: undefined }
+    const view = ok(await bed.run(['config', 'view'], { env })).stdout
+    assert.match(view, /^# this run: server http:\/\/127\.0\.0\.1:3000 \(default\), token from STATICPOD_TOKEN$/m, view)
+
+    // Port 3000 taken by this test: the CLI's requests must arrive here (and are passed on to the service).
+    const listener = await listenOnDefaultPort(bed.url)
+    if (listener === null) {
+      // Something else holds 3000 on this machine: whatever it answers, a failure names the default server.
+      const r = await bed.run(['get', 'nodes'], { env })
+      assert.ok(r.code === 0 || /http:\/\/127\.0\.0\.1:3000/.test(r.stderr), `a failure that does not name http://127.0.0.1:3000: exit ${r.code}; stderr: ${r.stderr}`)
+      return
+    }
+    t.after(() => listener.close())
+    assert.equal(ok(await bed.run(['get', 'nodes', '-o', 'name'], { env })).stdout, 'node/cli-1\nnode/cli-2\nnode/local\n')
+    assert.ok(listener.requests.length > 0, 'no request reached 127.0.0.1:3000')
+    for (const req of listener.requests) {
+      assert.deepEqual([req.method, req.url, req.authorization], ['POST', '/graphql', `Bearer ${TOKENS.admin}`], 'the CLI sends its GraphQL POSTs, with its token, to the default server')
+    }
+    // Nothing that answers there: the message names the default, and where it came from.
+    listener.refuse = true
+    const refused = fails(await bed.run(['get', 'nodes'], { env }), 1, 'SERVER_UNREACHABLE')
+    assert.match(refused.stderr, /cannot reach staticpod-api at http:\/\/127\.0\.0\.1:3000 \(default\)/)
   })
 
   it('the token is never on the process list: not from the environment, a file, or even --token once started', async () => {
@@ -375,7 +395,7 @@ describe('staticpodctl events, audit, lint', () => {
     assert.match(table, /^\S+ +root-admin +restartStaticPod \(dry run\) +cli-2 +default\/web +OK\n\S+ +alice-viewer +restartStaticPod +cli-2 +\S+ +FORBIDDEN\n$/m)
     const json = JSON.parse(ok(await bed.run(['audit', '--node', 'cli-2', '-o', 'json'])).stdout)
     assert.equal(json.kind, 'AuditEventList')
-    assert.ok(json.items.every((a: { node: string }) => a.node === 'cli-2'))
+    assert.ok(json.items.every((a: { node: string }) => a.node === 'cli-2'), `audit events of other nodes: ${JSON.stringify(json.items)}`)
   })
 
   it('lint: findings, and exit 1 while there are any', async () => {
@@ -414,7 +434,8 @@ describe('staticpodctl completion', () => {
     assert.deepEqual(await complete(['staticpodctl', 'get', 'pods', '--node', '']), ['cli-1', 'cli-2', 'local'])
     assert.deepEqual(await complete(['staticpodctl', 'describe', 'pod', '--node', 'cli-1', '']), ['kube-scheduler', 'web'])
     assert.deepEqual(await complete(['staticpodctl', 'get', 'pods', '-o', '']), ['json', 'name', 'wide', 'yaml'])
-    assert.ok((await complete(['staticpodctl', 'rollout', 'undo', 'pod', 'web', '--to'])).includes('--to-revision'))
+    const flags = await complete(['staticpodctl', 'rollout', 'undo', 'pod', 'web', '--to'])
+    assert.ok(flags.includes('--to-revision'), `--to completes to: ${flags.join(' ')}`)
     assert.deepEqual(await complete(['staticpodctl', 'completion', '']), ['bash', 'zsh'])
     assert.match(ok(await bed.run(['completion', 'zsh'])).stdout, /^#compdef staticpodctl$/m)
   })
@@ -422,7 +443,45 @@ describe('staticpodctl completion', () => {
 
 /** An HTTP proxy to the service that refuses every WebSocket upgrade, as some corporate proxies do. */
 async function noWebSocketProxy(target: string): Promise<{ url: string; server: Server }> {
-  const forward = async (req: IncomingMessage, res: ServerResponse) => {
+  const forward = forwarder(target)
+  const server = createHttpServer((req, res) => void forward(req, res).catch(() => res.destroy()))
+  server.on('upgrade', (_req, socket) => socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\n\r\n'))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('no address')
+  return { url: `http://127.0.0.1:${address.port}`, server }
+}
+
+/**
+ * An HTTP server on 127.0.0.1:3000 (the CLI's default server) that records each request and passes it on
+ * to the service, or, once refuse is set, drops the connection unanswered; null when 3000 is taken.
+ */
+async function listenOnDefaultPort(target: string): Promise<{ requests: Array<{ method?: string; url?: string; authorization?: string }>; refuse: boolean; close(): Promise<void> } | null> {
+  const listener = {
+    requests: [] as Array<{ method?: string; url?: string; authorization?: string }>,
+    refuse: false,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
+  const forward = forwarder(target)
+  const server = createHttpServer((req, res) => {
+    if (listener.refuse) return void req.socket.destroy()
+    listener.requests.push({ method: req.method, url: req.url, authorization: req.headers.authorization })
+    void forward(req, res).catch(() => res.destroy())
+  })
+  const bound = await new Promise<boolean>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve(false) : reject(err)))
+    server.listen(3000, '127.0.0.1', () => resolve(true))
+  })
+  return bound ? listener : null
+}
+
+/** Passes an HTTP request on to target (no WebSocket upgrades) and its answer back. */
+function forwarder(target: string): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  return async (req, res) => {
     const chunks: Buffer[] = []
     for await (const c of req) chunks.push(c as Buffer)
     const upstream = await fetch(`${target}${req.url}`, {
@@ -433,10 +492,4 @@ async function noWebSocketProxy(target: string): Promise<{ url: string; server: 
     res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' })
     res.end(Buffer.from(await upstream.arrayBuffer()))
   }
-  const server = createHttpServer((req, res) => void forward(req, res).catch(() => res.destroy()))
-  server.on('upgrade', (_req, socket) => socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\n\r\n'))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new Error('no address')
-  return { url: `http://127.0.0.1:${address.port}`, server }
 }

@@ -227,7 +227,7 @@ describe('staticpodctl restart and delete', () => {
     assert.match(r.stdout, /^pod\/app restarted on local \(revision \d+\)$/m)
     assert.match(await readFile(join(bed.localManifests, 'app.yaml'), 'utf8'), /staticpod-api\/restartedAt/)
     assert.equal(ok(await bed.run(['delete', 'pod', 'app', '--node', 'local', '--dry-run'])).stdout, 'pod/app would be deleted on local (dry run)\n')
-    assert.ok(existsSync(join(bed.localManifests, 'app.yaml')))
+    assert.ok(existsSync(join(bed.localManifests, 'app.yaml')), 'a dry run deletes nothing')
     assert.equal(ok(await bed.run(['delete', 'pod', 'app', '--node', 'local'])).stdout, 'pod/app deleted on local\n')
     assert.equal(existsSync(join(bed.localManifests, 'app.yaml')), false)
     assert.equal((await bed.run(['delete', 'pod', 'app', '--node', 'local'])).code, 3)
