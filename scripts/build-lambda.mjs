@@ -9,12 +9,13 @@
 // src/store/open.ts imports it only for STORE_URL=sqlite:...), cpu-features and
 // ssh2's own sshcrypto.node (both optional: ssh2 falls back to Node's crypto).
 
-import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { dirname, join, relative, sep } from 'node:path'
+import { dirname, join, relative, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { build } from 'esbuild'
+import { tsImport } from 'tsx/esm/api'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const require = createRequire(join(root, 'package.json'))
@@ -102,7 +103,15 @@ const awsSdkEsm = {
   },
 }
 
-const outDir = join(root, values.out)
+// The served schema's SDL, parsed now instead of at every cold start
+// (src/graphql/schema.ts reads it as STATICPOD_SCHEMA_DOCUMENT). Built into a
+// schema here first, so SDL that would not start the app fails the build.
+const { schemaDocument } = await tsImport('../src/graphql/schema.ts', import.meta.url)
+const { buildASTSchema } = await import('graphql')
+const document = schemaDocument({ locations: false })
+buildASTSchema(document)
+
+const outDir = resolve(root, values.out)
 await rm(outDir, { recursive: true, force: true })
 await mkdir(outDir, { recursive: true })
 
@@ -126,6 +135,7 @@ const result = await build({
   metafile: true,
   legalComments: 'none',
   external: [...NATIVE_MODULES, '*.node'],
+  define: { STATICPOD_SCHEMA_DOCUMENT: JSON.stringify(JSON.stringify(document)) },
   plugins: [noSqlite, zodEnglishOnly, awsSdkEsm],
   // CommonJS dependencies inside an ESM bundle still call require() and read __dirname.
   banner: {
@@ -147,12 +157,6 @@ for (const [pkg, file, target] of RUNTIME_FILES) {
   await cp(join(dirname(require.resolve(`${pkg}/package.json`)), file), to)
 }
 
-// src/graphql/schema.ts reads ../../schema/ relative to the module: the bundle
-// sits two levels down (dist/lambda/), so the SDL goes to the package root's
-// schema/, as in the source tree.
-const schemaFiles = (await readdir(join(root, 'schema'))).filter((f) => f.endsWith('.graphql'))
-if (schemaFiles.length === 0) throw new Error('no schema/*.graphql to ship')
-
 await writeFile(join(outDir, 'meta.json'), JSON.stringify(result.metafile))
 const outputs = Object.entries(result.metafile.outputs).filter(([path]) => path.endsWith('.mjs'))
 // What a cold start parses: the entry file and the chunks it imports statically
@@ -170,4 +174,4 @@ const bytes = outputs.reduce((n, [, o]) => n + o.bytes, 0)
 const leaked = Object.keys(result.metafile.inputs).filter((p) => NATIVE_MODULES.some((m) => p.includes(`node_modules/${m}/`)) || p.endsWith('src/store/sqlite.ts'))
 if (leaked.length > 0) throw new Error(`native modules ended up in the bundle: ${leaked.join(', ')}`)
 const mb = (n) => `${(n / 1024 / 1024).toFixed(2)} MB`
-console.log(`built ${relative(root, join(outDir, `${values.name}.mjs`))}: ${mb(main)} loaded at start, ${mb(bytes)} with ${outputs.length - 1} lazy chunks; ${schemaFiles.length} schema files alongside`)
+console.log(`built ${relative(root, join(outDir, `${values.name}.mjs`))}: ${mb(main)} loaded at start, ${mb(bytes)} with ${outputs.length - 1} lazy chunks; the schema's ${document.definitions.length} definitions inside`)

@@ -2,8 +2,6 @@
 // operational routes. It never listens: src/server.ts does that for a
 // long-running process, and tests drive it through app.inject.
 
-import swagger from '@fastify/swagger'
-import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions, type RouteOptions } from 'fastify'
 import websocket from '@fastify/websocket'
 import mercurius from 'mercurius'
@@ -61,6 +59,12 @@ export interface AppOptions {
    * (src/http/lazy-schemas.ts). Lambda sets it: its start is a cold start that one request waits for.
    */
   lazySchemas?: boolean
+  /**
+   * Serve the OpenAPI document and UI at /docs (default true). Lambda turns it off: API Gateway does not
+   * route /docs (serverless.yml), and the two plugins are then not even loaded (import() below, so the
+   * Lambda bundle keeps them in a chunk of their own that a cold start does not read).
+   */
+  openApiDocs?: boolean
 }
 
 /** How many nodes one request reads at once. */
@@ -171,7 +175,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     failuresPerAddressPerMinute: config.authFailuresPerMinute,
   })
   await app.register(metrics.plugin)
-  await app.register(swagger, openApiOptions)
+  const openApiDocs = options.openApiDocs ?? true
+  // Before every route, whose schemas it collects as they are added.
+  if (openApiDocs) await app.register((await import('@fastify/swagger')).default, openApiOptions)
   // The OpenAPI document is the REST surface; GraphQL documents itself (GraphiQL's docs explorer).
   app.addHook('onRoute', (route) => {
     if (route.url === '/graphql') route.schema = { ...route.schema, hide: true }
@@ -217,7 +223,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   await app.register(restRoutes, { services })
   await app.register(playgroundRoutes)
-  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { validatorUrl: null, deepLinking: true } })
+  if (openApiDocs) await app.register((await import('@fastify/swagger-ui')).default, { routePrefix: '/docs', uiConfig: { validatorUrl: null, deepLinking: true } })
 
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }))
   app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {

@@ -269,7 +269,8 @@ export class ConfigError extends Error {
 
 /** Parses the environment; throws a ConfigError whose message is one line naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(env)
+  // jitless: zod would otherwise generate and compile a parser for the sixty-odd keys, to run it once.
+  const parsed = envSchema.safeParse(env, { jitless: true })
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
     const variable = String(issue?.path[0] ?? 'environment')

@@ -78,7 +78,8 @@ export interface LambdaApp {
 export async function createLambdaApp(env: NodeJS.ProcessEnv, opts: { readParameter?: ParameterReader } = {}): Promise<LambdaApp> {
   const config = lambdaConfig(await lambdaEnvironment(env, opts.readParameter))
   // Route schemas compiled on first use: a cold start compiles only the routes its first request takes.
-  const app = await buildApp(config, { lazySchemas: true })
+  // No /docs: API Gateway does not route it (serverless.yml).
+  const app = await buildApp(config, { lazySchemas: true, openApiDocs: false })
   const proxy = awsLambdaFastify<HttpApiEvent>(app, {
     // A pending socket (an idle SSH connection kept for the next invocation)
     // must not hold the response back until the function times out.

@@ -9,6 +9,12 @@
 // with the options Fastify gives them (coercion, defaults, removeAdditional,
 // shared schemas): the answers are unchanged. src/lambda.ts turns this on; a
 // long-running server compiles at start, where a broken schema stops it.
+//
+// Nor is each schema first checked against JSON Schema's meta-schema (Ajv's
+// validateSchema): that check compiles the meta-schema itself, most of the
+// cost of a first compile. It finds mistakes in our schemas, not in requests,
+// and the same schemas are checked wherever the app compiles at start: every
+// long-running server and the tests.
 
 import { AjvCompiler } from '@fastify/ajv-compiler'
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler'
@@ -28,6 +34,14 @@ type Factory<F> = (externalSchemas: unknown, options: unknown) => (route: RouteS
 /** An Ajv validator: Fastify reads a failed one's errors from the function itself. */
 type Validator = ((data: unknown) => unknown) & { errors?: unknown }
 type Serializer = (data: unknown) => string
+/** What Fastify passes the validator factory: Ajv's options among them. */
+interface ValidatorOptions {
+  customOptions?: Record<string, unknown>
+}
+
+function withoutSchemaCheck(options: ValidatorOptions): ValidatorOptions {
+  return { ...options, customOptions: { ...options.customOptions, validateSchema: false } }
+}
 
 /** The schemaController option of Fastify() that defers every route's compiles to its first use. */
 export function lazySchemaController(): SchemaController {
@@ -41,7 +55,7 @@ export function lazySchemaController(): SchemaController {
       if (route.httpPart === 'headers') throw new Error(`${route.method} ${route.url}: header schemas are not supported with lazy schema compilation`)
       let validate: Validator | undefined
       const lazy: Validator = (data) => {
-        validate ??= (compile ??= buildValidator(externalSchemas, options))(route)
+        validate ??= (compile ??= buildValidator(externalSchemas, withoutSchemaCheck(options as ValidatorOptions)))(route)
         const valid = validate(data)
         lazy.errors = validate.errors
         return valid

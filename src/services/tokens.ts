@@ -37,7 +37,8 @@ export function parseTokensDocument(text: string): TokenEntry[] {
     // eslint-disable-next-line preserve-caught-error
     throw new Error(`not valid YAML or JSON (${firstLine(err)})`)
   }
-  const parsed = tokensDocumentSchema.safeParse(raw)
+  // Parsed once per start (or reload): zod's compiled fast path would be compiled to run once.
+  const parsed = tokensDocumentSchema.safeParse(raw, { jitless: true })
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
     throw new Error(`${issue?.path.join('.') || 'document'}: ${issue?.message ?? 'invalid'}`)
