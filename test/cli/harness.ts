@@ -7,11 +7,13 @@
 // staticpodctl` runs, with no terminal, or inside a pseudo-terminal made by
 // util-linux `script`.
 
+import assert from 'node:assert/strict'
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.ts'
@@ -252,4 +254,39 @@ function shellQuote(s: string): string {
 export async function script(path: string, body: string): Promise<string> {
   await writeFile(path, `#!/bin/sh\n${body}\n`, { mode: 0o755 })
   return path
+}
+
+/** A pod manifest of one container named as the pod. */
+export const pod = (name: string, image = 'nginx:1.27'): string => `apiVersion: v1
+kind: Pod
+metadata:
+  name: ${name}
+spec:
+  containers:
+  - name: ${name}
+    image: ${image}
+`
+
+/** The run succeeded: exit 0 (else its output, to see why). */
+export function ok(r: CliResult): CliResult {
+  assert.equal(r.code, 0, `exit ${r.code}; stderr: ${r.stderr}; stdout: ${r.stdout}`)
+  return r
+}
+
+/** The run exited with code and printed the service's errorCode on stderr, as severity (a pattern: error, or error|warning). */
+export function fails(r: CliResult, code: number, errorCode: string, severity = 'error'): CliResult {
+  assert.equal(r.code, code, `expected exit ${code}, got ${r.code}; stderr: ${r.stderr}; stdout: ${r.stdout}`)
+  assert.match(r.stderr, new RegExp(`^(${severity}): ${errorCode}: \\S`, 'm'), r.stderr)
+  return r
+}
+
+/** probe's first truthy answer, asked every 200 ms until timeoutMs. */
+export async function until<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await probe()
+    if (v) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(200)
+  }
 }

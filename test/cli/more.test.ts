@@ -9,9 +9,8 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { criLogRecord } from '../support/crictl-fixture.ts'
-import { startCliBed, type CliBed, type CliResult } from './harness.ts'
+import { fails, ok, pod, startCliBed, until, type CliBed } from './harness.ts'
 
 // The web pod of every SSH node, with a flag to change (as write.test.ts has it).
 const web = (image = 'nginx:1.27') => `apiVersion: v1
@@ -29,38 +28,7 @@ spec:
     - --v=1
 `
 
-const pod = (name: string, image = 'nginx:1.27') => `apiVersion: v1
-kind: Pod
-metadata:
-  name: ${name}
-spec:
-  containers:
-  - name: ${name}
-    image: ${image}
-`
-
 let bed: CliBed
-
-function ok(r: CliResult): CliResult {
-  assert.equal(r.code, 0, `exit ${r.code}; stderr: ${r.stderr}; stdout: ${r.stdout}`)
-  return r
-}
-
-function fails(r: CliResult, code: number, errorCode: string): CliResult {
-  assert.equal(r.code, code, `expected exit ${code}, got ${r.code}; stderr: ${r.stderr}; stdout: ${r.stdout}`)
-  assert.match(r.stderr, new RegExp(`^error: ${errorCode}: \\S`, 'm'), r.stderr)
-  return r
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await probe()
-    if (v) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(200)
-  }
-}
 
 const sshFile = (i: number, file = 'web.yaml') => join(bed.ssh[i]!.manifests, file)
 const readBoth = (file = 'web.yaml') => Promise.all([0, 1].map((i) => readFile(sshFile(i, file), 'utf8')))

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { cliLine, script, startCliBed, type CliBed, type CliResult } from './harness.ts'
+import { cliLine, ok, pod, script, startCliBed, type CliBed } from './harness.ts'
 
 const web = (image = 'nginx:1.27') => `# the web pod (kept by hand)
 apiVersion: v1
@@ -28,26 +28,11 @@ spec:
     - --v=1
 `
 
-const pod = (name: string, image = 'nginx:1.27') => `apiVersion: v1
-kind: Pod
-metadata:
-  name: ${name}
-spec:
-  containers:
-  - name: ${name}
-    image: ${image}
-`
-
 let bed: CliBed
 
 const ESC = '\u001b'
 /** A pattern of terminal output: ESC, then this. */
 const terminal = (pattern: string) => new RegExp(ESC + pattern)
-
-function ok(r: CliResult): CliResult {
-  assert.equal(r.code, 0, `exit ${r.code}; stderr: ${r.stderr}; stdout: ${r.stdout}`)
-  return r
-}
 
 before(async () => {
   bed = await startCliBed({ prefix: 'cw' })
