@@ -26,7 +26,7 @@ function run(args, env = process.env) {
   return result.stdout
 }
 
-// Both bundles two levels below the root, as dist/lambda/ is (the app finds schema/ from there).
+// Both bundles under .tmp/ (removed at the end); each holds all it reads at run time, the schema included.
 const lambdaOut = join('.tmp', 'coldstart-lambda')
 const bareOut = join('.tmp', 'coldstart-bare')
 run(['scripts/build-lambda.mjs', '--out', lambdaOut])
