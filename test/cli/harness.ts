@@ -267,6 +267,22 @@ spec:
     image: ${image}
 `
 
+/** The web pod of every SSH node: a label to select by, and a container with a command whose flag to change. */
+export const webPod = (image = 'nginx:1.27'): string => `apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  containers:
+  - name: web
+    image: ${image}
+    command:
+    - nginx
+    - --v=1
+`
+
 /** The run succeeded: exit 0 (else its output, to see why). */
 export function ok(r: CliResult): CliResult {
   assert.equal(r.code, 0, `exit ${r.code}; stderr: ${r.stderr}; stdout: ${r.stdout}`)

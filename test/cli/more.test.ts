@@ -10,23 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { criLogRecord } from '../support/crictl-fixture.ts'
-import { fails, ok, pod, startCliBed, until, type CliBed } from './harness.ts'
-
-// The web pod of every SSH node, with a flag to change (as write.test.ts has it).
-const web = (image = 'nginx:1.27') => `apiVersion: v1
-kind: Pod
-metadata:
-  name: web
-  labels:
-    app: web
-spec:
-  containers:
-  - name: web
-    image: ${image}
-    command:
-    - nginx
-    - --v=1
-`
+import { fails, ok, pod, startCliBed, until, webPod as web, type CliBed } from './harness.ts'
 
 let bed: CliBed
 
@@ -37,6 +21,17 @@ const readBoth = (file = 'web.yaml') => Promise.all([0, 1].map((i) => readFile(s
  * A --dry-run's output: each node's section (`--- NODE: STATUS`, then its unified diff, whose own
  * `--- PATH` and `+++ PATH` lines name the node's file), by node.
  */
+/** A dry run's sections: one per SSH node, each WOULD_APPLY with change in its diff. */
+function wouldApplyOnBoth(stdout: string, change: RegExp): Map<string, { status: string; diff: string }> {
+  const sections = dryRunSections(stdout)
+  assert.deepEqual([...sections.keys()].sort(), ['cm-1', 'cm-2'])
+  for (const [node, { status, diff }] of sections) {
+    assert.equal(status, 'WOULD_APPLY', node)
+    assert.match(diff, change, `${node}: ${diff}`)
+  }
+  return sections
+}
+
 function dryRunSections(stdout: string): Map<string, { status: string; diff: string }> {
   const heads = [...stdout.matchAll(/^--- ([\w.-]+): ([A-Z_]+)\n/gm)]
   assert.equal(heads[0]?.index, 0, `a dry run's output starts with a node's section: ${stdout}`)
@@ -163,12 +158,7 @@ describe('staticpodctl patch, set image, set flag --dry-run', () => {
   it("patch --dry-run: each node's own diff, nothing written", async () => {
     const files = await readBoth()
     const r = ok(await bed.run(['patch', 'pod', 'web', '-l', 'tier=edge', '--dry-run', '-p', '{"metadata":{"labels":{"app":"www"}}}']))
-    const sections = dryRunSections(r.stdout)
-    assert.deepEqual([...sections.keys()].sort(), ['cm-1', 'cm-2'])
-    for (const [node, { status, diff }] of sections) {
-      assert.equal(status, 'WOULD_APPLY', node)
-      assert.match(diff, /^- {4}app: web\n\+ {4}app: www$/m, `${node}: ${diff}`)
-    }
+    const sections = wouldApplyOnBoth(r.stdout, /^- {4}app: web\n\+ {4}app: www$/m)
     // Each node's diff is of its own file: only cm-2 has the label the patch above gave it.
     assert.doesNotMatch(sections.get('cm-1')!.diff, /patched: z2-only/)
     assert.match(sections.get('cm-2')!.diff, /^ {5}patched: z2-only$/m)
@@ -183,24 +173,14 @@ describe('staticpodctl patch, set image, set flag --dry-run', () => {
   it("set image --dry-run: each node's diff, nothing written", async () => {
     const files = await readBoth()
     const r = ok(await bed.run(['set', 'image', 'pod', 'web', 'web=:1.32', '--node', 'cm-1,cm-2', '--dry-run']))
-    const sections = dryRunSections(r.stdout)
-    assert.deepEqual([...sections.keys()].sort(), ['cm-1', 'cm-2'])
-    for (const [node, { status, diff }] of sections) {
-      assert.equal(status, 'WOULD_APPLY', node)
-      assert.match(diff, /^- {4}image: nginx:1\.27\n\+ {4}image: nginx:1\.32$/m, `${node}: ${diff}`)
-    }
+    wouldApplyOnBoth(r.stdout, /^- {4}image: nginx:1\.27\n\+ {4}image: nginx:1\.32$/m)
     assert.deepEqual(await readBoth(), files, 'nothing is written')
   })
 
   it("set flag --dry-run: each node's diff, nothing written", async () => {
     const files = await readBoth()
     const r = ok(await bed.run(['set', 'flag', 'pod', 'web', '-l', 'tier=edge', '--dry-run', '--', '--v=4', '--added=1']))
-    const sections = dryRunSections(r.stdout)
-    assert.deepEqual([...sections.keys()].sort(), ['cm-1', 'cm-2'])
-    for (const [node, { status, diff }] of sections) {
-      assert.equal(status, 'WOULD_APPLY', node)
-      assert.match(diff, /^- {4}- --v=1\n\+ {4}- --v=4\n\+ {4}- --added=1$/m, `${node}: ${diff}`)
-    }
+    wouldApplyOnBoth(r.stdout, /^- {4}- --v=1\n\+ {4}- --v=4\n\+ {4}- --added=1$/m)
     assert.deepEqual(await readBoth(), files, 'nothing is written')
   })
 })

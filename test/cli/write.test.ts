@@ -10,23 +10,10 @@ import { existsSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { cliLine, ok, pod, script, startCliBed, type CliBed } from './harness.ts'
+import { cliLine, ok, pod, script, startCliBed, webPod, type CliBed } from './harness.ts'
 
-const web = (image = 'nginx:1.27') => `# the web pod (kept by hand)
-apiVersion: v1
-kind: Pod
-metadata:
-  name: web
-  labels:
-    app: web
-spec:
-  containers:
-  - name: web
-    image: ${image}
-    command:
-    - nginx
-    - --v=1
-`
+// With a comment, which every write here must keep.
+const web = (image?: string) => `# the web pod (kept by hand)\n${webPod(image)}`
 
 let bed: CliBed
 
