@@ -1,6 +1,6 @@
 // npm run bench:sftp-requests: what one warm write, one live read and one
 // delete of a static pod cost on the wire to one node: SFTP requests by type,
-// and the sequential round trips among them (bench/sftp-rounds.ts: counted by
+// the SSH messages that carry them, and the sequential round trips among them (bench/sftp-rounds.ts: counted by
 // instrumenting ssh2's SFTP client), next to a bare ssh2 client doing the same
 // (write a temp file, posix-rename it; read the file; unlink it).
 //
@@ -52,6 +52,7 @@ function summary(samples: Sample[], rtt: number | null) {
   const ms = median(samples.map((s) => s.ms))
   return {
     requests: median(samples.map((s) => s.wire.requests)),
+    messagesSent: median(samples.map((s) => s.wire.messagesSent)),
     roundTrips: median(samples.map((s) => s.wire.roundTrips)),
     waves: median(samples.map((s) => s.wire.waves)),
     ms: Math.round(ms * 10) / 10,
@@ -153,13 +154,13 @@ try {
   await fleet.stop()
 }
 
-console.log('| where | op | who | SFTP requests | round trips (critical path) | waves | ms | round trips by wall time |')
-console.log('|---|---|---|---:|---:|---:|---:|---:|')
+console.log('| where | op | who | SFTP requests | SSH messages sent | round trips (critical path) | waves | ms | round trips by wall time |')
+console.log('|---|---|---|---:|---:|---:|---:|---:|---:|')
 for (const [label, byWho] of Object.entries(results)) {
   for (const op of ['write', 'read', 'delete'] as const) {
     for (const who of ['service', 'bare ssh2'] as const) {
       const r = byWho[who][op]
-      console.log(`| ${label} | ${op} | ${who} | ${r.requests} | ${r.roundTrips} | ${r.waves} | ${r.ms} | ${'roundTripsByTime' in r ? r.roundTripsByTime : ''} |`)
+      console.log(`| ${label} | ${op} | ${who} | ${r.requests} | ${r.messagesSent} | ${r.roundTrips} | ${r.waves} | ${r.ms} | ${'roundTripsByTime' in r ? r.roundTripsByTime : ''} |`)
     }
   }
 }

@@ -25,6 +25,7 @@ import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
 const { SFTP } = require('ssh2/lib/protocol/SFTP.js') as { SFTP: { prototype: Record<string | symbol, unknown> } }
+const Protocol = require('ssh2/lib/protocol/Protocol.js') as { prototype: Record<string, unknown> }
 
 const REQUEST_METHODS = [
   'open', 'close', 'read', 'write', 'fstat', 'fsetstat', 'opendir', 'readdir', 'stat', 'lstat', 'setstat', 'unlink',
@@ -39,6 +40,8 @@ export interface WireCount {
   roundTrips: number
   /** Requests sent while nothing was outstanding on the channel. */
   waves: number
+  /** SSH CHANNEL_DATA messages sent (every channel): each is encrypted here and decrypted by sshd, whatever its size (the service sends a tick's SFTP requests as one, agents/ssh-coalescing.ts). */
+  messagesSent: number
 }
 
 interface Counting {
@@ -53,6 +56,7 @@ interface Counting {
   /** Requests outstanding per channel that are waited for (not the unawaited kinds). */
   outstanding: WeakMap<object, Set<string>>
   waves: number
+  messagesSent: number
   startedAt: number
 }
 
@@ -83,6 +87,11 @@ export function installSftpCounter(): void {
         sending = outer
       }
     }
+  }
+  const channelData = Protocol.prototype.channelData as (...args: unknown[]) => unknown
+  Protocol.prototype.channelData = function (this: unknown, ...args: unknown[]) {
+    if (counting) counting.messagesSent++
+    return channelData.apply(this, args)
   }
   // Every request ssh2 sends is put in the channel's _requests table, and taken out when its answer arrives.
   const own = Symbol('requests')
@@ -132,14 +141,14 @@ export function installSftpCounter(): void {
 export async function count<T>(fn: () => Promise<T>, options: { unawaited?: string[] } = {}): Promise<{ result: T; wire: WireCount; ms: number }> {
   if (!installed) throw new Error('installSftpCounter() first')
   if (counting) throw new Error('count() does not nest')
-  const c: Counting = { unawaited: new Set(options.unawaited), byRequest: new Map(), depths: new WeakMap(), answeredDepth: 0, waveStarts: new WeakMap(), outstanding: new WeakMap(), waves: 0, startedAt: performance.now() }
+  const c: Counting = { unawaited: new Set(options.unawaited), byRequest: new Map(), depths: new WeakMap(), answeredDepth: 0, waveStarts: new WeakMap(), outstanding: new WeakMap(), waves: 0, messagesSent: 0, startedAt: performance.now() }
   counting = c
   const started = performance.now()
   try {
     const result = await fn()
     const ms = performance.now() - started
     const byRequest = Object.fromEntries([...c.byRequest].sort(([a], [b]) => a.localeCompare(b)))
-    return { result, ms, wire: { requests: [...c.byRequest.values()].reduce((a, b) => a + b, 0), byRequest, roundTrips: c.answeredDepth, waves: c.waves } }
+    return { result, ms, wire: { requests: [...c.byRequest.values()].reduce((a, b) => a + b, 0), byRequest, roundTrips: c.answeredDepth, waves: c.waves, messagesSent: c.messagesSent } }
   } finally {
     counting = null
   }

@@ -205,7 +205,7 @@ export class FileAgent implements NodeAgent {
    * listing fails (an open that never answers, say, of a FIFO put under a
    * manifest's name: the next listing then opens only what the directory says is a file).
    */
-  #expectedFiles = new Map<string, number>()
+  #expectedFiles = new Map<string, ExpectedFile>()
   /** stateDir/backups exists (this agent made or saw it): a backup's temp file can be opened there ahead of time. */
   #backupsDirSeen = false
   /**
@@ -378,8 +378,9 @@ export class FileAgent implements NodeAgent {
     const dir = this.staticPodPath
     const listed = p.opendir(dir)
     const early = new Map<string, Promise<OpenedRead | null>>()
-    for (const [name, size] of this.#expectedFiles) {
-      const read = this.#readOpened(p, posix.join(dir, name), size)
+    for (const [name, { size, symlink }] of this.#expectedFiles) {
+      // The listing's attributes are the file's own, except for a symlink (lstat's): what it points to is asked of the open file.
+      const read = this.#readOpened(p, posix.join(dir, name), size, { withStat: symlink })
       read.catch(() => undefined) // looked at only if the listing still has the name
       early.set(name, read)
     }
@@ -393,7 +394,7 @@ export class FileAgent implements NodeAgent {
         visible.map(async ({ name, stat }) => {
           if (stat.kind !== 'symlink') return stats.set(name, stat)
           const opened = await early.get(name)?.catch(() => null)
-          stats.set(name, opened ? opened.stat : await p.stat(posix.join(dir, name)))
+          stats.set(name, opened?.stat ?? (await p.stat(posix.join(dir, name))))
         }),
       )
       const reads = new Map<string, OpenedRead | null>()
@@ -403,18 +404,18 @@ export class FileAgent implements NodeAgent {
         if (stat?.kind !== 'file' || stat.size > this.#maxFileBytes) continue
         // Opened before the directory was read: a file it did not find then may have been created since.
         const opened = await early.get(name)?.catch(() => undefined)
-        if (!opened || opened.stat.kind !== 'file') late.push(name)
+        if (!opened || (opened.stat && opened.stat.kind !== 'file')) late.push(name)
         else reads.set(name, opened)
       }
       for (let i = 0; i < late.length; i += READ_CONCURRENCY) {
         const batch = late.slice(i, i + READ_CONCURRENCY)
-        const read = await Promise.all(batch.map((name) => this.#readOpened(p, posix.join(dir, name), stats.get(name)?.size ?? 0)))
+        const read = await Promise.all(batch.map((name) => this.#readOpened(p, posix.join(dir, name), stats.get(name)?.size ?? 0, { withStat: false })))
         batch.forEach((name, j) => reads.set(name, read[j]!))
       }
       const entries: DirEntry[] = []
       const known = new Map<string, NodeStat>()
-      const expected = new Map<string, number>()
-      for (const { name } of visible) {
+      const expected = new Map<string, ExpectedFile>()
+      for (const { name, stat: listed } of visible) {
         const stat = stats.get(name) ?? null
         if (stat === null) {
           entries.push({ name, kind: 'other', size: 0 }) // a dangling symlink, or one we may not follow
@@ -428,15 +429,16 @@ export class FileAgent implements NodeAgent {
           continue
         }
         if (read === null) continue // removed since the listing
-        known.set(name, read.stat)
+        const attrs = read.stat ?? stat
+        known.set(name, attrs)
         if (read.bytes === null) {
-          entries.push({ name, kind: 'file', size: read.stat.size })
+          entries.push({ name, kind: 'file', size: read.size ?? attrs.size })
           continue
         }
-        // The modification time tells diagnosis whether the kubelet has had time to take the file up; the open file's own.
-        const modifiedAt = read.stat.mtimeMs > 0 ? { modifiedAt: new Date(read.stat.mtimeMs).toISOString() } : {}
+        // The modification time tells diagnosis whether the kubelet has had time to take the file up.
+        const modifiedAt = attrs.mtimeMs > 0 ? { modifiedAt: new Date(attrs.mtimeMs).toISOString() } : {}
         entries.push({ name, kind: 'file', size: read.bytes.length, bytes: read.bytes, ...modifiedAt })
-        if (expected.size < EXPECTED_FILES_MAX) expected.set(name, read.bytes.length)
+        if (expected.size < EXPECTED_FILES_MAX) expected.set(name, { size: read.bytes.length, symlink: listed.kind === 'symlink' })
       }
       this.#expectedFiles = expected
       return { entries, stats: known, temps }
@@ -447,28 +449,30 @@ export class FileAgent implements NodeAgent {
   }
 
   /**
-   * Opens path and reads it whole, with its attributes (fstat: the open
-   * file's own), READs and FSTAT sent together; null when there is no such
-   * file. A file over maxFileBytes comes back without its bytes.
+   * Opens path and reads it whole; null when there is no such file. With
+   * withStat, the open file's attributes too (FSTAT sent with the READ):
+   * for a name that is a symlink, whose listed attributes are the link's.
+   * A file over maxFileBytes comes back without its bytes.
    */
-  async #readOpened(p: NodePipeline, path: string, sizeGuess: number): Promise<OpenedRead | null> {
+  async #readOpened(p: NodePipeline, path: string, sizeGuess: number, { withStat }: { withStat: boolean }): Promise<OpenedRead | null> {
     const handle = await p.open(path, 'read')
     if (handle === null) return null
     try {
       const first = Math.min(READ_CHUNK_BYTES, Math.max(0, sizeGuess) + READ_SLACK_BYTES)
-      const [stat, head] = await Promise.all([p.fstat(handle), p.read(handle, 0, first)])
-      if (stat.kind !== 'file' || stat.size > this.#maxFileBytes) return { stat, bytes: null }
+      const [stat, head] = await Promise.all([withStat ? p.fstat(handle) : null, p.read(handle, 0, first)])
+      if (stat && (stat.kind !== 'file' || stat.size > this.#maxFileBytes)) return { stat, bytes: null }
+      const tooBig = (total: number): OpenedRead => ({ stat: stat && { ...stat, size: total }, bytes: null, size: total })
       const chunks = [head]
       let total = head.length
       // A short READ is the end of a regular file; a full one may not be.
       for (let last = head.length; last === (chunks.length === 1 ? first : READ_CHUNK_BYTES); ) {
-        if (total > this.#maxFileBytes) return { stat: { ...stat, size: total }, bytes: null }
+        if (total > this.#maxFileBytes) return tooBig(total)
         const next = await p.read(handle, total, READ_CHUNK_BYTES)
         chunks.push(next)
         total += next.length
         last = next.length
       }
-      if (total > this.#maxFileBytes) return { stat: { ...stat, size: total }, bytes: null }
+      if (total > this.#maxFileBytes) return tooBig(total)
       return { stat, bytes: chunks.length === 1 ? head : Buffer.concat(chunks, total) }
     } finally {
       p.close(handle)
@@ -543,12 +547,12 @@ export class FileAgent implements NodeAgent {
    *   1. temp file: owner and mode of the target, the bytes, fsync, and
    *      (under the lock: for the readManifest that checks it) the bytes read
    *      back through the same handle; backup (its temp file): the bytes,
-   *      fsync, rename to its name (it appears whole, or not at all), open its
-   *      directory; leftover temp files removed;
+   *      rename to its name (it appears whole, or not at all); leftover temp
+   *      files removed;
    *   2. only when all of 1 succeeded and the node kept the bytes (else the
-   *      temp files go, and nothing the kubelet reads has changed): fsync of
-   *      the backup's directory, rename of the temp file over the target (or
-   *      unlink of the target), fsync of staticPodPath.
+   *      temp files go, and nothing the kubelet reads has changed): rename
+   *      of the temp file over the target (or unlink of the target), fsync
+   *      of staticPodPath.
    *
    * Without Prepared, creating the temp files (0600, exclusive: never through
    * a file or symlink someone planted under our name) comes first: one more.
@@ -596,16 +600,12 @@ export class FileAgent implements NodeAgent {
           const dirOpened = target ? (preparedDir ?? p.open(this.staticPodPath, 'directory').catch(() => null)) : null
           const [backupResult, tempResult, dir] = await Promise.all([backupWritten, tempWritten, dirOpened])
           const failure = backupResult && !backupResult.ok ? { what: `backing up ${backup?.fileName}`, error: backupResult.error } : tempResult && !tempResult.ok ? { what, error: tempResult.error } : null
-          // The backup's directory is flushed before anything else is sent (best effort, like every directory flush).
-          const backupDir = backupResult?.ok ? backupResult.value.dir : null
           const pruned = backupResult?.ok ? backupResult.value.pruned : null
-          const backupFlushed = backupDir ? p.fsync(backupDir).catch(() => false) : null
-          if (backupDir) p.close(backupDir)
           if (failure || target === null || fileName === null) {
             if (dir) p.close(dir)
             if (tempPath) await p.unlink(tempPath).catch(() => undefined)
             if (failure) throw new StepFailed(failure.what, failure.error)
-            await Promise.all([backupFlushed, pruned])
+            await pruned
             return
           }
           const temp = tempResult?.ok ? tempResult.value : null
@@ -620,7 +620,7 @@ export class FileAgent implements NodeAgent {
             if (temp) await p.unlink(temp).catch(() => undefined)
             throw new StepFailed(what, result.error)
           }
-          if (change.kind === 'replace') this.#expectedFiles.set(fileName, change.bytes.byteLength)
+          if (change.kind === 'replace') this.#expectedFiles.set(fileName, { size: change.bytes.byteLength, symlink: false })
           else this.#expectedFiles.delete(fileName)
           // The rename moved the very file that was read back: under the lock, it is what the target holds now.
           if (hold) hold.readBack = { fileName, bytes: change.kind === 'replace' ? readBack : null }
@@ -651,15 +651,19 @@ export class FileAgent implements NodeAgent {
 
   /**
    * The backup's requests, sent without waiting for each other: its temp
-   * file (0600) written, flushed and renamed to its name in its directory
-   * (the name appears whole, or not at all), and that directory opened, for
-   * the flush the caller sends before it changes anything; every few backups,
-   * the directory listed to prune it. If the bytes or their flush failed,
-   * whatever got the backup's name is removed again. Resolves to the
-   * directory's handle (null: it would not open; flushing it is best effort)
-   * and the pruning, which the caller waits for last.
+   * file (0600) written and renamed to its name in its directory (the name
+   * appears whole, or not at all); every few backups, the directory listed
+   * to prune it. If the bytes failed, whatever got the backup's name is
+   * removed again. Resolves to the pruning, which the caller waits for last.
+   *
+   * Not flushed (no fsync of the file or of its directory): the bytes it
+   * holds are in the store already, recorded and flushed there before the
+   * manifest is touched (the listing under the lock records bytes the store
+   * does not know as an OBSERVED revision), so a power cut right after a
+   * write can cost the node's copy, never the only one. Two of the four
+   * flushes a write made on the node, and four of its requests.
    */
-  async #writeBackup(p: NodePipeline, backup: PendingBackup, prepared: OpenedTemp | undefined): Promise<{ dir: NodeHandle | null; pruned: Promise<void> }> {
+  async #writeBackup(p: NodePipeline, backup: PendingBackup, prepared: OpenedTemp | undefined): Promise<{ pruned: Promise<void> }> {
     const final = posix.join(backup.dir, backup.name)
     const known = this.#backupDirs.get(backup.dir)
     const pruneDue = known !== undefined && known.count + 1 >= BACKUPS_KEPT + BACKUPS_PRUNE_SLACK
@@ -670,20 +674,17 @@ export class FileAgent implements NodeAgent {
       this.#backupDirs.delete(backup.dir) // removed under us, perhaps: look again next time
       throw err
     }
-    const steps = [settled(p.write(opened.handle, backup.bytes)), settled(p.fsync(opened.handle).then(() => undefined))]
+    const written = settled(p.write(opened.handle, backup.bytes))
     p.close(opened.handle)
     const renamed = settled(p.rename(opened.path, final))
-    const dirOpened = p.open(backup.dir, 'directory').catch(() => null)
     const listing = pruneDue ? settled(backupNamesIn(p, backup.dir)) : null
     try {
-      const failed = (await Promise.all(steps)).find((step) => !step.ok)
+      const write = await written
       const rename = await renamed
-      if (failed || !rename.ok) {
-        const dir = await dirOpened
-        if (dir) p.close(dir)
+      if (!write.ok || !rename.ok) {
         await p.unlink(rename.ok ? final : opened.path).catch(() => undefined)
         this.#backupDirs.delete(backup.dir)
-        throw failed && !failed.ok ? failed.error : !rename.ok ? rename.error : new Error('backup failed')
+        throw !write.ok ? write.error : !rename.ok ? rename.error : new Error('backup failed')
       }
     } finally {
       this.#tempsInFlight.delete(opened.path)
@@ -701,7 +702,7 @@ export class FileAgent implements NodeAgent {
       known.count = all.length - excess.length
       await Promise.all(excess.map((name) => p.unlink(posix.join(backup.dir, name)).catch(() => undefined)))
     })
-    return { dir: await dirOpened, pruned: pruned ?? Promise.resolve() }
+    return { pruned: pruned ?? Promise.resolve() }
   }
 
   /** A backup directory this agent has not written to yet: made, tidied and counted once (not in the steady state). */
@@ -860,10 +861,19 @@ class StepFailed extends Error {
   }
 }
 
-/** A file read whole by #readOpened: its open file's attributes, and its bytes (null: over maxFileBytes, or not a regular file). */
+/** A file read whole by #readOpened: its bytes (null: over maxFileBytes, or not a regular file), and the open file's attributes if asked for. */
 interface OpenedRead {
-  stat: NodeStat
+  stat: NodeStat | null
   bytes: Buffer | null
+  /** How many bytes it was found to have past maxFileBytes, when it has no bytes for that reason. */
+  size?: number
+}
+
+/** A file the last listing read, opened with the next listing before the directory's answer. */
+interface ExpectedFile {
+  size: number
+  /** Its name was a symlink: the listed attributes are the link's, so the open file's are asked for. */
+  symlink: boolean
 }
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown }
@@ -897,7 +907,7 @@ async function writeTemp(p: NodePipeline, handle: NodeHandle, bytes: Uint8Array,
   try {
     const like = await likeTarget.catch(() => null)
     const steps: Array<Promise<unknown>> = []
-    if (like) steps.push(p.fchown(handle, like.uid, like.gid), p.fchmod(handle, like.mode))
+    if (like) steps.push(p.setOwnerAndMode(handle, { uid: like.uid, gid: like.gid, mode: like.mode }))
     steps.push(p.write(handle, bytes), p.fsync(handle))
     // Read back through the same handle, behind the flush: what the node kept, before the rename makes it the manifest.
     const chunks: Array<Promise<Buffer>> = []
@@ -926,14 +936,21 @@ function take<K extends keyof Prepared>(prepared: Prepared | undefined, key: K):
   return value
 }
 
-/** Directory entries, two READDIRs at once: a directory that fits one answer (OpenSSH sends up to 100 names) is read in one round trip. */
+/**
+ * Directory entries: a directory that fits one answer (OpenSSH sends up to
+ * 100 names) is read in one round trip. Where the node says which batch is
+ * the last, one READDIR; where it cannot, two at once (the second answers "end").
+ */
 async function readWholeDir(p: NodePipeline, handle: NodeHandle): Promise<Array<{ name: string; stat: NodeStat }>> {
   try {
     const entries: Array<{ name: string; stat: NodeStat }> = []
     for (;;) {
-      const batches = await Promise.all([p.readdir(handle), p.readdir(handle)])
-      for (const batch of batches) if (batch) entries.push(...batch)
-      if (batches.includes(null)) return entries
+      const batches = await Promise.all(p.readdirKnowsEnd ? [p.readdir(handle)] : [p.readdir(handle), p.readdir(handle)])
+      for (const batch of batches) {
+        if (batch === null) return entries
+        entries.push(...batch.entries)
+        if (batch.last) return entries
+      }
     }
   } finally {
     p.close(handle)

@@ -3,7 +3,7 @@
 import { constants, type Stats } from 'node:fs'
 import { lstat, mkdir, open, readdir, readFile, readlink, rename, stat, symlink, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { NodeDirEntry, NodeFileSystem, NodeHandle, NodePipeline, NodeStat, OpenedFile } from './node-fs.ts'
+import type { DirBatch, NodeDirEntry, NodeFileSystem, NodeHandle, NodePipeline, NodeStat, OpenedFile } from './node-fs.ts'
 
 /** Manifests may carry credentials in flags; kubeadm writes them 0600 too. */
 const FILE_MODE = 0o600
@@ -168,12 +168,11 @@ class LocalPipeline implements NodePipeline {
     })
   }
 
-  fchown(handle: NodeHandle, uid: number, gid: number): Promise<void> {
-    return this.#next(() => fileOf(handle).chown(uid, gid))
-  }
-
-  fchmod(handle: NodeHandle, mode: number): Promise<void> {
-    return this.#next(() => fileOf(handle).chmod(mode))
+  setOwnerAndMode(handle: NodeHandle, { uid, gid, mode }: { uid: number; gid: number; mode: number }): Promise<void> {
+    return this.#next(async () => {
+      await fileOf(handle).chown(uid, gid)
+      await fileOf(handle).chmod(mode)
+    })
   }
 
   fstat(handle: NodeHandle): Promise<NodeStat> {
@@ -193,7 +192,9 @@ class LocalPipeline implements NodePipeline {
     })
   }
 
-  readdir(handle: NodeHandle): Promise<Array<{ name: string; stat: NodeStat }> | null> {
+  readonly readdirKnowsEnd = true
+
+  readdir(handle: NodeHandle): Promise<DirBatch | null> {
     return this.#next(async () => {
       const dir = local(handle)
       if (dir.listed) return null
@@ -203,7 +204,7 @@ class LocalPipeline implements NodePipeline {
         const info = await orNullIfMissing(lstat(join(dir.path, name)))
         if (info) entries.push({ name, stat: nodeStat(info) }) // else gone since readdir
       }
-      return entries
+      return { entries, last: true }
     })
   }
 

@@ -62,6 +62,12 @@ export interface NodeStat {
   gid: number
 }
 
+/** Entries of a directory, as one readdir returns them. */
+export interface DirBatch {
+  entries: Array<{ name: string; stat: NodeStat }>
+  last: boolean
+}
+
 /** An open file or directory on the node, valid inside the pipeline that opened it. */
 export interface NodeHandle {
   readonly path: string
@@ -94,15 +100,21 @@ export interface NodePipeline {
   write(handle: NodeHandle, bytes: Uint8Array): Promise<void>
   /** Flushes the file (or directory) to stable storage; false when the node cannot (SFTP without fsync@openssh.com). */
   fsync(handle: NodeHandle): Promise<boolean>
-  fchown(handle: NodeHandle, uid: number, gid: number): Promise<void>
-  fchmod(handle: NodeHandle, mode: number): Promise<void>
+  /** The file's owner, then its mode (a change of owner clears set-id bits, which the mode then sets as asked). */
+  setOwnerAndMode(handle: NodeHandle, attrs: { uid: number; gid: number; mode: number }): Promise<void>
   fstat(handle: NodeHandle): Promise<NodeStat>
   /** Sent, not waited for: nothing depends on its answer (a file is flushed before, and what is sent next runs after). */
   close(handle: NodeHandle): void
   /** Fails when the directory cannot be read (isNoSuchFile: there is none). */
   opendir(path: string): Promise<NodeHandle>
-  /** The next entries (lstat's view, '.' and '..' left out), or null at the end. */
-  readdir(handle: NodeHandle): Promise<Array<{ name: string; stat: NodeStat }> | null>
+  /**
+   * The next entries (lstat's view, '.' and '..' left out), or null at the
+   * end; last: the node said these are the last ones, so the READDIR that
+   * would answer "end" need not be sent.
+   */
+  readdir(handle: NodeHandle): Promise<DirBatch | null>
+  /** Whether readdir can say a batch is the last one; where it cannot, the end is a READDIR of its own, sent with the one before (file-agent.ts). */
+  readonly readdirKnowsEnd: boolean
   /** Symlinks followed; null when there is no such entry (or the link dangles). */
   stat(path: string): Promise<NodeStat | null>
   /** The entry itself; null when there is none. */

@@ -255,6 +255,13 @@ export class NodeLock<P = unknown> {
    * the next acquisition clears them instead of waiting for their expiry.
    */
   readonly #unreleased: LockEntry[] = []
+  /**
+   * This node's SFTP server was seen to create the lock as asked (a READLINK
+   * right after the first SYMLINK read our record back): a server that takes
+   * SYMLINK's paths the other way round would make a lock nobody else sees.
+   * A server does it the same way every time, so it is checked once.
+   */
+  #symlinkChecked = false
 
   constructor(options: NodeLockOptions<P>) {
     if (!Number.isFinite(options.lockTtlMs) || options.lockTtlMs <= 0) throw new Error(`lockTtlMs must be a positive number, got ${options.lockTtlMs}`)
@@ -304,8 +311,10 @@ export class NodeLock<P = unknown> {
   /**
    * One request creates the lock: a symlink, which SYMLINK (symlink(2))
    * creates only where nothing is, whole, with the holder record in its
-   * target. A READLINK sent with it says who holds it when that fails, in the
-   * same round trip. Expired locks and locks of dead holders are taken over
+   * target. Who holds it is read (READLINK) only when that fails: a writer
+   * that finds the node locked waits anyway, so the read costs it nothing
+   * that matters, and a writer that takes the lock sends one request, not
+   * two. Expired locks and locks of dead holders are taken over
    * (#removeLockIf), and the create tried again.
    */
   async #tryTake(owner: LockOwner, prefetch: boolean): Promise<TakeOutcome<P>> {
@@ -328,27 +337,29 @@ export class NodeLock<P = unknown> {
       const sent = await this.#o.fs
         .pipeline('taking the node lock', async (p) => {
           const created = settled(p.symlink(target, this.#lockPath))
-          const current = settled(p.readlink(this.#lockPath))
+          const check = this.#symlinkChecked ? null : settled(p.readlink(this.#lockPath))
           const prefetched = prefetch && attempt === 0 && this.#o.prefetch ? this.#o.prefetch(p) : undefined
-          return { created: await created, current: await current, prefetched }
+          return { created: await created, check: await check, prefetched }
         })
         .catch((err: unknown) => {
           throw this.#o.writeFailed('creating the lock', err)
         })
-      const { created, current } = sent
+      const { created, check } = sent
       const discard = (): void => {
         if (sent.prefetched !== undefined) this.#o.discardPrefetched?.(sent.prefetched)
       }
       if (!created.ok) discard()
       if (created.ok) {
-        if (!current.ok || current.value !== target) {
+        if (check && (!check.ok || check.value !== target)) {
           discard()
           // Never seen with OpenSSH's server: it would not be a lock anyone else could see.
           throw this.#o.writeFailed('creating the lock', new Error(`${this.#lockPath} is not the symlink just created`))
         }
+        this.#symlinkChecked = true
         return { acquired: true, held: { record, target, prefetched: sent.prefetched, renewTimer: undefined, renewing: undefined, stopped: false, lost: false } }
       }
       if (isPermissionDenied(created.error)) throw this.#o.writeFailed('creating the lock', created.error)
+      const current = check ?? (await settled(this.#o.fs.pipeline('reading the lock', (p) => p.readlink(this.#lockPath))))
       if (isNoSuchFile(created.error) && !(current.ok && current.value !== null)) {
         // No stateDir yet (a node's first write): made once, then tried again.
         if (madeStateDir) throw this.#o.writeFailed('creating the lock', created.error)

@@ -11,7 +11,7 @@
 
 import { posix } from 'node:path'
 import type { SFTPWrapper, Stats } from 'ssh2'
-import type { NodeDirEntry, NodeEntryKind, NodeFileSystem, NodeHandle, NodePipeline, NodeStat, OpenedFile } from './node-fs.ts'
+import type { DirBatch, NodeDirEntry, NodeEntryKind, NodeFileSystem, NodeHandle, NodePipeline, NodeStat, OpenedFile } from './node-fs.ts'
 
 /** Runs one SFTP operation on the node (the pool's run, bound to the node). */
 export type SftpRunner = <T>(what: string, fn: (sftp: SFTPWrapper) => Promise<T>) => Promise<T>
@@ -24,6 +24,8 @@ const PERMISSION_DENIED = 3
 /** Manifests may carry credentials in flags; kubeadm writes them 0600 too. */
 const FILE_MODE = 0o600
 const DIR_MODE = 0o755
+/** S_ISUID | S_ISGID: what a change of a file's owner clears. */
+const SET_ID_BITS = 0o6000
 /**
  * One WRITE's data, below what ssh2 sends in one request to any server (it
  * splits longer writes itself, but sends each part only after the answer to
@@ -32,6 +34,14 @@ const DIR_MODE = 0o755
 const WRITE_CHUNK_BYTES = 31 * 1024
 /** Below OpenSSH's and ssh2's read limits (256 KiB less headers), above any sane manifest. */
 const READ_CHUNK_BYTES = 128 * 1024
+/**
+ * OpenSSH's sftp-server answers a READDIR with up to 100 names, and with
+ * fewer only when it reached the end of the directory (process_readdir: it
+ * reads entries until it has 100 or readdir(3) says there are no more). So
+ * from it, a batch of fewer is the last, and the READDIR that would only
+ * answer "end" is not sent.
+ */
+const OPENSSH_READDIR_BATCH = 100
 
 /**
  * What a status means, in fixed words: the node's own status text (and
@@ -225,10 +235,21 @@ async function orNullIfMissing<T>(promise: Promise<T>): Promise<T | null> {
   }
 }
 
-/** ssh2's view of the server, for the one request whose encoding depends on it (SYMLINK). */
+/** ssh2's view of the server, for what depends on it (SYMLINK's encoding, READDIR's batches). */
 interface Ssh2SftpInternals {
   _isOpenSSH?: boolean
   _extensions?: Record<string, unknown>
+}
+
+/** One READDIR's names as the server sent them, '.' and '..' included (ssh2's option full, which its types leave out). */
+function readdirFull(sftp: SFTPWrapper, handle: Buffer, done: (err: Error | undefined, list: Array<{ filename: string; attrs: Stats }>) => void): void {
+  const readdir = sftp.readdir as unknown as (handle: Buffer, options: { full: boolean }, cb: typeof done) => void
+  readdir.call(sftp, handle, { full: true }, done)
+}
+
+/** The SFTP server is OpenSSH's: it offers OpenSSH's extensions (what this agent needs of it anyway). */
+function isOpenSshSftpServer(sftp: SFTPWrapper): boolean {
+  return (sftp as unknown as Ssh2SftpInternals)._extensions?.['posix-rename@openssh.com'] !== undefined
 }
 
 /**
@@ -237,10 +258,14 @@ interface Ssh2SftpInternals {
  * receives them and answers each in turn (NodePipeline).
  */
 class SftpPipeline implements NodePipeline {
+  readonly readdirKnowsEnd: boolean
+
   constructor(
     private readonly sftp: SFTPWrapper,
     private readonly run: SftpRunner,
-  ) {}
+  ) {
+    this.readdirKnowsEnd = isOpenSshSftpServer(sftp)
+  }
 
   /**
    * ssh2 drops a request made on a session that has closed without ever
@@ -302,12 +327,17 @@ class SftpPipeline implements NodePipeline {
     }
   }
 
-  fchown(handle: NodeHandle, uid: number, gid: number): Promise<void> {
-    return this.#call<void>('fchown', handle.path, (done) => this.sftp.fsetstat(this.#raw(handle), { uid, gid }, done))
-  }
-
-  fchmod(handle: NodeHandle, mode: number): Promise<void> {
-    return this.#call<void>('fchmod', handle.path, (done) => this.sftp.fsetstat(this.#raw(handle), { mode }, done))
+  /**
+   * One FSETSTAT with both, unless the mode has set-id bits: OpenSSH's
+   * server applies a request's mode before its owner (process_fsetstat:
+   * permissions, times, then uid/gid), and the change of owner would clear
+   * them again. Then two requests, the owner first, sent together.
+   */
+  setOwnerAndMode(handle: NodeHandle, { uid, gid, mode }: { uid: number; gid: number; mode: number }): Promise<void> {
+    const set = (attrs: { uid: number; gid: number } | { mode: number } | { uid: number; gid: number; mode: number }): Promise<void> =>
+      this.#call<void>('fsetstat', handle.path, (done) => this.sftp.fsetstat(this.#raw(handle), attrs, done))
+    if ((mode & SET_ID_BITS) === 0) return set({ uid, gid, mode })
+    return Promise.all([set({ uid, gid }), set({ mode })]).then(() => undefined)
   }
 
   fstat(handle: NodeHandle): Promise<NodeStat> {
@@ -322,9 +352,13 @@ class SftpPipeline implements NodePipeline {
     return this.#call<Buffer>('opendir', path, (done) => this.sftp.opendir(path, done)).then((h) => new SftpHandle(path, h, this.sftp))
   }
 
-  readdir(handle: NodeHandle): Promise<Array<{ name: string; stat: NodeStat }> | null> {
-    return this.#call<Array<{ filename: string; attrs: Stats }>>('readdir', handle.path, (done) => this.sftp.readdir(this.#raw(handle), done)).then(
-      (batch) => batch.filter((e) => e.filename !== '.' && e.filename !== '..').map((e) => ({ name: e.filename, stat: nodeStat(e.attrs) })),
+  readdir(handle: NodeHandle): Promise<DirBatch | null> {
+    // full: with '.' and '..', which OpenSSH's server counts in its 100 (ssh2 would leave them out of the batch).
+    return this.#call<Array<{ filename: string; attrs: Stats }>>('readdir', handle.path, (done) => readdirFull(this.sftp, this.#raw(handle), done)).then(
+      (batch) => ({
+        entries: batch.filter((e) => e.filename !== '.' && e.filename !== '..').map((e) => ({ name: e.filename, stat: nodeStat(e.attrs) })),
+        last: this.readdirKnowsEnd && batch.length < OPENSSH_READDIR_BATCH,
+      }),
       (err: unknown) => {
         if (statusOf(err) === END_OF_FILE) return null
         throw err
@@ -353,9 +387,7 @@ class SftpPipeline implements NodePipeline {
     // draft says. ssh2 swaps them when the SSH server's banner says OpenSSH;
     // the SFTP server is what counts, and this agent needs OpenSSH's (its
     // extensions) anyway: so swap them here when ssh2 would not.
-    const internals = this.sftp as unknown as Ssh2SftpInternals
-    const openSshServer = internals._extensions?.['posix-rename@openssh.com'] !== undefined
-    const swap = openSshServer && internals._isOpenSSH !== true
+    const swap = isOpenSshSftpServer(this.sftp) && (this.sftp as unknown as Ssh2SftpInternals)._isOpenSSH !== true
     return this.#call<void>('symlink', path, (done) => (swap ? this.sftp.symlink(path, target, done) : this.sftp.symlink(target, path, done)))
   }
 
@@ -439,16 +471,20 @@ async function readRange(sftp: SFTPWrapper, handle: Buffer, path: string, offset
 async function readWholeDir(sftp: SFTPWrapper, dir: string): Promise<Array<{ filename: string; attrs: Stats }>> {
   const handle = await call<Buffer>('opendir', dir, (done) => sftp.opendir(dir, done))
   const next = (): Promise<Array<{ filename: string; attrs: Stats }> | null> =>
-    call<Array<{ filename: string; attrs: Stats }>>('readdir', dir, (done) => sftp.readdir(handle, done)).catch((err) => {
+    call<Array<{ filename: string; attrs: Stats }>>('readdir', dir, (done) => readdirFull(sftp, handle, done)).catch((err) => {
       if (statusOf(err) === END_OF_FILE) return null
       throw err
     })
   try {
     const entries: Array<{ filename: string; attrs: Stats }> = []
+    const knowsEnd = isOpenSshSftpServer(sftp)
     for (;;) {
-      const batches = await Promise.all([next(), next()])
-      for (const batch of batches) if (batch) entries.push(...batch)
-      if (batches.includes(null)) return entries
+      const batches = await Promise.all(knowsEnd ? [next()] : [next(), next()])
+      for (const batch of batches) {
+        if (batch === null) return entries
+        for (const entry of batch) if (entry.filename !== '.' && entry.filename !== '..') entries.push(entry)
+        if (knowsEnd && batch.length < OPENSSH_READDIR_BATCH) return entries
+      }
     }
   } finally {
     closeUnawaited(sftp, handle)

@@ -31,13 +31,14 @@
 // When it drops, every connection through it drops with it (NODE_UNREACHABLE
 // for those nodes only), and the next operation opens it again.
 
-import { connect as tcpConnect, type Socket } from 'node:net'
+import { connect as tcpConnect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { ClientChannel, Client as SshClient, ConnectConfig, SFTPWrapper } from 'ssh2'
 import { ServiceError, isServiceError } from '../errors.ts'
 import { ADDRESS_LOOKUP_TIMEOUT_MS, allowedAddress, lookupAddresses, type AddressAllowList, type HostResolver } from '../net/address-allow.ts'
 import { channelFailure, CONNECT_FAILURE, connectFailure, connectionLost, loggableError } from './connect-errors.ts'
 import { openSshFingerprint, sameFingerprint } from './host-key.ts'
+import { coalescingRequestsPerTick, coalescingWritesPerTick } from './ssh-coalescing.ts'
 
 /**
  * ssh2 is loaded when the first node is contacted, not at start: a process
@@ -779,7 +780,7 @@ class PooledConnection {
           sftp.once('close', () => {
             if (this.#sftp === channel) this.#sftp = null
           })
-          resolve(sftp)
+          resolve(coalescingRequestsPerTick(sftp))
         }
         const sudo = this.endpoint.sudo
         if (sudo) {
@@ -965,29 +966,4 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => 
   } finally {
     clearTimeout(timer)
   }
-}
-
-/**
- * ssh2 writes every SSH packet to the socket on its own, one write(2) each,
- * and each SFTP request is a packet. Requests sent together (a file's write
- * and flush, two READDIRs) then cost a system call each, which on loopback
- * and in VMs costs far more than the bytes. Corked until the end of the
- * tick, they leave as one writev(2) (the pattern Node's docs give for cork).
- */
-function coalescingWritesPerTick(socket: Socket): Socket {
-  const write = socket.write
-  let corked = false
-  socket.write = function (this: Socket, ...args: Parameters<Socket['write']>): boolean {
-    if (!corked) {
-      corked = true
-      this.cork()
-      process.nextTick(() => {
-        corked = false
-        this.uncork()
-      })
-    }
-    return write.apply(this, args as never)
-  } as Socket['write']
-  socket.setNoDelay(true)
-  return socket
 }

@@ -2,11 +2,17 @@
 // host. better-sqlite3 is synchronous: reads run at once and return a settled
 // promise, which keeps the Store interface the same as the DynamoDB one's.
 //
-// Durability: WAL with synchronous = FULL. Every commit is fsynced before the
-// write that made it resolves. In WAL mode synchronous = NORMAL already
-// survives a crash of this process (kill -9: the committed WAL frames are in
-// the OS page cache), but not a power cut, kernel panic or VM reset, which can
-// roll back the last commits. This store holds the only copy of the bytes a
+// Durability: every commit is fsynced before the write that made it resolves.
+// In WAL mode synchronous = NORMAL alone survives a crash of this process
+// (kill -9: the committed WAL frames are in the OS page cache), but not a
+// power cut, kernel panic or VM reset, which can roll back the last commits.
+// So the store commits with synchronous = NORMAL and flushes the WAL itself,
+// in the thread pool (wal-flush.ts), before it resolves the commit's writes:
+// FULL's guarantee without FULL's pause of the event loop at every commit.
+// What that gives up: another connection (a second instance on this file)
+// can read a commit in the moment before it is flushed, and a power cut in
+// that moment loses it; no write of this process's callers has resolved,
+// and nothing has touched a node on its account. This store holds the only copy of the bytes a
 // manifest had before it was changed and the audit trail of who changed it,
 // recorded right before or after touching a control-plane node, exactly when a
 // node crash is likely; losing them would make rollback impossible.
@@ -36,6 +42,7 @@ import { requireCount } from './arguments.ts'
 import { auditCursorBound, newAuditId, pickAuditFields } from './audit-id.ts'
 import { canonicalEventInstant, eventIdBound, newEventFields, storedEvent } from './event-fields.ts'
 import { migrate } from './sqlite-schema.ts'
+import { WalFlusher, type FlushFile } from './wal-flush.ts'
 import { deepFreeze } from '../deep-freeze.ts'
 import { podKeyString } from '../domain.ts'
 import type { AuditEvent, EventRecord, EventType, JumpHostRecord, Label, NewAuditEvent, NewEvent, NewRevision, NodeFacts, NodeKind, Privilege, NodeObservation, NodeRecord, PodKey, RevisionRecord, WebhookRecord } from '../domain.ts'
@@ -45,6 +52,8 @@ import type { AuditQuery, ConditionalObservationResult, EventQuery, Store, Store
 export interface SqliteStoreOptions {
   /** The time recorded as stored_at of observations; tests pin it. */
   clock?: () => Date
+  /** How the WAL is flushed before a commit's writes resolve (default: fsync in the thread pool); tests hold it. */
+  flushWal?: FlushFile
 }
 
 /** How long a connection waits for another one's write lock before failing with SQLITE_BUSY. */
@@ -359,17 +368,24 @@ export class SqliteStore implements Store {
       if (!inMemory && journalMode !== 'wal') {
         throw new Error(`store ${path}: could not switch to WAL journal mode (got ${journalMode})`)
       }
+      // The migration commits on its own, flushed as it goes; the store's writes flush through walFlusher.
       db.pragma('synchronous = FULL')
       db.pragma('foreign_keys = ON')
       migrate(db, path)
-      return new SqliteStore(db, opts.clock ?? (() => new Date()))
+      db.pragma('synchronous = NORMAL')
+      return new SqliteStore(db, opts.clock ?? (() => new Date()), inMemory ? null : new WalFlusher(`${resolve(path)}-wal`, opts.flushWal))
     } catch (err) {
       db.close()
       throw err
     }
   }
 
-  private constructor(db: SqliteDatabase, clock: () => Date) {
+  private constructor(
+    db: SqliteDatabase,
+    clock: () => Date,
+    /** Flushes the WAL before a commit's writes resolve; null in memory. */
+    private readonly walFlusher: WalFlusher | null,
+  ) {
     this.db = db
     this.clock = clock
 
@@ -561,10 +577,17 @@ export class SqliteStore implements Store {
       for (const write of batch) write.reject(err)
       return
     }
-    for (const [i, outcome] of outcomes.entries()) {
-      if (outcome.ok) batch[i]!.resolve(outcome.value)
-      else batch[i]!.reject(outcome.error)
+    const settle = (): void => {
+      for (const [i, outcome] of outcomes.entries()) {
+        if (outcome.ok) batch[i]!.resolve(outcome.value)
+        else batch[i]!.reject(outcome.error)
+      }
     }
+    if (!this.walFlusher) return settle()
+    // Committed, and not on disk until the flush: a flush that fails fails every write of the commit.
+    this.walFlusher.flushed().then(settle, (err: unknown) => {
+      for (const write of batch) write.reject(err)
+    })
   }
 
   async ping(): Promise<void> {
@@ -574,6 +597,7 @@ export class SqliteStore implements Store {
   /** Commits the queued writes first. Idempotent: closing twice is harmless. */
   async close(): Promise<void> {
     while (this.queuedWrites.length > 0) this.flushWrites()
+    await this.walFlusher?.idle()
     if (this.db.open) this.db.close()
   }
 

@@ -5,7 +5,7 @@
 // The test runs as root (as the SSH tests do), so "root's" is the writer's.
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { chown, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, chown, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { FileAgent } from '../../src/agents/file-agent.ts'
@@ -83,6 +83,20 @@ describe('modes and owners of what the write path leaves', () => {
       const { path: backup } = await agent.backup('existing.yaml', Buffer.from(podYaml('existing')))
       assert.equal(await readFile(backup, 'utf8'), podYaml('existing'))
       assert.deepEqual(await modeAndOwner(backup), { mode: '600', uid: 0, gid: 0 }, 'a backup is a new file: 0600, whatever the manifest was')
+    })
+
+    it(`${kind}: a replaced manifest with set-id bits keeps them and its owner (the owner is set first: a change of owner clears them)`, async () => {
+      const agent = await make()
+      const path = join(agent.staticPodPath, 'set-id.yaml')
+      await agent.writeManifest('set-id.yaml', Buffer.from(podYaml('set-id')))
+      await chown(path, OTHER_UID, OTHER_GID)
+      await chmod(path, 0o6640)
+      await agent.withLock({ actor: 'test', instance: 'test' }, async () => {
+        await agent.listManifestDir()
+        await agent.writeManifest('set-id.yaml', Buffer.from(podYaml('set-id', 'nginx:1.28')))
+      })
+      assert.equal(await readFile(path, 'utf8'), podYaml('set-id', 'nginx:1.28'))
+      assert.deepEqual(await modeAndOwner(path), { mode: '6640', uid: OTHER_UID, gid: OTHER_GID })
     })
   }
 })

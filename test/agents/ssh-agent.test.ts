@@ -168,6 +168,24 @@ describe('SSH agent', () => {
     assert.deepEqual(listed, [...names, ...sizes.map((s) => `f${s}`)].sort())
     assert.equal(await fs.readFile(join(dir, 'missing')), null)
   })
+
+  it('lists staticPodPath whole around one READDIR answer (100 names with "." and ".."), under the lock and without', async (t) => {
+    // OpenSSH's server sends fewer than 100 names only at the end: the listing then sends no READDIR that would only answer "end".
+    const pool = poolFor()
+    t.after(() => pool.close())
+    const node = fleet.nodes[0]!
+    for (const count of [97, 98, 99, 100, 101, 197, 198, 250]) {
+      const manifests = join(node.dir, `listing-${count}`)
+      await mkdir(manifests, { recursive: true })
+      const names = Array.from({ length: count }, (_, i) => `m-${String(i).padStart(3, '0')}`)
+      await Promise.all(names.map((name) => writeFile(join(manifests, name), name)))
+      const agent = agentOn(pool, node, { name: `listing-${count}`, manifests })
+      assert.deepEqual((await agent.listManifestDir()).map((e) => e.name), names, `${count} entries`)
+      const underLock = await agent.withLock({ actor: 'test', instance: 'i' }, () => agent.listManifestDir())
+      assert.deepEqual(underLock.map((e) => e.name), names, `${count} entries, under the lock`)
+      assert.deepEqual(underLock.map((e) => e.bytes?.toString()), names, `${count} entries read`)
+    }
+  })
   it('runtime state from crictl over SSH: derived from the manifests present, and a real-shaped fixture', async (t) => {
     const pool = poolFor()
     t.after(() => pool.close())

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -43,6 +43,11 @@ storeContract('sqlite', async () => {
 })
 
 /** The connection behind a store, for checks the Store interface has no reason to offer. */
+async function waitUntil(condition: () => boolean, what = 'the condition'): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 5))
+  assert.ok(condition(), `${what} within 1 s`)
+}
+
 function connectionOf(store: SqliteStore): SqliteDatabase {
   return (store as unknown as { db: SqliteDatabase }).db
 }
@@ -145,13 +150,13 @@ describe('SqliteStore', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  it('opens the file in WAL mode with synchronous = FULL, foreign keys and a busy timeout', async () => {
+  it('opens the file in WAL mode with synchronous = NORMAL (it flushes the WAL itself), foreign keys and a busy timeout', async () => {
     const path = join(dir, 'pragmas.db')
     const store = SqliteStore.open(path)
     try {
       const db = connectionOf(store)
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal')
-      assert.equal(db.pragma('synchronous', { simple: true }), 2, 'FULL')
+      assert.equal(db.pragma('synchronous', { simple: true }), 1, 'NORMAL')
       assert.equal(db.pragma('foreign_keys', { simple: true }), 1)
       assert.ok((db.pragma('busy_timeout', { simple: true }) as number) >= 1000)
       // WAL is a property of the file: another connection sees it too.
@@ -160,6 +165,41 @@ describe('SqliteStore', () => {
       other.close()
     } finally {
       await store.close()
+    }
+  })
+
+  it('a write resolves only once the WAL is flushed; commits made during a flush share the next one; a failed flush fails the writes', async () => {
+    const path = join(dir, 'flush.db')
+    const flushes: Array<{ path: string; size: number; done: (err?: Error) => void }> = []
+    const store = SqliteStore.open(path, {
+      flushWal: (wal) => new Promise<void>((resolve, reject) => flushes.push({ path: wal, size: statSync(wal).size, done: (err) => (err ? reject(err) : resolve()) })),
+    })
+    try {
+      const settledState = (promise: Promise<unknown>): Promise<string> => Promise.race([promise.then(() => 'resolved', () => 'rejected'), new Promise<string>((r) => setTimeout(() => r('pending'), 50))])
+      const first = store.createNode(nodeRecord('flush-1'))
+      await waitUntil(() => flushes.length === 1)
+      assert.equal(flushes[0]!.path, `${path}-wal`)
+      assert.ok(flushes[0]!.size > 0, 'the commit is in the WAL when its flush starts')
+      assert.equal(await settledState(first), 'pending', 'not resolved before its commit is flushed')
+      // Committed meanwhile: they wait for a flush that starts after their commit, and share it.
+      const second = store.createNode(nodeRecord('flush-2'))
+      const third = store.createNode(nodeRecord('flush-3'))
+      await new Promise((r) => setTimeout(r, 20))
+      assert.equal(flushes.length, 1, 'one flush at a time')
+      flushes[0]!.done()
+      assert.equal(await settledState(first), 'resolved')
+      await waitUntil(() => flushes.length === 2)
+      assert.equal(await settledState(second), 'pending')
+      flushes[1]!.done()
+      assert.deepEqual([await settledState(second), await settledState(third)], ['resolved', 'resolved'])
+      const failing = store.createNode(nodeRecord('flush-4'))
+      await waitUntil(() => flushes.length === 3)
+      flushes[2]!.done(new Error('EIO: the disk failed'))
+      await assert.rejects(failing, /EIO/)
+    } finally {
+      const closing = store.close()
+      for (const flush of flushes) flush.done()
+      await closing
     }
   })
 
