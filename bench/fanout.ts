@@ -69,6 +69,16 @@ function prepareTools(): void {
 const serviceScript = join(repo, 'bench', 'service-fanout.ts')
 const rolloutScript = join(repo, 'bench', 'rollout-fanout.ts')
 
+/**
+ * nodes.sh waits for "ready" in latency-proxy.log, which the proxy it starts
+ * in the background truncates only once it runs: a log left by an earlier
+ * run can say "ready" first, and nodes.sh then gives up on a proxy that is
+ * starting fine. So no old log is left for it to read.
+ */
+function forgetOldProxyLog(): void {
+  rmSync(join(benchDir, 'latency-proxy.log'), { force: true })
+}
+
 function runHarness(n: string): void {
   // Timed by hyperfine as a whole process, like ssh2-ref.js --cold-only: start, connect, one write to every node.
   const serviceCmd = `node --import tsx ${serviceScript} --iters 0 >> ${join(results, `service-process-N${n}.jsonl`)}`
@@ -87,6 +97,7 @@ function runHarness(n: string): void {
     env.RUNS_LARGE = process.env.RUNS_LARGE ?? '3'
   }
   console.log(`\n== N=${n}: baseline harness and the service (${quick ? 'quick' : 'full'})`)
+  forgetOldProxyLog()
   const run = spawnSync(join(harness, 'run-bench.sh'), [n], { stdio: 'inherit', env, cwd: harness })
   if (run.status !== 0) die(`run-bench.sh ${n} failed (exit ${run.status})`)
 }
@@ -101,6 +112,7 @@ function runServiceInProcess(n: string): void {
   const nodesSh = join(harness, 'nodes.sh')
   const env = { ...process.env, BENCH_DIR: benchDir }
   console.log(`== service-inproc N=${n} runs=${runs} (cold: first request; warm: ${SERVICE_ITERS} more over pooled connections)`)
+  forgetOldProxyLog()
   if (spawnSync(nodesSh, ['up', n], { stdio: 'inherit', env }).status !== 0) die(`nodes.sh up ${n} failed`)
   let failure: string | null = null
   for (let i = 0; i < runs && failure === null; i++) {
