@@ -67,7 +67,7 @@ export class WalFlusher {
  * checkpoint has moved its frames into the database file and truncated or
  * removed it, and a checkpoint flushes the database file before it does.
  */
-export async function fsyncFile(path: string): Promise<void> {
+async function fsyncFile(path: string): Promise<void> {
   let file
   try {
     file = await open(path, 'r')
