@@ -88,6 +88,12 @@ export async function benchServiceApp(fleet: BenchFleet, env: Record<string, str
   }
   try {
     await registerBenchNodes(app.services.store, fleet)
+    // Booted as a server is before it listens (route schemas compiled, plugins
+    // loaded), and past its first request, one that reaches no node (the modules
+    // a request loads on first use, which tsx transpiles here on the fly): a cold
+    // request here is one over new connections, not the boot.
+    await app.ready()
+    await app.inject({ method: 'POST', url: '/graphql', payload: { query: '{ nodes { name } }' } })
   } catch (err) {
     await close()
     throw err

@@ -40,7 +40,7 @@ import type {
 } from './agent.ts'
 import { readBoundedFile, readContainerLog, readKubeletJournal, type DiagnosticsAccess, type RunCommand } from './diagnostics.ts'
 import { NodeLock, sameMachineProcessLiveness, thisProcessIdentity, type LockHolderLiveness, type ProcessIdentity } from './node-lock.ts'
-import { isPermissionDenied, type NodeFileSystem, type NodeHandle, type NodePipeline, type NodeStat } from './node-fs.ts'
+import { isNoSuchFile, isPermissionDenied, type NodeFileSystem, type NodeHandle, type NodePipeline, type NodeStat } from './node-fs.ts'
 
 /** Every temp file this service creates ends with this, so leftovers are recognisably ours. */
 export const TEMP_FILE_SUFFIX = '.staticpod-api.tmp'
@@ -206,12 +206,15 @@ export class FileAgent implements NodeAgent {
    * manifest's name: the next listing then opens only what the directory says is a file).
    */
   #expectedFiles = new Map<string, ExpectedFile>()
-  /** stateDir/backups exists (this agent made or saw it): a backup's temp file can be opened there ahead of time. */
-  #backupsDirSeen = false
+  /** stateDir/backups was not there when a backup's temp file was opened ahead of time: none is, until a backup makes it. */
+  #backupsRootMissing = false
+  /** stateDir/backups has been listed under the lock for temp files a killed process left (once per agent). */
+  #backupsRootTidied = false
   /**
-   * Backup directories this agent has made sure of, with how many backups each
+   * Backup directories this agent has written to, with how many backups each
    * holds as far as it knows: pruning lists a directory only when that count
-   * says it is due, not at every write.
+   * says it is due, not at every write. One not in here is listed with its
+   * first backup, to count it.
    */
   readonly #backupDirs = new Map<string, { count: number }>()
 
@@ -307,20 +310,21 @@ export class FileAgent implements NodeAgent {
 
   /** Prepared's files, opened behind the lock's request (no round trip of their own). */
   #prepare(p: NodePipeline, prepared: Prepared): void {
-    const openTemp = (dir: string, prefix: string): OpenedTemp => {
+    const openTemp = (dir: string, prefix: string, onNoSuchDir?: () => void): OpenedTemp => {
       const path = posix.join(dir, `.${prefix}.${randomHex()}${TEMP_FILE_SUFFIX}`)
       this.#tempsInFlight.add(path)
       const opened = p.open(path, 'create').then(
         (handle) => (handle ? { path, handle } : null),
-        () => {
+        (err: unknown) => {
           this.#tempsInFlight.delete(path)
+          if (isNoSuchFile(err)) onNoSuchDir?.()
           return null
         },
       )
       return opened
     }
     prepared.temp = openTemp(this.staticPodPath, 'write')
-    if (this.#backupsDirSeen) prepared.backupTemp = openTemp(posix.join(this.stateDir, 'backups'), 'backup')
+    if (!this.#backupsRootMissing) prepared.backupTemp = openTemp(this.#backupsRoot(), 'backup', () => (this.#backupsRootMissing = true))
     prepared.dir = p.open(this.staticPodPath, 'directory').catch(() => null)
   }
 
@@ -561,7 +565,6 @@ export class FileAgent implements NodeAgent {
    */
   async #commit(change: Change, backup: PendingBackup | undefined, what: string): Promise<void> {
     const hold = this.#hold
-    if (backup) await this.#prepareBackupDir(backup)
     const changes = change.kind !== 'none'
     const leftovers = hold && changes ? await this.#leftoverTemps(hold) : []
     const model = change.kind === 'replace' ? modelFrom(hold?.listed, change.fileName) : undefined
@@ -656,6 +659,16 @@ export class FileAgent implements NodeAgent {
    * to prune it. If the bytes failed, whatever got the backup's name is
    * removed again. Resolves to the pruning, which the caller waits for last.
    *
+   * No round trip of its own for the directories either, not even on a
+   * node's first backup: they are assumed to be there (they are, after the
+   * first backup a node ever had), and made only when the temp file or the
+   * rename says one is missing. A directory this agent has not written to
+   * yet is listed alongside the bytes, to count its backups and find temp
+   * files a killed process left; so is stateDir/backups itself, once, under
+   * the lock. What those listings find is removed without being waited for:
+   * the node handles requests in order, so it is done before the lock's
+   * release, which comes after.
+   *
    * Not flushed (no fsync of the file or of its directory): the bytes it
    * holds are in the store already, recorded and flushed there before the
    * manifest is touched (the listing under the lock records bytes the store
@@ -666,21 +679,41 @@ export class FileAgent implements NodeAgent {
   async #writeBackup(p: NodePipeline, backup: PendingBackup, prepared: OpenedTemp | undefined): Promise<{ pruned: Promise<void> }> {
     const final = posix.join(backup.dir, backup.name)
     const known = this.#backupDirs.get(backup.dir)
-    const pruneDue = known !== undefined && known.count + 1 >= BACKUPS_KEPT + BACKUPS_PRUNE_SLACK
+    const underLock = this.#hold !== null
+    const listing = known === undefined || known.count + 1 >= BACKUPS_KEPT + BACKUPS_PRUNE_SLACK ? settled(entriesOf(p, backup.dir)) : null
+    const root = this.#backupsRoot()
+    const rootListing = underLock && !this.#backupsRootTidied ? settled(entriesOf(p, root)) : null
+    if (rootListing) this.#backupsRootTidied = true
+    const makeDirs = (): Promise<void> => {
+      this.#backupsRootMissing = false
+      // Every directory on the way, sent at once (the node makes them in order); each may be
+      // there already, and mkdir fails then: what follows says whether the directory is there now.
+      const made = ancestorsAndSelf(backup.dir).map((dir) => p.mkdir(dir).catch(() => undefined))
+      return Promise.all(made).then(() => undefined)
+    }
     let opened: { path: string; handle: NodeHandle }
     try {
-      opened = await this.#tempIn(p, backup.dir, backup.name, prepared)
+      opened = await this.#tempIn(p, backup.dir, backup.name, prepared).catch(async (err: unknown) => {
+        if (!isNoSuchFile(err)) throw err
+        await makeDirs()
+        return this.#tempIn(p, backup.dir, backup.name, undefined)
+      })
     } catch (err) {
       this.#backupDirs.delete(backup.dir) // removed under us, perhaps: look again next time
       throw err
     }
     const written = settled(p.write(opened.handle, backup.bytes))
     p.close(opened.handle)
-    const renamed = settled(p.rename(opened.path, final))
-    const listing = pruneDue ? settled(backupNamesIn(p, backup.dir)) : null
+    let renamed = settled(p.rename(opened.path, final))
     try {
       const write = await written
-      const rename = await renamed
+      let rename = await renamed
+      if (write.ok && !rename.ok && isNoSuchFile(rename.error)) {
+        // A temp file opened ahead of time in stateDir/backups, for a file that has no backup directory yet.
+        await makeDirs()
+        renamed = settled(p.rename(opened.path, final))
+        rename = await renamed
+      }
       if (!write.ok || !rename.ok) {
         await p.unlink(rename.ok ? final : opened.path).catch(() => undefined)
         this.#backupDirs.delete(backup.dir)
@@ -689,51 +722,34 @@ export class FileAgent implements NodeAgent {
     } finally {
       this.#tempsInFlight.delete(opened.path)
     }
-    if (known) known.count++
+    const counted = known ?? { count: 0 }
+    counted.count++
+    this.#backupDirs.set(backup.dir, counted)
+    const removeAll = (dir: string, names: string[]): void => {
+      for (const name of names) p.unlink(posix.join(dir, name)).catch(() => undefined) // tidying up never fails a write
+    }
+    const leftTemps = (dir: string, entries: Settled<DirListing>): string[] =>
+      // Only under the lock: otherwise a temp file could be another process's write in flight.
+      underLock && entries.ok ? entries.value.filter((e) => isTempFileName(e.name) && !this.#tempsInFlight.has(posix.join(dir, e.name))).map((e) => e.name) : []
+    const rootTidied = rootListing?.then((entries) => removeAll(root, leftTemps(root, entries)))
     // Names sort by time: all but the newest BACKUPS_KEPT go, sent when the listing is in (the change does not wait for it).
-    const pruned = listing?.then(async (names) => {
-      if (!known) return
-      if (!names.ok) {
-        known.count = BACKUPS_KEPT // a backup that was kept is worth more than one too many on disk
+    const pruned = listing?.then((entries) => {
+      if (!entries.ok) {
+        counted.count = known ? BACKUPS_KEPT : 1 // a backup that was kept is worth more than one too many on disk
         return
       }
-      const all = [...new Set([...names.value, backup.name])].sort()
+      const names = entries.value.filter((e) => e.stat.kind === 'file' && BACKUP_NAME.test(e.name)).map((e) => e.name)
+      const all = [...new Set([...names, backup.name])].sort()
       const excess = all.slice(0, Math.max(0, all.length - BACKUPS_KEPT))
-      known.count = all.length - excess.length
-      await Promise.all(excess.map((name) => p.unlink(posix.join(backup.dir, name)).catch(() => undefined)))
+      counted.count = all.length - excess.length
+      removeAll(backup.dir, [...excess, ...leftTemps(backup.dir, entries)])
     })
-    return { pruned: pruned ?? Promise.resolve() }
+    return { pruned: Promise.all([pruned, rootTidied]).then(() => undefined) }
   }
 
-  /** A backup directory this agent has not written to yet: made, tidied and counted once (not in the steady state). */
-  async #prepareBackupDir(backup: PendingBackup): Promise<void> {
-    if (this.#backupDirs.has(backup.dir)) return
-    try {
-      await this.#fs.mkdirp(backup.dir)
-    } catch (err) {
-      throw this.#writeFailed(`backing up ${backup.fileName}`, err)
-    }
-    if (!this.#backupsDirSeen && this.#hold) {
-      // Backup temp files opened ahead of time (Prepared) and left by a process killed mid-write.
-      const root = posix.join(this.stateDir, 'backups')
-      const names = await this.#fs.readDir(root).then((entries) => entries.map((entry) => entry.name), () => [])
-      const stale = names.filter((name) => isTempFileName(name) && !this.#tempsInFlight.has(posix.join(root, name)))
-      if (stale.length > 0) {
-        await this.#fs.pipeline(`tidying ${root}`, (p) => Promise.all(stale.map((name) => p.unlink(posix.join(root, name)).catch(() => undefined)))).catch(() => undefined)
-      }
-    }
-    this.#backupsDirSeen = true
-    let names: string[] = []
-    try {
-      names = (await this.#fs.readDir(backup.dir)).map((entry) => entry.name)
-    } catch {
-      // Counted as empty: pruning looks again once enough have piled up.
-    }
-    const leftovers = this.#hold ? names.filter((name) => isTempFileName(name) && !this.#tempsInFlight.has(posix.join(backup.dir, name))) : []
-    if (leftovers.length > 0) {
-      await this.#fs.pipeline(`tidying ${backup.dir}`, (p) => Promise.all(leftovers.map((name) => p.unlink(posix.join(backup.dir, name)).catch(() => undefined)))).catch(() => undefined)
-    }
-    this.#backupDirs.set(backup.dir, { count: names.filter((name) => BACKUP_NAME.test(name)).length })
+  /** Where backups go: stateDir/backups/<file name>/. */
+  #backupsRoot(): string {
+    return posix.join(this.stateDir, 'backups')
   }
 
   /**
@@ -941,9 +957,9 @@ function take<K extends keyof Prepared>(prepared: Prepared | undefined, key: K):
  * 100 names) is read in one round trip. Where the node says which batch is
  * the last, one READDIR; where it cannot, two at once (the second answers "end").
  */
-async function readWholeDir(p: NodePipeline, handle: NodeHandle): Promise<Array<{ name: string; stat: NodeStat }>> {
+async function readWholeDir(p: NodePipeline, handle: NodeHandle): Promise<DirListing> {
   try {
-    const entries: Array<{ name: string; stat: NodeStat }> = []
+    const entries: DirListing = []
     for (;;) {
       const batches = await Promise.all(p.readdirKnowsEnd ? [p.readdir(handle)] : [p.readdir(handle), p.readdir(handle)])
       for (const batch of batches) {
@@ -957,9 +973,16 @@ async function readWholeDir(p: NodePipeline, handle: NodeHandle): Promise<Array<
   }
 }
 
-async function backupNamesIn(p: NodePipeline, dir: string): Promise<string[]> {
-  const entries = await readWholeDir(p, await p.opendir(dir))
-  return entries.filter((entry) => entry.stat.kind === 'file' && BACKUP_NAME.test(entry.name)).map((entry) => entry.name)
+/** '/a/b/c' -> ['/a', '/a/b', '/a/b/c'] */
+function ancestorsAndSelf(dir: string): string[] {
+  const parts = dir.split('/').filter(Boolean)
+  return parts.map((_, i) => `/${parts.slice(0, i + 1).join('/')}`)
+}
+
+type DirListing = Array<{ name: string; stat: NodeStat }>
+
+async function entriesOf(p: NodePipeline, dir: string): Promise<DirListing> {
+  return readWholeDir(p, await p.opendir(dir))
 }
 
 

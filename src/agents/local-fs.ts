@@ -232,6 +232,12 @@ class LocalPipeline implements NodePipeline {
     })
   }
 
+  mkdir(path: string): Promise<void> {
+    return this.#next(async () => {
+      await mkdir(path, { mode: 0o755 })
+    })
+  }
+
   symlink(target: string, path: string): Promise<void> {
     return this.#next(() => symlink(target, path))
   }

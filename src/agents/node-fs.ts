@@ -123,6 +123,8 @@ export interface NodePipeline {
   rename(from: string, to: string): Promise<void>
   /** Removes path; no error if it is already gone. */
   unlink(path: string): Promise<void>
+  /** Creates the directory (0755), its parent being there; fails if anything is at path already (as mkdir(2)). */
+  mkdir(path: string): Promise<void>
   /** Creates path as a symlink to target; fails if path exists (as anything). */
   symlink(target: string, path: string): Promise<void>
   /** What the symlink at path points to; null when there is no such entry. Fails when path is not a symlink. */

@@ -382,6 +382,10 @@ class SftpPipeline implements NodePipeline {
     return orNullIfMissing(this.#call<void>('unlink', path, (done) => this.sftp.unlink(path, done))).then(() => undefined)
   }
 
+  mkdir(path: string): Promise<void> {
+    return this.#call<void>('mkdir', path, (done) => this.sftp.mkdir(path, { mode: DIR_MODE }, done))
+  }
+
   symlink(target: string, path: string): Promise<void> {
     // OpenSSH's server takes SYMLINK's two paths in the other order than the
     // draft says. ssh2 swaps them when the SSH server's banner says OpenSSH;

@@ -274,6 +274,51 @@ test('backups land outside staticPodPath, byte for byte, and only the newest 20 
   assert.deepEqual(await readdir(dirs.manifests), [], 'nothing in staticPodPath')
 })
 
+test('a first backup makes its directories; temp files a killed process left among the backups go with the first backup under the lock', async (t) => {
+  const dirs = await tempNode(t)
+  // stateDir itself is not there yet: the first backup makes every directory on the way.
+  const state = join(dirs.state, 'not', 'yet')
+  const first = agentOn({ manifests: dirs.manifests, state })
+  await first.writeManifest('web.yaml', manifest(1))
+  await first.withLock(owner, async () => {
+    await first.backup('web.yaml', manifest(1))
+    await first.writeManifest('web.yaml', manifest(2))
+  })
+  assert.equal((await readdir(join(state, 'backups', 'web.yaml'))).length, 1)
+  // A file with no backup directory yet, on a node that has some: the temp file opened ahead of time in backups/ is renamed into a new one.
+  await first.writeManifest('etcd.yaml', manifest(3))
+  await first.withLock(owner, async () => {
+    await first.backup('etcd.yaml', manifest(3))
+    await first.writeManifest('etcd.yaml', manifest(4))
+  })
+  assert.deepEqual(await readFile(join(state, 'backups', 'etcd.yaml', (await readdir(join(state, 'backups', 'etcd.yaml')))[0] ?? '')), manifest(3))
+
+  const leftInRoot = `.backup.0123456789ab${TEMP_FILE_SUFFIX}`
+  const leftInDir = `.20240610T061320.000Z-0123456789ab.yaml.0123456789ab${TEMP_FILE_SUFFIX}`
+  const notOurs = 'README'
+  await writeFile(join(state, 'backups', leftInRoot), 'half')
+  await writeFile(join(state, 'backups', 'web.yaml', leftInDir), 'half')
+  await writeFile(join(state, 'backups', notOurs), 'notes')
+  const tempsLeft = async () => [
+    ...(await readdir(join(state, 'backups'))).filter((n) => n.endsWith(TEMP_FILE_SUFFIX)),
+    ...(await readdir(join(state, 'backups', 'web.yaml'))).filter((n) => n.endsWith(TEMP_FILE_SUFFIX)),
+  ]
+
+  // The process restarted: a new agent. Without the lock a temp file could be another process's write in flight: left alone.
+  const second = agentOn({ manifests: dirs.manifests, state })
+  await second.backup('web.yaml', manifest(2))
+  assert.deepEqual((await tempsLeft()).sort(), [leftInRoot, leftInDir].sort())
+
+  const third = agentOn({ manifests: dirs.manifests, state })
+  await third.withLock(owner, async () => {
+    await third.backup('web.yaml', manifest(2))
+    await third.writeManifest('web.yaml', manifest(5))
+  })
+  assert.deepEqual(await tempsLeft(), [], 'the leftovers are gone once the lock is released')
+  assert.ok((await readdir(join(state, 'backups'))).includes(notOurs), 'what is not a temp file of ours stays')
+  assert.equal((await readdir(join(state, 'backups', 'web.yaml'))).length, 3, 'three backups of web.yaml')
+})
+
 test('stateDir inside staticPodPath, or relative paths, are refused at construction', async (t) => {
   const dirs = await tempNode(t)
   const fs = new LocalFileSystem()
