@@ -34,6 +34,8 @@ export interface ManifestReading {
   observation: NodeObservation
   entries: DirEntry[]
   health: NodeHealth
+  /** The newest revision of each pod found, as recorded by this reading (OBSERVED ones included), by podKeyString. */
+  revisions: Map<string, RevisionRecord>
 }
 
 export interface NodeFailure {
@@ -177,7 +179,8 @@ export class NodeStateService {
    */
   async readManifestsWith(node: NodeRecord, agent: NodeAgent): Promise<ManifestReading> {
     const started = performance.now()
-    const [entries, stored] = await Promise.all([agent.listManifestDir(), this.options.store.getObservations([node.name])])
+    // From the cache: the conditional store after the write reads the same version, and need not parse it again.
+    const [entries, stored] = await Promise.all([agent.listManifestDir(), this.storedObservations.read([node.name])])
     const last = stored.get(node.name)
     const health: NodeHealth = last
       ? { kubelet: last.kubelet, kubeletUnavailableReason: last.kubeletUnavailableReason, runtime: last.runtime, runtimeUnavailableReason: last.runtimeUnavailableReason }
@@ -191,14 +194,21 @@ export class NodeStateService {
    * it again: the listing it read under the lock, with that file replaced
    * (bytes) or removed (null), linted and stored.
    */
-  async recordFileChange(node: NodeRecord, reading: ManifestReading, fileName: string, bytes: Uint8Array | null): Promise<NodeObservation> {
+  async recordFileChange(node: NodeRecord, reading: ManifestReading, fileName: string, bytes: Uint8Array | null, revision: RevisionRecord | null): Promise<NodeObservation> {
     const entries = reading.entries.filter((e) => e.name !== fileName)
     if (bytes !== null) entries.push({ name: fileName, kind: 'file', bytes, size: bytes.length })
-    const written = await this.recordReading(node, entries, reading.health, reading.observation.agent.latencyMs ?? 0, {
-      store: true,
-      authoritative: true,
-      readStartedAt: reading.observation.observedAt ?? this.options.clock().toISOString(),
-    })
+    // The newest revisions as the reading recorded them, with the write's own: under the lock nobody
+    // else writes this node, and a reader elsewhere records a revision only for bytes that differ from these.
+    const revisions = new Map(reading.revisions)
+    if (revision) revisions.set(podKeyString(revision), revision)
+    const written = await this.recordReading(
+      node,
+      entries,
+      reading.health,
+      reading.observation.agent.latencyMs ?? 0,
+      { store: true, authoritative: true, readStartedAt: reading.observation.observedAt ?? this.options.clock().toISOString() },
+      revisions,
+    )
     return written.observation
   }
 
@@ -208,11 +218,12 @@ export class NodeStateService {
     health: NodeHealth,
     elapsedMs: number,
     opts: { store: false } | ({ store: true } & Omit<StoreContext, 'actors'>),
+    knownRevisions?: Map<string, RevisionRecord>,
   ): Promise<ManifestReading> {
     const { clock } = this.options
     const { pods: found, findings } = lintManifestDir(entries, node.name)
     const modified = new Map(entries.map((e) => [e.name, e.modifiedAt]))
-    const { pods: recorded, actors } = await this.recordChanges(node.name, found)
+    const { pods: recorded, actors, revisions } = await this.recordChanges(node.name, found, knownRevisions)
     const pods = recorded.map((p) => {
       const modifiedAt = modified.get(p.fileName)
       return modifiedAt ? { ...p, modifiedAt } : p
@@ -230,7 +241,7 @@ export class NodeStateService {
       await this.storeObservation(observation, { ...opts, actors })
       this.options.observer?.observed?.(observation)
     }
-    return { observation, entries, health }
+    return { observation, entries, health, revisions }
   }
 
   /**
@@ -282,11 +293,20 @@ export class NodeStateService {
     return removers
   }
 
-  /** Bytes on the node that the newest revision does not account for become OBSERVED revisions. */
-  private async recordChanges(node: string, found: FoundPod[]): Promise<{ pods: ObservedPod[]; actors: Map<string, string | null> }> {
+  /**
+   * Bytes on the node that the newest revision does not account for become
+   * OBSERVED revisions. The newest revisions are the store's, or `known` when
+   * it has every pod found (the write path's, from its reading under the lock).
+   */
+  private async recordChanges(
+    node: string,
+    found: FoundPod[],
+    known?: Map<string, RevisionRecord>,
+  ): Promise<{ pods: ObservedPod[]; actors: Map<string, string | null>; revisions: Map<string, RevisionRecord> }> {
     const { store, clock } = this.options
     const keys = found.map((p) => ({ node, namespace: p.namespace, name: p.name }))
-    const latest = await store.latestRevisions(keys)
+    const latest = known && keys.every((key) => known.has(podKeyString(key))) ? known : await store.latestRevisions(keys)
+    const revisions = new Map<string, RevisionRecord>()
     const actors = new Map<string, string | null>()
     const pods = await Promise.all(
       found.map(async (pod): Promise<ObservedPod> => {
@@ -304,10 +324,11 @@ export class NodeStateService {
           })
         }
         actors.set(podKeyString(key), revision.actor)
+        revisions.set(podKeyString(key), revision)
         return observedPod(pod, revision)
       }),
     )
-    return { pods: pods.sort(byNamespaceAndName), actors }
+    return { pods: pods.sort(byNamespaceAndName), actors, revisions }
   }
 
   private async recordFailure(node: NodeRecord, last: NodeObservation | undefined, error: ServiceError, readStartedAt: string): Promise<NodeObservation> {

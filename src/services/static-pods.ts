@@ -374,7 +374,7 @@ export class StaticPodService {
           if ((await agent.readManifest(current.fileName)) !== null) {
             throw new ServiceError('WRITE_FAILED', `${current.fileName} is still on node ${node.name} after deleting it`)
           }
-          await this.o.store.appendRevision({
+          const deletion = await this.o.store.appendRevision({
             node: node.name,
             namespace: current.namespace,
             name: current.name,
@@ -385,7 +385,7 @@ export class StaticPodService {
             actor: actor.name,
             recordedAt: this.o.clock().toISOString(),
           })
-          await this.o.nodeState.recordFileChange(node, reading, current.fileName, null)
+          await this.o.nodeState.recordFileChange(node, reading, current.fileName, null, deletion)
           return { deleted: true, previousHash: current.hash, dryRun, userErrors: [] }
         })
       },
@@ -453,7 +453,7 @@ export class StaticPodService {
       })
       // The node's state after the write, from the listing read under the lock:
       // the new revision is recorded already, so it is not seen as a change.
-      const after = await this.o.nodeState.recordFileChange(node, reading, fileName, bytes)
+      const after = await this.o.nodeState.recordFileChange(node, reading, fileName, bytes, revision)
       const written = after.pods.find((p) => p.namespace === key.namespace && p.name === key.name) ?? observedPod({ ...key, fileName, hash, text }, revision)
       return { staticPod: toView(node, after, written, false), previousHash, dryRun, rolledBack: false, changed: true, diff, userErrors: [] }
     })
