@@ -101,6 +101,14 @@ export interface NodeAgent {
    * content of each regular file (the kubelet reads exactly these).
    */
   listManifestDir(): Promise<DirEntry[]>
+  /**
+   * Files the caller expects in staticPodPath: the pods' files in the node's
+   * stored state, or the file a write is about to replace. An agent that has
+   * not listed the directory yet opens them together with it, which saves
+   * the two round trips of opening and reading them after it at first
+   * contact. Only a hint: the listing still finds what is there.
+   */
+  expectFiles(fileNames: readonly string[]): void
   /** The file's bytes, or null if it does not exist. */
   readManifest(fileName: string): Promise<Buffer | null>
   /**

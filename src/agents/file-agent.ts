@@ -60,6 +60,8 @@ export const MAX_FILE_NAME_BYTES = NAME_MAX_BYTES - (2 + RANDOM_HEX_CHARS + TEMP
 const READ_CONCURRENCY = 8
 /** Manifests a listing opens before the directory's answer, by the names the last listing found (bounded: each is a request and a buffer). */
 const EXPECTED_FILES_MAX = 64
+/** What the first READ of a file named only in a hint (expectFiles) asks for. */
+const EXPECTED_FILE_SIZE_GUESS = 16 * 1024
 /** The first READ of a manifest asks for what it had last time plus this, so one READ usually reads it whole. */
 const READ_SLACK_BYTES = 4096
 /** One READ at most: below OpenSSH's and ssh2's limits (256 KiB less headers), above any sane manifest. */
@@ -168,15 +170,18 @@ export interface FileAgentOptions {
  * dotfile the kubelet would ignore) can be written through an agent.
  */
 function assertSafeFileName(fileName: string): void {
-  const reject = (why: string): never => {
-    throw new ServiceError('VALIDATION_FAILED', `fileName ${JSON.stringify(fileName)} ${why}`, ['fileName'])
-  }
-  if (fileName.length === 0) reject('is empty')
-  if (fileName.includes('/') || fileName.includes('\\')) reject('must be a plain file name, without / or \\')
-  if (fileName.includes('\0')) reject('contains a NUL character')
-  if (fileName === '.' || fileName === '..') reject('is not a file name')
-  if (fileName.startsWith('.')) reject('starts with "." and the kubelet ignores such files')
-  if (Buffer.byteLength(fileName) > MAX_FILE_NAME_BYTES) reject(`is longer than ${MAX_FILE_NAME_BYTES} bytes`)
+  const problem = fileNameProblem(fileName)
+  if (problem) throw new ServiceError('VALIDATION_FAILED', `fileName ${JSON.stringify(fileName)} ${problem}`, ['fileName'])
+}
+
+function fileNameProblem(fileName: string): string | null {
+  if (fileName.length === 0) return 'is empty'
+  if (fileName.includes('/') || fileName.includes('\\')) return 'must be a plain file name, without / or \\'
+  if (fileName.includes('\0')) return 'contains a NUL character'
+  if (fileName === '.' || fileName === '..') return 'is not a file name'
+  if (fileName.startsWith('.')) return 'starts with "." and the kubelet ignores such files'
+  if (Buffer.byteLength(fileName) > MAX_FILE_NAME_BYTES) return `is longer than ${MAX_FILE_NAME_BYTES} bytes`
+  return null
 }
 
 export class FileAgent implements NodeAgent {
@@ -206,6 +211,8 @@ export class FileAgent implements NodeAgent {
    * manifest's name: the next listing then opens only what the directory says is a file).
    */
   #expectedFiles = new Map<string, ExpectedFile>()
+  /** A listing has succeeded: #expectedFiles is what the node had, and hints (expectFiles) are no longer needed. */
+  #listedOnce = false
   /** stateDir/backups was not there when a backup's temp file was opened ahead of time: none is, until a backup makes it. */
   #backupsRootMissing = false
   /** stateDir/backups has been listed under the lock for temp files a killed process left (once per agent). */
@@ -445,10 +452,20 @@ export class FileAgent implements NodeAgent {
         if (expected.size < EXPECTED_FILES_MAX) expected.set(name, { size: read.bytes.length, symlink: listed.kind === 'symlink' })
       }
       this.#expectedFiles = expected
+      this.#listedOnce = true
       return { entries, stats: known, temps }
     } catch (err) {
       this.#expectedFiles = new Map()
       throw err
+    }
+  }
+
+  expectFiles(fileNames: readonly string[]): void {
+    if (this.#listedOnce) return
+    for (const name of fileNames) {
+      if (this.#expectedFiles.size >= EXPECTED_FILES_MAX) return
+      // Sizes unknown: one READ of this much reads any manifest kubeadm writes whole.
+      if (fileNameProblem(name) === null && !this.#expectedFiles.has(name)) this.#expectedFiles.set(name, { size: EXPECTED_FILE_SIZE_GUESS, symlink: false })
     }
   }
 

@@ -119,7 +119,7 @@ export class NodeStateService {
       const started = performance.now()
       const readStartedAt = clock().toISOString()
       try {
-        const observation = await this.observe(node)
+        const observation = await this.observe(node, last)
         this.options.observer?.nodeRead(node.name, (performance.now() - started) / 1000, null)
         return { node, observation, stale: false }
       } catch (err) {
@@ -133,8 +133,8 @@ export class NodeStateService {
     return { states, failures }
   }
 
-  /** Reads the node live, records what changed, and stores the observation. */
-  observe(node: NodeRecord): Promise<NodeObservation> {
+  /** Reads the node live, records what changed, and stores the observation; `last`: what is stored of it, whose files are read with the listing at first contact. */
+  observe(node: NodeRecord, last?: NodeObservation): Promise<NodeObservation> {
     // A second reader of a node being read (two fields of one query, two
     // requests) shares that read: queued behind it, an unreachable node would
     // cost each of them a whole connect timeout in turn.
@@ -142,6 +142,7 @@ export class NodeStateService {
     if (inFlight) return inFlight
     const reading = (async () => {
       const agent = await this.options.agents.agentFor(node)
+      if (last) agent.expectFiles(last.pods.map((p) => p.fileName))
       // In the node's turn: a write of this process in flight is not recorded as a change made elsewhere.
       return agent.withTurn(() => this.observeWith(node, agent))
     })().finally(() => {

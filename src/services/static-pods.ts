@@ -398,6 +398,8 @@ export class StaticPodService {
   private async write(plan: WritePlan, audit: AuditDraft): Promise<StaticPodResult> {
     const { node, dryRun } = plan
     const agent = await this.o.agents.agentFor(node)
+    // At first contact, the file the pod usually has is read with the listing under the lock.
+    agent.expectFiles([defaultFileName(plan.name)])
     return this.underNodeLock(node, agent, plan.actor, async () => {
       const reading = await this.o.nodeState.readManifestsWith(node, agent)
       const { observation } = reading

@@ -319,6 +319,61 @@ test('a first backup makes its directories; temp files a killed process left amo
   assert.equal((await readdir(join(state, 'backups', 'web.yaml'))).length, 3, 'three backups of web.yaml')
 })
 
+/** Records the requests of every pipeline in the order they are sent: "opendir <path>", "readdir", "open-read <path>". */
+class RecordingFileSystem extends LocalFileSystem {
+  readonly sent: string[] = []
+
+  override pipeline<T>(what: string, fn: (p: NodePipeline) => Promise<T>): Promise<T> {
+    return super.pipeline(what, (p) => fn(this.#recording(p)))
+  }
+
+  #recording(p: NodePipeline): NodePipeline {
+    return new Proxy(p, {
+      get: (target, key) => {
+        if (key === 'opendir') return (path: string) => (this.sent.push(`opendir ${path}`), target.opendir(path))
+        if (key === 'readdir') return (handle: NodeHandle) => (this.sent.push('readdir'), target.readdir(handle))
+        if (key === 'open') return (path: string, how: 'read' | 'create' | 'directory') => (how === 'read' && this.sent.push(`open-read ${path}`), target.open(path, how))
+        if (key === 'behind') return <U>(w: string, f: (q: NodePipeline) => Promise<U>) => target.behind(w, (q) => f(this.#recording(q)))
+        const value: unknown = Reflect.get(target, key)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+  }
+}
+
+test('files expected at first contact are opened with the directory, before its READDIR; a listing finds what is there whatever the hint', async (t) => {
+  const dirs = await tempNode(t)
+  await writeFile(join(dirs.manifests, 'web.yaml'), manifest(1))
+  await writeFile(join(dirs.manifests, 'big.yaml'), Buffer.concat([manifest(2), Buffer.from(`# ${'x'.repeat(40_000)}\n`)]))
+  await mkdir(join(dirs.manifests, 'subdir'))
+  const listedBy = async (hint: string[] | null) => {
+    const fs = new RecordingFileSystem()
+    const agent = agentOn(dirs, {}, fs)
+    if (hint) agent.expectFiles(hint)
+    const entries = await agent.withLock(owner, () => agent.listManifestDir())
+    const firstReaddir = fs.sent.indexOf('readdir')
+    assert.ok(firstReaddir > 0, `a READDIR was sent: ${fs.sent.join(', ')}`)
+    return { entries, before: fs.sent.slice(0, firstReaddir).filter((r) => r.startsWith('open-read')), agent, fs }
+  }
+  const plain = await listedBy(null)
+  assert.deepEqual(plain.before, [], 'without a hint, files are opened once the directory is read')
+  // Hinted: an existing file, a bigger one, one that is not there, a directory, and names no file may have (ignored).
+  const hinted = await listedBy(['web.yaml', 'big.yaml', 'gone.yaml', 'subdir', '../etc/passwd', '.hidden'])
+  assert.deepEqual(
+    hinted.before.sort(),
+    ['big.yaml', 'gone.yaml', 'subdir', 'web.yaml'].map((name) => `open-read ${join(dirs.manifests, name)}`).sort(),
+    'the hinted files that could be manifests are opened before the READDIR, nothing else',
+  )
+  assert.deepEqual(hinted.entries, plain.entries, 'the same listing')
+
+  // Once it has listed, a hint changes nothing: the agent opens what the last listing found.
+  const { agent, fs } = hinted
+  fs.sent.length = 0
+  agent.expectFiles(['gone.yaml'])
+  await agent.withLock(owner, () => agent.listManifestDir())
+  assert.deepEqual(fs.sent.filter((r) => r.startsWith('open-read')).sort(), ['big.yaml', 'web.yaml'].map((name) => `open-read ${join(dirs.manifests, name)}`).sort())
+})
+
 test('stateDir inside staticPodPath, or relative paths, are refused at construction', async (t) => {
   const dirs = await tempNode(t)
   const fs = new LocalFileSystem()
