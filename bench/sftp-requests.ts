@@ -1,5 +1,8 @@
 // npm run bench:sftp-requests: what one warm write, one live read and one
-// delete of a static pod cost on the wire to one node: SFTP requests by type,
+// delete of a static pod cost on the wire to one node, and a write at first
+// contact (a service just started: new connection, new agent, a node that
+// has backups already; the SSH handshake is not counted, its time is in the
+// ms): SFTP requests by type,
 // the SSH messages that carry them, and the sequential round trips among them (bench/sftp-rounds.ts: counted by
 // instrumenting ssh2's SFTP client), next to a bare ssh2 client doing the same
 // (write a temp file, posix-rename it; read the file; unlink it).
@@ -104,7 +107,7 @@ function bareOps(sftp: SFTPWrapper, dir: string): Record<Op, () => Promise<unkno
 const afters: Array<() => Promise<void>> = []
 const fleet = await startSshdFleet(2, { node: () => ({ crictl: 'none' }) })
 let proxy: { port: number; child: ChildProcess } | null = null
-const results: Record<string, Record<Who, Record<Op, ReturnType<typeof summary>>>> = {}
+const results: Record<string, Record<Who, Partial<Record<Op | 'first write', ReturnType<typeof summary>>>>> = {}
 try {
   if (rttMs > 0) proxy = await startProxy(fleet.nodes[1]!.port)
   const app = await sshFleetApp({ after: (fn) => afters.push(fn) }, fleet)
@@ -138,13 +141,23 @@ try {
       for (const op of ['write', 'read', 'delete'] as const) samples.service[op].push(await count(service[op], { unawaited: ['close'] }))
       await put(9) // back for the next round, not counted
     }
+    // A service just started, on the same node-side state (its lock and backups): its first write.
+    const restarted = await sshFleetApp({ after: (fn) => afters.push(fn) }, fleet, { SSH_STATE_DIR: join(app.dir, 'ssh-state') })
+    await restarted.addNode(node, { ssh: { port } })
+    const first = await count(
+      async () => {
+        const r = await restarted.app.services.staticPods.putStaticPod({ node: node.name, namespace: 'kube-system', name: 'web', manifest: pod(10) }, ANONYMOUS_ADMIN)
+        if (!r.changed || r.userErrors.length) throw new Error(`first write: ${JSON.stringify(r.userErrors)}`)
+      },
+      { unawaited: ['close'] },
+    )
     const bare = await bareClient(node, port, fleet.user, fleet.clientKeyFile)
     const ops = bareOps(bare.sftp, node.manifests)
     await ops.write()
     for (let i = 0; i < iters; i++) for (const op of ['write', 'read', 'delete'] as const) samples['bare ssh2'][op].push(await count(ops[op]))
     bare.end()
     results[label] = {
-      service: { write: summary(samples.service.write, rtt), read: summary(samples.service.read, rtt), delete: summary(samples.service.delete, rtt) },
+      service: { write: summary(samples.service.write, rtt), read: summary(samples.service.read, rtt), delete: summary(samples.service.delete, rtt), 'first write': summary([first], rtt) },
       'bare ssh2': { write: summary(samples['bare ssh2'].write, rtt), read: summary(samples['bare ssh2'].read, rtt), delete: summary(samples['bare ssh2'].delete, rtt) },
     }
   }
@@ -157,9 +170,10 @@ try {
 console.log('| where | op | who | SFTP requests | SSH messages sent | round trips (critical path) | waves | ms | round trips by wall time |')
 console.log('|---|---|---|---:|---:|---:|---:|---:|---:|')
 for (const [label, byWho] of Object.entries(results)) {
-  for (const op of ['write', 'read', 'delete'] as const) {
+  for (const op of ['write', 'read', 'delete', 'first write'] as const) {
     for (const who of ['service', 'bare ssh2'] as const) {
       const r = byWho[who][op]
+      if (!r) continue
       console.log(`| ${label} | ${op} | ${who} | ${r.requests} | ${r.messagesSent} | ${r.roundTrips} | ${r.waves} | ${r.ms} | ${'roundTripsByTime' in r ? r.roundTripsByTime : ''} |`)
     }
   }

@@ -54,30 +54,29 @@ export function coalescingRequestsPerTick(sftp: SFTPWrapper): SFTPWrapper {
     pendingBytes = 0
     protocol.channelData(internals.outgoing.id, data)
   }
+  const channelData = (channel: number, data: Buffer): void => {
+    if (channel !== internals.outgoing.id) {
+      flush()
+      protocol.channelData(channel, data)
+      return
+    }
+    if (pendingBytes + data.length > internals.outgoing.packetSize) flush()
+    pending.push(data)
+    pendingBytes += data.length
+    if (!scheduled) {
+      scheduled = true
+      process.nextTick(flush)
+    }
+  }
+  const channelClose = (channel: number): void => {
+    flush()
+    protocol.channelClose(channel)
+  }
+  // A proxy, not a copy: every other property is the connection's own protocol object, whose state ssh2 changes.
   const coalescing = new Proxy(protocol, {
     get(target, property, receiver) {
-      if (property === 'channelData') {
-        return (channel: number, data: Buffer): void => {
-          if (channel !== internals.outgoing.id) {
-            flush()
-            target.channelData(channel, data)
-            return
-          }
-          if (pendingBytes + data.length > internals.outgoing.packetSize) flush()
-          pending.push(data)
-          pendingBytes += data.length
-          if (!scheduled) {
-            scheduled = true
-            process.nextTick(flush)
-          }
-        }
-      }
-      if (property === 'channelClose') {
-        return (channel: number): void => {
-          flush()
-          target.channelClose(channel)
-        }
-      }
+      if (property === 'channelData') return channelData
+      if (property === 'channelClose') return channelClose
       const value: unknown = Reflect.get(target, property, receiver)
       return typeof value === 'function' ? value.bind(target) : value
     },
