@@ -197,7 +197,16 @@ export class AgentRegistry implements AgentProvider {
     if (hostKeyFingerprint === null) throw await this.unverified(node, ssh, via)
 
     // SUDO: root through sudo -n, the SFTP server started with it (sudo.ts).
-    const endpoint = { nodeName: node.name, host, port, username: user, hostKeyFingerprint, via, ...sudoAccessFor(node.name, node.ssh.privilege, node.ssh.sftpServer) }
+    const endpoint = {
+      nodeName: node.name,
+      host,
+      port,
+      username: user,
+      hostKeyFingerprint,
+      recordedHostKeyFingerprint: node.ssh.observedHostKeyFingerprint,
+      via,
+      ...sudoAccessFor(node.name, node.ssh.privilege, node.ssh.sftpServer),
+    }
     const staticPodPath = await this.staticPodPathOf(node, ssh, endpoint)
     return createSshAgent({
       endpoint,

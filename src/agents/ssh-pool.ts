@@ -98,6 +98,12 @@ export interface JumpHostEndpoint {
 export interface SshEndpoint extends SshAddress {
   /** The pinned host key: the connection goes no further unless the node presents it. */
   hostKeyFingerprint: string
+  /**
+   * The key the node's record says it presented last (observedHostKeyFingerprint).
+   * A handshake that sees it again, and it is the pin, has nothing new to
+   * record and does not wait for the store (onHostKey is not called).
+   */
+  recordedHostKeyFingerprint?: string | null
   /** Set on a SUDO node (privilege SUDO): root is had through sudo there, and the SFTP session is its SFTP server started with sudo. */
   sudo?: SudoAccess
 }
@@ -369,7 +375,12 @@ export class SshPool {
   async #connectionTo(endpoint: SshEndpoint, key: string): Promise<PooledConnection> {
     let connection = this.#connections.get(key)
     if (!connection || connection.closed) {
-      connection = this.#newConnection({ ...endpoint, role: 'node' }, this.#connections, key, (fingerprint) => this.settings.onHostKey?.(endpoint.nodeName, fingerprint))
+      const hostKeySeen = (fingerprint: string): Promise<void> | void => {
+        const recorded = endpoint.recordedHostKeyFingerprint
+        const knownAlready = recorded != null && sameFingerprint(fingerprint, recorded) && sameFingerprint(fingerprint, endpoint.hostKeyFingerprint)
+        return knownAlready ? undefined : this.settings.onHostKey?.(endpoint.nodeName, fingerprint)
+      }
+      connection = this.#newConnection({ ...endpoint, role: 'node' }, this.#connections, key, hostKeySeen)
     }
     await connection.ready
     return connection

@@ -284,6 +284,27 @@ describe('SSH agent', () => {
     assert.equal(pool.stats().connectionsOpened, 0)
   })
 
+  it('a handshake records the key it sees unless the record already has it and it is the pin', async (t) => {
+    const seen: string[] = []
+    const node = fleet.nodes[1]!
+    // A pool each: every connection is a new handshake.
+    const connectOnce = async (recordedHostKeyFingerprint: string | null, pin = node.fingerprint) => {
+      const pool = poolFor({ onHostKey: (name, fp) => void seen.push(`${name} ${fp}`) })
+      t.after(() => pool.close())
+      const agent = createSshAgent({ ...SSH_AGENT_DEFAULTS, endpoint: { ...endpointOf(node, pin), recordedHostKeyFingerprint }, pool, staticPodPath: node.manifests, stateDir: join(fleet.root, 'state', 'recorded') })
+      await agent.listManifestDir().catch(() => undefined)
+      await pool.close()
+    }
+    await connectOnce(node.fingerprint)
+    assert.deepEqual(seen, [], 'the record has it already: nothing to record, no wait for the store')
+    await connectOnce(null)
+    await connectOnce(fleet.nodes[0]!.fingerprint)
+    assert.deepEqual(seen, [`${node.name} ${node.fingerprint}`, `${node.name} ${node.fingerprint}`], 'never seen, or seen another: recorded')
+    // Recorded as this key but pinned to another: the mismatch is recorded, for the admin to see.
+    await connectOnce(node.fingerprint, fleet.nodes[0]!.fingerprint)
+    assert.equal(seen.length, 3)
+  })
+
   it('observeHostKey sees the key without logging in', async (t) => {
     const pool = poolFor({ privateKey: undefined })
     t.after(() => pool.close())
