@@ -65,6 +65,13 @@ export interface AppOptions {
    * Lambda bundle keeps them in a chunk of their own that a cold start does not read).
    */
   openApiDocs?: boolean
+  /**
+   * Load ssh2 in the background once the app is built, when SSH nodes can be
+   * reached (a key or an agent is configured), so that the first request to
+   * a node does not wait for it (default true). Lambda turns it off: its cold
+   * start is one request, which loads ssh2 only if it reaches a node.
+   */
+  preloadSsh?: boolean
 }
 
 /** How many nodes one request reads at once. */
@@ -125,6 +132,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     },
     ssh: sshAgentSettings(config, nodeFacts, options.resolveHost),
   })
+  if ((options.preloadSsh ?? true) && (config.sshPrivateKey !== undefined || config.sshAgentSocket !== undefined)) agents.preloadSsh()
   const services: Services = await createServices({
     store,
     agents,

@@ -79,7 +79,8 @@ export async function createLambdaApp(env: NodeJS.ProcessEnv, opts: { readParame
   const config = lambdaConfig(await lambdaEnvironment(env, opts.readParameter))
   // Route schemas compiled on first use: a cold start compiles only the routes its first request takes.
   // No /docs: API Gateway does not route it (serverless.yml).
-  const app = await buildApp(config, { lazySchemas: true, openApiDocs: false })
+  // ssh2 loaded by the first request that reaches a node, not by every cold start.
+  const app = await buildApp(config, { lazySchemas: true, openApiDocs: false, preloadSsh: false })
   const proxy = awsLambdaFastify<HttpApiEvent>(app, {
     // A pending socket (an idle SSH connection kept for the next invocation)
     // must not hold the response back until the function times out.

@@ -105,6 +105,11 @@ export class AgentRegistry implements AgentProvider {
     return agent
   }
 
+  /** ssh2 loaded in the background now, not at the first node's connection (SshPool.preload). */
+  preloadSsh(): void {
+    this.options.ssh?.pool.preload()
+  }
+
   sshPoolStats(): SshPoolStats | null {
     return this.options.ssh?.pool.stats() ?? null
   }

@@ -41,12 +41,17 @@ import { openSshFingerprint, sameFingerprint } from './host-key.ts'
 import { coalescingRequestsPerTick, coalescingWritesPerTick } from './ssh-coalescing.ts'
 
 /**
- * ssh2 is loaded when the first node is contacted, not at start: a process
- * that never reaches an SSH node (and a Lambda cold start) does without it.
+ * ssh2 is loaded when the first node is contacted, or earlier in the
+ * background (SshPool.preload: the long-running server, once built), never
+ * at import: a Lambda cold start that reaches no SSH node does without it.
  */
 let ssh2Client: (typeof import('ssh2'))['Client'] | undefined
-async function loadSsh2(): Promise<void> {
-  ssh2Client ??= (await import('ssh2')).default.Client
+let ssh2Loading: Promise<void> | undefined
+function loadSsh2(): Promise<void> {
+  ssh2Loading ??= import('ssh2').then((ssh2) => {
+    ssh2Client = ssh2.default.Client
+  })
+  return ssh2Loading
 }
 function newClient(): SshClient {
   if (!ssh2Client) throw new Error('unreachable: ssh2 is loaded before any connection is made')
@@ -228,6 +233,15 @@ export class SshPool {
    * An operation that times out takes its connection down with it: whatever
    * wedged it would wedge the next one too.
    */
+  /**
+   * Loads ssh2 now, in the background, so that the first operation on a node
+   * does not wait for it (module loading, ≈ 80 ms here); a failure shows at
+   * that first operation instead.
+   */
+  preload(): void {
+    loadSsh2().catch(() => undefined)
+  }
+
   async run<T>(endpoint: SshEndpoint, what: string, fn: (session: SshSession) => Promise<T>): Promise<T> {
     if (this.#closed) throw new ServiceError('NODE_UNREACHABLE', `node ${endpoint.nodeName}: the service is shutting down`)
     await loadSsh2()
