@@ -30,6 +30,8 @@ import { isNoSuchFile, isPermissionDenied, type NodeFileSystem, type NodePipelin
 export const LOCK_FILE_NAME = 'lock'
 /** Stale-lock takeovers tried in a row before backing off to polling. */
 const TAKEOVER_ATTEMPTS = 5
+/** Refusals of the lock's create with nothing at the lock path after each, before the create itself is taken to fail. */
+const REFUSED_WITH_NOTHING_THERE_MAX = 3
 /** Unreleased own locks remembered (each one is the lock of one failed release). */
 const UNRELEASED_KEPT = 16
 /** Actor and instance names are cut to this in the record: a symlink's target has room for a few KB only. */
@@ -372,8 +374,12 @@ export class NodeLock<P = unknown> {
       }
       const existing = current.ok ? (current.value === null ? null : ({ kind: 'link', target: current.value } as const)) : await this.#readLockFile()
       if (existing === null) {
-        // Released in between: try again at once. Refused twice with nothing there: the create itself fails (a full or read-only disk).
-        if (++refusedWithNothingThere >= 2) throw this.#o.writeFailed('creating the lock', created.error)
+        // Released in between (the holder's read comes a round trip after the refusal): try again at
+        // once. Refused again and again with nothing there: the create itself fails (a full or
+        // read-only disk; over SFTP that is the same FAILURE status as "exists"). A refusal that
+        // says EEXIST (the local filesystem) is another instance's lock, however briefly.
+        const sayExists = (created.error as { code?: unknown } | null)?.code === 'EEXIST'
+        if (!sayExists && ++refusedWithNothingThere >= REFUSED_WITH_NOTHING_THERE_MAX) throw this.#o.writeFailed('creating the lock', created.error)
         continue
       }
       holder = parseLockEntry(existing)
