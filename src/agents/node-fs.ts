@@ -39,6 +39,14 @@ export function isNoSuchFile(err: unknown): boolean {
   return 'code' in err && err.code === 'ENOENT'
 }
 
+/**
+ * "File exists" (EEXIST). Only the local filesystem says so: over SFTP an
+ * existing path and a failing disk are the same FAILURE status.
+ */
+export function isAlreadyExists(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && 'code' in err && err.code === 'EEXIST'
+}
+
 /** A file opened for reading (NodeFileSystem.withOpenFile). */
 export interface OpenedFile {
   /** What it is, symlinks followed; only a 'file' can be read. */

@@ -24,7 +24,7 @@ import { performance } from 'node:perf_hooks'
 import * as z from 'zod'
 import { ServiceError } from '../errors.ts'
 import type { LockOwner } from './agent.ts'
-import { isNoSuchFile, isPermissionDenied, type NodeFileSystem, type NodePipeline } from './node-fs.ts'
+import { isAlreadyExists, isNoSuchFile, isPermissionDenied, type NodeFileSystem, type NodePipeline } from './node-fs.ts'
 
 /** The node lock, inside stateDir. */
 export const LOCK_FILE_NAME = 'lock'
@@ -378,8 +378,7 @@ export class NodeLock<P = unknown> {
         // once. Refused again and again with nothing there: the create itself fails (a full or
         // read-only disk; over SFTP that is the same FAILURE status as "exists"). A refusal that
         // says EEXIST (the local filesystem) is another instance's lock, however briefly.
-        const sayExists = (created.error as { code?: unknown } | null)?.code === 'EEXIST'
-        if (!sayExists && ++refusedWithNothingThere >= REFUSED_WITH_NOTHING_THERE_MAX) throw this.#o.writeFailed('creating the lock', created.error)
+        if (!isAlreadyExists(created.error) && ++refusedWithNothingThere >= REFUSED_WITH_NOTHING_THERE_MAX) throw this.#o.writeFailed('creating the lock', created.error)
         continue
       }
       holder = parseLockEntry(existing)
