@@ -275,3 +275,62 @@ test(`many instances racing for one stale lock (${stale}): never two holders at 
   assert.deepEqual(await readdir(dirs.state), [])
 })
 }
+
+/**
+ * A LocalFileSystem whose SYMLINK at the lock path is refused with `code`
+ * and creates nothing: a full or read-only disk (code ENOSPC; over SFTP the
+ * same FAILURE status as "exists"), or, with EEXIST, a lock that another
+ * instance takes and releases between each refusal and the read behind it.
+ */
+function refusingLockCreates(lock: string, code: string): { fs: LocalFileSystem; refusals: () => number } {
+  let refusals = 0
+  const inner = new LocalFileSystem()
+  const fs = Object.create(inner) as LocalFileSystem
+  fs.pipeline = (what, fn) =>
+    inner.pipeline(what, (p) =>
+      fn(
+        new Proxy(p, {
+          get(target, property, receiver) {
+            if (property !== 'symlink') {
+              const value: unknown = Reflect.get(target, property, receiver)
+              return typeof value === 'function' ? value.bind(target) : value
+            }
+            return (linkTarget: string, path: string) => {
+              if (path !== lock) return target.symlink(linkTarget, path)
+              refusals++
+              return Promise.reject(Object.assign(new Error(`${code}: refused, symlink '${path}'`), { code }))
+            }
+          },
+        }),
+      ),
+    )
+  return { fs, refusals: () => refusals }
+}
+
+test('a lock create refused with nothing there: a failing disk fails the write after three tries; EEXIST is contention and waits', async (t) => {
+  const dirs = await tempNode(t)
+  await mkdir(dirs.state)
+  const full = refusingLockCreates(dirs.lock, 'ENOSPC')
+  const onFullDisk = new FileAgent(full.fs, { nodeName: 'node-1', staticPodPath: dirs.manifests, stateDir: dirs.state, lockTtlMs: 30_000, lockWaitMs: 10_000 })
+  const started = performance.now()
+  await assert.rejects(
+    onFullDisk.withLock({ actor: 'a', instance: 'i' }, async () => assert.fail('must not run')),
+    (err: unknown) => {
+      assert.ok(isServiceError(err), `expected a ServiceError, got ${String(err)}`)
+      assert.equal(err.code, 'WRITE_FAILED')
+      assert.match(err.message, /creating the lock on node node-1 failed: .*ENOSPC/)
+      return true
+    },
+  )
+  assert.equal(full.refusals(), 3, 'three creates, then the disk is taken at its word')
+  assert.ok(performance.now() - started < 5_000, 'failed at once, not after the lock wait')
+
+  const contended = refusingLockCreates(dirs.lock, 'EEXIST')
+  const waiting = new FileAgent(contended.fs, { nodeName: 'node-1', staticPodPath: dirs.manifests, stateDir: dirs.state, lockTtlMs: 30_000, lockWaitMs: 300 })
+  await assert.rejects(
+    waiting.withLock({ actor: 'b', instance: 'j' }, async () => assert.fail('must not run')),
+    isLocked(),
+  )
+  assert.ok(contended.refusals() > 3, `kept trying while the node looked busy (${contended.refusals()} creates)`)
+  assert.deepEqual(await readdir(dirs.state), [], 'nothing left behind')
+})
