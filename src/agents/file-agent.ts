@@ -22,7 +22,7 @@
 //   the write, the flushes and the read-back's open behind the rename
 //   (docs/architecture.md, "How few times the write path waits for the node").
 
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { posix } from 'node:path'
 import { errorText, ServiceError, isServiceError } from '../errors.ts'
 import type { DirEntry } from '../manifest/types.ts'
@@ -41,6 +41,7 @@ import type {
 import { readBoundedFile, readContainerLog, readKubeletJournal, type DiagnosticsAccess, type RunCommand } from './diagnostics.ts'
 import { NodeLock, sameMachineProcessLiveness, thisProcessIdentity, type LockHolderLiveness, type ProcessIdentity } from './node-lock.ts'
 import { isNoSuchFile, isPermissionDenied, type NodeFileSystem, type NodeHandle, type NodePipeline, type NodeStat } from './node-fs.ts'
+import { randomHex as randomHexBytes } from '../random-hex.ts'
 
 /** Every temp file this service creates ends with this, so leftovers are recognisably ours. */
 export const TEMP_FILE_SUFFIX = '.staticpod-api.tmp'
@@ -873,7 +874,7 @@ function positive(value: number, what: string): number {
 }
 
 function randomHex(): string {
-  return randomBytes(RANDOM_HEX_CHARS / 2).toString('hex')
+  return randomHexBytes(RANDOM_HEX_CHARS / 2)
 }
 
 /**

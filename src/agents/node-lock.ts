@@ -16,7 +16,7 @@
 // lockWaitMs, wherever it is waiting (for its turn, or for another process's
 // lock file); 0 means do not wait at all.
 
-import { randomBytes } from 'node:crypto'
+import { randomHex as randomHexBytes } from '../random-hex.ts'
 import { readFileSync, readlinkSync } from 'node:fs'
 import { hostname as osHostname } from 'node:os'
 import { posix } from 'node:path'
@@ -578,7 +578,7 @@ function parseLockEntry(entry: LockEntry): LockRecord | null {
 }
 
 function randomHex(): string {
-  return randomBytes(6).toString('hex')
+  return randomHexBytes(6)
 }
 
 function errorCode(err: unknown): string | undefined {

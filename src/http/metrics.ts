@@ -263,24 +263,45 @@ export class Metrics implements NodeReadObserver {
     this.graphqlDuration.observe({ type }, seconds)
   }
 
-  /** The store with every call timed (a Proxy: each Store method is one round trip). */
+  /**
+   * The store with every call timed (a Proxy: each Store method is one round
+   * trip). One wrapper per method, made at its first call (and again if the
+   * method is replaced): a 50-node rollout makes some four hundred store
+   * calls, and a new closure, timer and async frame for each showed in its profile.
+   */
   instrumentStore(store: Store): Store {
     const duration = this.storeDuration
+    const timed = new WeakMap<object, (...args: unknown[]) => Promise<unknown>>()
+    const wrap = (method: string, call: (...args: unknown[]) => unknown, target: Store) => {
+      const observe = (outcome: 'ok' | 'error', started: number): void => duration.observe({ method, outcome }, (performance.now() - started) / 1000)
+      return (...args: unknown[]): Promise<unknown> => {
+        const started = performance.now()
+        let result: Promise<unknown>
+        try {
+          result = Promise.resolve(call.apply(target, args))
+        } catch (err) {
+          observe('error', started)
+          return Promise.reject(err)
+        }
+        return result.then(
+          (value) => {
+            observe('ok', started)
+            return value
+          },
+          (err: unknown) => {
+            observe('error', started)
+            throw err
+          },
+        )
+      }
+    }
     return new Proxy(store, {
       get(target, property, receiver) {
         const value = Reflect.get(target, property, receiver) as unknown
         if (typeof value !== 'function' || typeof property !== 'string') return value
-        return async (...args: unknown[]) => {
-          const end = duration.startTimer({ method: property })
-          try {
-            const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)
-            end({ outcome: 'ok' })
-            return result
-          } catch (err) {
-            end({ outcome: 'error' })
-            throw err
-          }
-        }
+        let wrapper = timed.get(value)
+        if (!wrapper) timed.set(value, (wrapper = wrap(property, value as (...args: unknown[]) => unknown, target)))
+        return wrapper
       },
     })
   }

@@ -36,6 +36,14 @@ export interface ManifestReading {
   health: NodeHealth
   /** The newest revision of each pod found, as recorded by this reading (OBSERVED ones included), by podKeyString. */
   revisions: Map<string, RevisionRecord>
+  /** The write path's: the observation stored when the listing was read, and its version (null: none stored). */
+  stored?: StoredVersion | null
+}
+
+/** A stored observation and the version it was stored under (null: by an older release). */
+interface StoredVersion {
+  version: string | null
+  observation: NodeObservation
 }
 
 export interface NodeFailure {
@@ -81,6 +89,13 @@ interface StoreContext {
   readStartedAt: string
   /** Who wrote each pod's newest revision through the service (by podKeyString); absent: seen on the node. */
   actors: ReadonlyMap<string, string | null>
+  /**
+   * What is stored, as read under the node lock before the write (null: none):
+   * the first conditional store is made against it instead of reading it
+   * again. If another instance stored one since, that store fails and the next
+   * attempt reads what won.
+   */
+  storedBefore?: StoredVersion | null
 }
 
 /** Tries at a conditional store before the observation is stored over whatever is there. */
@@ -181,13 +196,15 @@ export class NodeStateService {
   async readManifestsWith(node: NodeRecord, agent: NodeAgent): Promise<ManifestReading> {
     const started = performance.now()
     // From the cache: the conditional store after the write reads the same version, and need not parse it again.
-    const [entries, stored] = await Promise.all([agent.listManifestDir(), this.storedObservations.read([node.name])])
-    const last = stored.get(node.name)
+    const [entries, stored] = await Promise.all([agent.listManifestDir(), this.storedObservations.readVersioned([node.name])])
+    const storedBefore = stored.get(node.name) ?? null
+    const last = storedBefore?.observation
     const health: NodeHealth = last
       ? { kubelet: last.kubelet, kubeletUnavailableReason: last.kubeletUnavailableReason, runtime: last.runtime, runtimeUnavailableReason: last.runtimeUnavailableReason }
       : { kubelet: null, kubeletUnavailableReason: 'not checked yet', runtime: null, runtimeUnavailableReason: 'not checked yet' }
     // Not stored yet: the write that follows stores the node's state once, after it.
-    return this.recordReading(node, entries, health, performance.now() - started, { store: false })
+    const reading = await this.recordReading(node, entries, health, performance.now() - started, { store: false })
+    return { ...reading, stored: storedBefore }
   }
 
   /**
@@ -207,7 +224,7 @@ export class NodeStateService {
       entries,
       reading.health,
       reading.observation.agent.latencyMs ?? 0,
-      { store: true, authoritative: true, readStartedAt: reading.observation.observedAt ?? this.options.clock().toISOString() },
+      { store: true, authoritative: true, readStartedAt: reading.observation.observedAt ?? this.options.clock().toISOString(), storedBefore: reading.stored },
       revisions,
     )
     return written.observation
@@ -257,7 +274,10 @@ export class NodeStateService {
   private async storeObservation(observation: NodeObservation, context: StoreContext): Promise<void> {
     const { store, clock } = this.options
     for (let attempt = 1; attempt <= STORE_ATTEMPTS; attempt++) {
-      const stored = (await this.storedObservations.readVersioned([observation.node])).get(observation.node)
+      const stored =
+        attempt === 1 && context.storedBefore !== undefined
+          ? context.storedBefore ?? undefined
+          : (await this.storedObservations.readVersioned([observation.node])).get(observation.node)
       const previous = stored?.observation ?? null
       if (attempt > 1 && !context.authoritative && previous && storedSince(previous, context.readStartedAt)) return
       const removedBy = await this.removers(previous, observation)

@@ -20,7 +20,7 @@
 //   lastEvent.at` skips the rest of a tie, because an instant cannot tell
 //   apart events that share it.
 
-import { randomBytes } from 'node:crypto'
+import { randomHex } from '../random-hex.ts'
 import type { NewAuditEvent } from '../domain.ts'
 import { ServiceError } from '../errors.ts'
 
@@ -42,7 +42,7 @@ function canonicalInstant(value: string, what: string): string {
 export function newAuditId(at: string): string {
   appendCounter = (appendCounter + 1) % 0x10000000000
   const counter = appendCounter.toString(16).padStart(10, '0')
-  const random = randomBytes(5).toString('hex')
+  const random = randomHex(5)
   return `${canonicalInstant(at, 'at')}-${counter}-${random}`
 }
 
