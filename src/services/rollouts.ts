@@ -30,6 +30,7 @@ import { DEFAULT_READY_TIMEOUT_SECONDS, readyTimeoutOf } from './readiness-signa
 import type { SettledWriteService } from './settled-write.ts'
 import type { StaticPodResult, StaticPodService } from './static-pods.ts'
 import type { StaticPodView } from './static-pod-view.ts'
+import { withLazyProperty } from '../lazy-property.ts'
 
 type RolloutStrategy = 'ROLLING' | 'ALL_AT_ONCE'
 type ApplyStatus = 'APPLIED' | 'UNCHANGED' | 'FAILED' | 'SKIPPED' | 'WOULD_APPLY' | 'ROLLED_BACK'
@@ -420,7 +421,7 @@ export class RolloutService {
     const error = compared.userErrors[0]
     const result: NodeApplyResult = error
       ? { node: node.name, status: 'FAILED', staticPod: null, error, diff: null }
-      : { node: node.name, status: compared.changed ? 'WOULD_APPLY' : 'UNCHANGED', staticPod: compared.staticPod, error: null, diff: compared.diff }
+      : withDiffOf(compared, { node: node.name, status: compared.changed ? 'WOULD_APPLY' : 'UNCHANGED', staticPod: compared.staticPod, error: null })
     if (error || dryRun) this.finishNode(rollout, node.name, result, error?.message ?? null)
     return result
   }
@@ -461,9 +462,9 @@ export class RolloutService {
     })
     const error = put.userErrors[0]
     if (error) return { status: 'FAILED', staticPod: null, error, diff: null }
-    if (!put.changed || !put.staticPod) return { status: 'UNCHANGED', staticPod: put.staticPod, error: null, diff: put.diff }
-    if (!settled || settled.status === 'READY') return { status: 'APPLIED', staticPod: settled?.staticPod ?? put.staticPod, error: null, diff: put.diff }
-    return { status: settled.status, staticPod: settled.staticPod, error: settled.error, diff: put.diff }
+    if (!put.changed || !put.staticPod) return withDiffOf(put, { status: 'UNCHANGED', staticPod: put.staticPod, error: null })
+    if (!settled || settled.status === 'READY') return withDiffOf(put, { status: 'APPLIED', staticPod: settled?.staticPod ?? put.staticPod, error: null })
+    return withDiffOf(put, { status: settled.status, staticPod: settled.staticPod, error: settled.error })
   }
 
   /** Runs one node's step and records its progress; a failure of one node is data, never an exception. */
@@ -481,7 +482,8 @@ export class RolloutService {
       result = { status: 'FAILED', staticPod: null, error, diff: null }
     }
     this.finishNode(rollout, node.name, result, result.error?.message ?? null)
-    return { node: node.name, ...result }
+    // Assigned, not spread: a spread would read (and so make) the lazy diff.
+    return Object.assign(result, { node: node.name })
   }
 
   private progress(rollout: RolloutView, node: string, phase: RolloutNodePhase, detail: string): void {
@@ -617,6 +619,11 @@ function refuseInvalidResults(comparisons: Array<{ node: NodeRecord; result: Sta
   if (!first) return
   const others = invalid.length > 1 ? ` (also invalid on ${invalid.slice(1).map((i) => i.node).join(', ')})` : ''
   throw new ServiceError('VALIDATION_FAILED', `node ${first.node}: ${first.error.message}${others}; nothing was written on any node`, first.error.field ?? undefined)
+}
+
+/** The result with the write's diff, still made only when read. */
+function withDiffOf<T extends object>(written: StaticPodResult, result: T): T & { diff: string | null } {
+  return withLazyProperty(result, 'diff', () => written.diff)
 }
 
 function entryOf(rollout: RolloutView, node: string): RolloutNodeView {

@@ -24,6 +24,7 @@ import type { Actor } from './actor.ts'
 import { maxAgeOf, observedPod, type NodeFailure, type NodeState, type NodeStateService } from './node-state.ts'
 import type { NodeService } from './nodes.ts'
 import { readyTimeoutOf } from './readiness-signals.ts'
+import { withLazyProperty } from '../lazy-property.ts'
 
 export interface StaticPodResult {
   staticPod: StaticPodView | null
@@ -252,7 +253,8 @@ export class StaticPodService {
           },
           audit,
         )
-        return { ...result, created: result.previousHash === null }
+        // Assigned, not spread: a spread would read (and so make) the lazy diff.
+        return Object.assign(result, { created: result.previousHash === null })
       },
       (userErrors) => ({ ...failedWrite(dryRun, userErrors), created: false }),
     )
@@ -434,11 +436,12 @@ export class StaticPodService {
         audit.message = 'unchanged: the node already has these bytes'
         return { staticPod: toView(node, observation, current, false), previousHash, dryRun, rolledBack: false, changed: false, diff: '', userErrors: [] }
       }
-      const diff = unifiedDiff(node, current, fileName, text)
+      // Made when a caller reads it: most rollout callers ask each node for its status only.
+      const diff = (): string => unifiedDiff(node, current, fileName, text)
       if (dryRun) {
         const latest = (await this.o.store.latestRevisions([key])).get(podKeyString(key))
         const wouldBe: ObservedPod = { namespace: key.namespace, name: key.name, fileName, hash, revision: (latest?.revision ?? 0) + 1, managed: true, manifest: text }
-        return { staticPod: toView(node, observation, wouldBe, false), previousHash, dryRun, rolledBack: false, changed: true, diff, userErrors: [] }
+        return withLazyProperty({ staticPod: toView(node, observation, wouldBe, false), previousHash, dryRun, rolledBack: false, changed: true, userErrors: [] }, 'diff', diff)
       }
 
       if (current) await agent.backup(current.fileName, Buffer.from(current.manifest, 'utf8'))
@@ -457,7 +460,7 @@ export class StaticPodService {
       // the new revision is recorded already, so it is not seen as a change.
       const after = await this.o.nodeState.recordFileChange(node, reading, fileName, bytes, revision)
       const written = after.pods.find((p) => p.namespace === key.namespace && p.name === key.name) ?? observedPod({ ...key, fileName, hash, text }, revision)
-      return { staticPod: toView(node, after, written, false), previousHash, dryRun, rolledBack: false, changed: true, diff, userErrors: [] }
+      return withLazyProperty({ staticPod: toView(node, after, written, false), previousHash, dryRun, rolledBack: false, changed: true, userErrors: [] }, 'diff', diff)
     })
   }
 
