@@ -228,12 +228,6 @@ export class SshPool {
   }
 
   /**
-   * Runs fn over the node's pooled connection (opened if there is none), with
-   * at most maxOperationsPerNode at once per node and operationTimeoutMs each.
-   * An operation that times out takes its connection down with it: whatever
-   * wedged it would wedge the next one too.
-   */
-  /**
    * Loads ssh2 now, in the background, so that the first operation on a node
    * does not wait for it (module loading, ≈ 80 ms here); a failure shows at
    * that first operation instead.
@@ -242,6 +236,12 @@ export class SshPool {
     loadSsh2().catch(() => undefined)
   }
 
+  /**
+   * Runs fn over the node's pooled connection (opened if there is none), with
+   * at most maxOperationsPerNode at once per node and operationTimeoutMs each.
+   * An operation that times out takes its connection down with it: whatever
+   * wedged it would wedge the next one too.
+   */
   async run<T>(endpoint: SshEndpoint, what: string, fn: (session: SshSession) => Promise<T>): Promise<T> {
     if (this.#closed) throw new ServiceError('NODE_UNREACHABLE', `node ${endpoint.nodeName}: the service is shutting down`)
     await loadSsh2()

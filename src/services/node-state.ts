@@ -37,7 +37,7 @@ export interface ManifestReading {
   /** The newest revision of each pod found, as recorded by this reading (OBSERVED ones included), by podKeyString. */
   revisions: Map<string, RevisionRecord>
   /** The write path's: the observation stored when the listing was read, and its version (null: none stored). */
-  stored?: StoredVersion | null
+  storedBefore?: StoredVersion | null
 }
 
 /** A stored observation and the version it was stored under (null: by an older release). */
@@ -204,7 +204,7 @@ export class NodeStateService {
       : { kubelet: null, kubeletUnavailableReason: 'not checked yet', runtime: null, runtimeUnavailableReason: 'not checked yet' }
     // Not stored yet: the write that follows stores the node's state once, after it.
     const reading = await this.recordReading(node, entries, health, performance.now() - started, { store: false })
-    return { ...reading, stored: storedBefore }
+    return { ...reading, storedBefore }
   }
 
   /**
@@ -224,7 +224,7 @@ export class NodeStateService {
       entries,
       reading.health,
       reading.observation.agent.latencyMs ?? 0,
-      { store: true, authoritative: true, readStartedAt: reading.observation.observedAt ?? this.options.clock().toISOString(), storedBefore: reading.stored },
+      { store: true, authoritative: true, readStartedAt: reading.observation.observedAt ?? this.options.clock().toISOString(), storedBefore: reading.storedBefore },
       revisions,
     )
     return written.observation
