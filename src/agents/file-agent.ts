@@ -11,9 +11,10 @@
 //   over the target is atomic and the kubelet sees the old file or the new one.
 // - Files keep what the kubelet host expects: a replaced manifest keeps its
 //   mode and owner (the temp file gets them before the rename); a new one,
-//   and every backup, is 0600 and belongs to the writer, root on a kubelet
-//   host (a root login, or the SFTP server started through sudo: sudo.ts), as
-//   kubeadm writes them.
+//   and every backup copied, is 0600 and belongs to the writer, root on a
+//   kubelet host (a root login, or the SFTP server started through sudo:
+//   sudo.ts), as kubeadm writes them. A backup is the replaced file itself,
+//   linked, only when that file is one already (#linkBackup).
 // - "Permission denied" is PRIVILEGE_DENIED: a directory the service may not
 //   list is not an empty one.
 // - Every step is a pipeline of requests (node-fs.ts NodePipeline), so a write
@@ -50,6 +51,8 @@ export const BACKUPS_KEPT = 20
 /** Pruning waits until this many more have piled up, so it lists the directory once every few writes. */
 export const BACKUPS_PRUNE_SLACK = 5
 
+/** Set-id, sticky, group and other bits: a file with none of them is one only its owner can read. */
+const ONLY_OWNER_MASK = 0o7077
 /** The kubelet's own limit on a manifest file. */
 const KUBELET_MAX_FILE_BYTES = 10 * 1024 * 1024
 /** Linux NAME_MAX. */
@@ -83,6 +86,8 @@ interface Listing {
   stats: Map<string, NodeStat>
   /** Our temp files left there (a process killed mid-write). */
   temps: string[]
+  /** Visible names that are symlinks: a backup of one is a copy of its bytes (a link would be a link to the symlink). */
+  symlinks: Set<string>
 }
 
 interface PendingBackup {
@@ -90,6 +95,12 @@ interface PendingBackup {
   bytes: Buffer
   dir: string
   name: string
+  /**
+   * The manifest's path when the listing under this lock read exactly these
+   * bytes from it, as a regular file: the backup can then be that file
+   * itself, linked (#linkBackup), instead of a copy. Null: copied.
+   */
+  linkFrom: string | null
 }
 
 /**
@@ -216,6 +227,13 @@ export class FileAgent implements NodeAgent {
   #listedOnce = false
   /** stateDir/backups was not there when a backup's temp file was opened ahead of time: none is, until a backup makes it. */
   #backupsRootMissing = false
+  /**
+   * Backups of a manifest that is being replaced or removed are made by
+   * linking it (#linkBackup) until the node refuses a link for a reason other
+   * than a missing directory (another filesystem, no hardlink@openssh.com, a
+   * refusal): from then on this agent copies, with a temp file opened ahead of time.
+   */
+  #linkBackups = true
   /** stateDir/backups has been listed under the lock for temp files a killed process left (once per agent). */
   #backupsRootTidied = false
   /**
@@ -332,7 +350,8 @@ export class FileAgent implements NodeAgent {
       return opened
     }
     prepared.temp = openTemp(this.staticPodPath, 'write')
-    if (!this.#backupsRootMissing) prepared.backupTemp = openTemp(this.#backupsRoot(), 'backup', () => (this.#backupsRootMissing = true))
+    // A backup made by linking needs no temp file.
+    if (!this.#backupsRootMissing && !this.#linkBackups) prepared.backupTemp = openTemp(this.#backupsRoot(), 'backup', () => (this.#backupsRootMissing = true))
     prepared.dir = p.open(this.staticPodPath, 'directory').catch(() => null)
   }
 
@@ -425,6 +444,7 @@ export class FileAgent implements NodeAgent {
         batch.forEach((name, j) => reads.set(name, read[j]!))
       }
       const entries: DirEntry[] = []
+      const symlinks = new Set(visible.filter((entry) => entry.stat.kind === 'symlink').map((entry) => entry.name))
       const known = new Map<string, NodeStat>()
       const expected = new Map<string, ExpectedFile>()
       for (const { name, stat: listed } of visible) {
@@ -454,7 +474,7 @@ export class FileAgent implements NodeAgent {
       }
       this.#expectedFiles = expected
       this.#listedOnce = true
-      return { entries, stats: known, temps }
+      return { entries, stats: known, temps, symlinks }
     } catch (err) {
       this.#expectedFiles = new Map()
       throw err
@@ -539,8 +559,14 @@ export class FileAgent implements NodeAgent {
     assertSafeFileName(fileName)
     const dir = posix.join(this.stateDir, 'backups', fileName)
     const hashPrefix = createHash('sha256').update(bytes).digest('hex').slice(0, 12)
-    const backup: PendingBackup = { fileName, bytes: Buffer.from(bytes), dir, name: `${compactUtcTimestamp(this.#clock())}-${hashPrefix}.yaml` }
     const hold = this.#hold
+    const backup: PendingBackup = {
+      fileName,
+      bytes: Buffer.from(bytes),
+      dir,
+      name: `${compactUtcTimestamp(this.#clock())}-${hashPrefix}.yaml`,
+      linkFrom: linkableBackupOf(hold?.listed, fileName, bytes) ? posix.join(this.staticPodPath, fileName) : null,
+    }
     if (hold) {
       // Written with the write or delete that follows, in its round trips, and before it changes anything (#commit).
       const before = this.#takePendingBackup()
@@ -604,7 +630,9 @@ export class FileAgent implements NodeAgent {
       await this.#fs
         .pipeline(what, async (p) => {
           for (const name of leftovers) p.unlink(posix.join(this.staticPodPath, name)).catch(() => undefined) // tidying up never fails a write
-          const backupWritten = backup ? settled(this.#writeBackup(p, backup, preparedBackupTemp)) : null
+          // Linked only when this change replaces or removes the very file: a link to a manifest that stays would follow its later edits.
+          const linkable = backup !== undefined && backup.linkFrom !== null && fileName === backup.fileName
+          const backupWritten = backup ? settled(this.#writeBackup(p, backup, preparedBackupTemp, { linkable })) : null
           let tempWritten: Promise<Settled<string>> | null = null
           if (target && change.kind === 'replace') {
             const likeTarget = model !== undefined ? Promise.resolve(model) : p.stat(target)
@@ -622,9 +650,15 @@ export class FileAgent implements NodeAgent {
           const [backupResult, tempResult, dir] = await Promise.all([backupWritten, tempWritten, dirOpened])
           const failure = backupResult && !backupResult.ok ? { what: `backing up ${backup?.fileName}`, error: backupResult.error } : tempResult && !tempResult.ok ? { what, error: tempResult.error } : null
           const pruned = backupResult?.ok ? backupResult.value.pruned : null
+          // A backup that is the manifest's own file, while the manifest stays: it goes again.
+          const unlinkBackup = async (): Promise<void> => {
+            const linked = backupResult?.ok ? backupResult.value.linked : null
+            if (linked) await p.unlink(linked).catch(() => undefined)
+          }
           if (failure || target === null || fileName === null) {
             if (dir) p.close(dir)
             if (tempPath) await p.unlink(tempPath).catch(() => undefined)
+            await unlinkBackup()
             if (failure) throw new StepFailed(failure.what, failure.error)
             await pruned
             return
@@ -639,6 +673,7 @@ export class FileAgent implements NodeAgent {
           await flushed
           if (!result.ok) {
             if (temp) await p.unlink(temp).catch(() => undefined)
+            await unlinkBackup()
             throw new StepFailed(what, result.error)
           }
           if (change.kind === 'replace') this.#expectedFiles.set(fileName, { size: change.bytes.byteLength, symlink: false })
@@ -671,16 +706,21 @@ export class FileAgent implements NodeAgent {
   }
 
   /**
-   * The backup's requests, sent without waiting for each other: its temp
-   * file (0600) written and renamed to its name in its directory (the name
-   * appears whole, or not at all); every few backups, the directory listed
-   * to prune it. If the bytes failed, whatever got the backup's name is
-   * removed again. Resolves to the pruning, which the caller waits for last.
+   * The backup's requests, sent without waiting for each other. When the
+   * change replaces or removes the manifest the bytes were read from
+   * (linkable), the backup is that file itself, given a second name (one
+   * request: #linkBackup); otherwise, or where the node will not link, a copy:
+   * its temp file (0600) written and renamed to its name in its directory
+   * (the name appears whole, or not at all). Every few backups, the directory
+   * is listed to prune it. If the bytes failed, whatever got the backup's
+   * name is removed again. Resolves to the pruning, which the caller waits
+   * for last, and the linked backup's path (the caller removes it if the
+   * change fails: the manifest then stays, and its backup must not be it).
    *
    * No round trip of its own for the directories either, not even on a
    * node's first backup: they are assumed to be there (they are, after the
-   * first backup a node ever had), and made only when the temp file or the
-   * rename says one is missing. A directory this agent has not written to
+   * first backup a node ever had), and made only when the link, the temp
+   * file or the rename says one is missing. A directory this agent has not written to
    * yet is listed alongside the bytes, to count its backups and find temp
    * files a killed process left; so is stateDir/backups itself, once, under
    * the lock. What those listings find is removed without being waited for:
@@ -694,7 +734,7 @@ export class FileAgent implements NodeAgent {
    * write can cost the node's copy, never the only one. Two of the four
    * flushes a write made on the node, and four of its requests.
    */
-  async #writeBackup(p: NodePipeline, backup: PendingBackup, prepared: OpenedTemp | undefined): Promise<{ pruned: Promise<void> }> {
+  async #writeBackup(p: NodePipeline, backup: PendingBackup, prepared: OpenedTemp | undefined, { linkable }: { linkable: boolean }): Promise<{ pruned: Promise<void>; linked: string | null }> {
     const final = posix.join(backup.dir, backup.name)
     const known = this.#backupDirs.get(backup.dir)
     const underLock = this.#hold !== null
@@ -709,6 +749,61 @@ export class FileAgent implements NodeAgent {
       const made = ancestorsAndSelf(backup.dir).map((dir) => p.mkdir(dir).catch(() => undefined))
       return Promise.all(made).then(() => undefined)
     }
+    const linked = linkable && backup.linkFrom !== null && this.#linkBackups ? await this.#linkBackup(p, backup.linkFrom, final, makeDirs) : null
+    if (linked) void this.#discardTemp(p, prepared)
+    else await this.#copyBackup(p, backup, final, prepared, makeDirs)
+    const counted = known ?? { count: 0 }
+    counted.count++
+    this.#backupDirs.set(backup.dir, counted)
+    const removeAll = (dir: string, names: string[]): void => {
+      for (const name of names) p.unlink(posix.join(dir, name)).catch(() => undefined) // tidying up never fails a write
+    }
+    const leftTemps = (dir: string, entries: Settled<DirListing>): string[] =>
+      // Only under the lock: otherwise a temp file could be another process's write in flight.
+      underLock && entries.ok ? entries.value.filter((e) => isTempFileName(e.name) && !this.#tempsInFlight.has(posix.join(dir, e.name))).map((e) => e.name) : []
+    const rootTidied = rootListing?.then((entries) => removeAll(root, leftTemps(root, entries)))
+    // Names sort by time: all but the newest BACKUPS_KEPT go, sent when the listing is in (the change does not wait for it).
+    const pruned = listing?.then((entries) => {
+      if (!entries.ok) {
+        counted.count = known ? BACKUPS_KEPT : 1 // a backup that was kept is worth more than one too many on disk
+        return
+      }
+      const names = entries.value.filter((e) => e.stat.kind === 'file' && BACKUP_NAME.test(e.name)).map((e) => e.name)
+      const all = [...new Set([...names, backup.name])].sort()
+      const excess = all.slice(0, Math.max(0, all.length - BACKUPS_KEPT))
+      counted.count = all.length - excess.length
+      removeAll(backup.dir, [...excess, ...leftTemps(backup.dir, entries)])
+    })
+    return { pruned: Promise.all([pruned, rootTidied]).then(() => undefined), linked }
+  }
+
+  /**
+   * The backup as a second name of the manifest's file (link(2), OpenSSH's
+   * hardlink@openssh.com): one request, and no bytes written on the node,
+   * where a copy is four requests and a file's data for the node's next
+   * flush to write. What makes it a backup is the rename that follows: the
+   * new manifest is another file, and the old one, now only the backup's,
+   * is never written again (#commit removes the link if the change fails).
+   * Only a file only root can read is linked (linkableBackupOf), so a linked
+   * backup is what a copy would be: 0600 or less, root's. The kubelet sees the new link as
+   * an attribute change of an unchanged file (inotify IN_ATTRIB: it reads the
+   * file again and finds the same pod). Null when the node will not link it:
+   * the caller copies.
+   */
+  async #linkBackup(p: NodePipeline, from: string, final: string, makeDirs: () => Promise<void>): Promise<string | null> {
+    let linked = await settled(p.link(from, final))
+    if (!linked.ok && isNoSuchFile(linked.error)) {
+      await makeDirs()
+      linked = await settled(p.link(from, final))
+    }
+    if (linked.ok) return final
+    // Still no such file: the manifest went since the listing; the copy is of the bytes read then.
+    if (!isNoSuchFile(linked.error)) this.#linkBackups = false
+    return null
+  }
+
+  /** The backup as a copy of its bytes: a temp file (0600) written, then renamed to its name. */
+  async #copyBackup(p: NodePipeline, backup: PendingBackup, final: string, prepared: OpenedTemp | undefined, makeDirs: () => Promise<void>): Promise<void> {
     let opened: { path: string; handle: NodeHandle }
     try {
       opened = await this.#tempIn(p, backup.dir, backup.name, prepared).catch(async (err: unknown) => {
@@ -740,29 +835,15 @@ export class FileAgent implements NodeAgent {
     } finally {
       this.#tempsInFlight.delete(opened.path)
     }
-    const counted = known ?? { count: 0 }
-    counted.count++
-    this.#backupDirs.set(backup.dir, counted)
-    const removeAll = (dir: string, names: string[]): void => {
-      for (const name of names) p.unlink(posix.join(dir, name)).catch(() => undefined) // tidying up never fails a write
-    }
-    const leftTemps = (dir: string, entries: Settled<DirListing>): string[] =>
-      // Only under the lock: otherwise a temp file could be another process's write in flight.
-      underLock && entries.ok ? entries.value.filter((e) => isTempFileName(e.name) && !this.#tempsInFlight.has(posix.join(dir, e.name))).map((e) => e.name) : []
-    const rootTidied = rootListing?.then((entries) => removeAll(root, leftTemps(root, entries)))
-    // Names sort by time: all but the newest BACKUPS_KEPT go, sent when the listing is in (the change does not wait for it).
-    const pruned = listing?.then((entries) => {
-      if (!entries.ok) {
-        counted.count = known ? BACKUPS_KEPT : 1 // a backup that was kept is worth more than one too many on disk
-        return
-      }
-      const names = entries.value.filter((e) => e.stat.kind === 'file' && BACKUP_NAME.test(e.name)).map((e) => e.name)
-      const all = [...new Set([...names, backup.name])].sort()
-      const excess = all.slice(0, Math.max(0, all.length - BACKUPS_KEPT))
-      counted.count = all.length - excess.length
-      removeAll(backup.dir, [...excess, ...leftTemps(backup.dir, entries)])
-    })
-    return { pruned: Promise.all([pruned, rootTidied]).then(() => undefined) }
+  }
+
+  /** A temp file opened ahead of time that nothing will use: closed and removed, not waited for. */
+  async #discardTemp(p: NodePipeline, prepared: OpenedTemp | undefined): Promise<void> {
+    const temp = prepared && (await prepared)
+    if (!temp) return
+    p.close(temp.handle)
+    await p.unlink(temp.path).catch(() => undefined)
+    this.#tempsInFlight.delete(temp.path)
   }
 
   /** Where backups go: stateDir/backups/<file name>/. */
@@ -781,7 +862,7 @@ export class FileAgent implements NodeAgent {
     if (!listing) {
       try {
         const names = (await this.#fs.readDir(this.staticPodPath)).map((entry) => entry.name)
-        listing = { entries: [], stats: new Map(), temps: names.filter(isTempFileName) }
+        listing = { entries: [], stats: new Map(), temps: names.filter(isTempFileName), symlinks: new Set() }
       } catch {
         return [] // tidying up must not fail the write it precedes; the next write tries again
       }
@@ -929,6 +1010,22 @@ function modelFrom(listing: Listing | undefined, fileName: string): NodeStat | n
   const stat = listing.stats.get(fileName)
   if (stat === undefined) return listing.entries.some((entry) => entry.name === fileName) ? undefined : null
   return stat.kind === 'file' ? stat : undefined
+}
+
+/**
+ * The file a backup of these bytes can be, linked: the listing under the
+ * lock read exactly them from fileName, a regular file (not a symlink, whose
+ * link would be a link to the name), and one only root can read, as every
+ * backup is (0600 or less, root's: kubeadm writes manifests so). A manifest
+ * others may read is copied into a 0600 file instead, since the backups'
+ * directories do not hide it as staticPodPath may.
+ */
+function linkableBackupOf(listing: Listing | undefined, fileName: string, bytes: Uint8Array): boolean {
+  if (!listing || listing.symlinks.has(fileName)) return false
+  const stat = listing.stats.get(fileName)
+  if (stat?.kind !== 'file' || (stat.mode & ONLY_OWNER_MASK) !== 0 || stat.uid !== 0) return false
+  const entry = listing.entries.find((e) => e.name === fileName)
+  return entry?.kind === 'file' && entry.bytes !== undefined && Buffer.from(entry.bytes.buffer, entry.bytes.byteOffset, entry.bytes.byteLength).equals(bytes)
 }
 
 /**

@@ -1,7 +1,7 @@
 // NodeFileSystem on this machine's filesystem (node:fs/promises).
 
 import { constants, type Stats } from 'node:fs'
-import { lstat, mkdir, open, readdir, readFile, readlink, rename, stat, symlink, unlink, type FileHandle } from 'node:fs/promises'
+import { link, lstat, mkdir, open, readdir, readFile, readlink, rename, stat, symlink, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { DirBatch, NodeDirEntry, NodeFileSystem, NodeHandle, NodePipeline, NodeStat, OpenedFile } from './node-fs.ts'
 
@@ -236,6 +236,10 @@ class LocalPipeline implements NodePipeline {
     return this.#next(async () => {
       await mkdir(path, { mode: 0o755 })
     })
+  }
+
+  link(existing: string, path: string): Promise<void> {
+    return this.#next(() => link(existing, path))
   }
 
   symlink(target: string, path: string): Promise<void> {

@@ -133,6 +133,13 @@ export interface NodePipeline {
   unlink(path: string): Promise<void>
   /** Creates the directory (0755), its parent being there; fails if anything is at path already (as mkdir(2)). */
   mkdir(path: string): Promise<void>
+  /**
+   * Makes path a second name of the file at existing (link(2): a symlink at
+   * existing is linked as itself, not followed); fails if path exists, if the
+   * two are on different filesystems, or where the node cannot (SFTP without
+   * hardlink@openssh.com): the caller copies instead.
+   */
+  link(existing: string, path: string): Promise<void>
   /** Creates path as a symlink to target; fails if path exists (as anything). */
   symlink(target: string, path: string): Promise<void>
   /** What the symlink at path points to; null when there is no such entry. Fails when path is not a symlink. */

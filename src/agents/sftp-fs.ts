@@ -7,7 +7,8 @@
 //
 // The OpenSSH extensions used where they exist: posix-rename@openssh.com (plain
 // SFTP rename refuses to replace an existing file, which would break the
-// atomic replace) and fsync@openssh.com (plain SFTP cannot flush).
+// atomic replace), fsync@openssh.com (plain SFTP cannot flush) and
+// hardlink@openssh.com (a backup made by linking, not copying: file-agent.ts).
 
 import { posix } from 'node:path'
 import type { SFTPWrapper, Stats } from 'ssh2'
@@ -384,6 +385,10 @@ class SftpPipeline implements NodePipeline {
 
   mkdir(path: string): Promise<void> {
     return this.#call<void>('mkdir', path, (done) => this.sftp.mkdir(path, { mode: DIR_MODE }, done))
+  }
+
+  link(existing: string, path: string): Promise<void> {
+    return this.#call<void>('hardlink', `${existing} to ${path}`, (done) => this.sftp.ext_openssh_hardlink(existing, path, done))
   }
 
   symlink(target: string, path: string): Promise<void> {

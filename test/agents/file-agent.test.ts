@@ -1,6 +1,6 @@
 // The write path of the file agent, on real temp directories through the local filesystem.
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { watch } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -317,6 +317,125 @@ test('a first backup makes its directories; temp files a killed process left amo
   assert.deepEqual(await tempsLeft(), [], 'the leftovers are gone once the lock is released')
   assert.ok((await readdir(join(state, 'backups'))).includes(notOurs), 'what is not a temp file of ours stays')
   assert.equal((await readdir(join(state, 'backups', 'web.yaml'))).length, 3, 'three backups of web.yaml')
+})
+
+/** A LocalFileSystem whose pipelines refuse every hard link as a node on another filesystem does (EXDEV), counting them. */
+function refusingLinks(): { fs: LocalFileSystem; links: () => number } {
+  let links = 0
+  const inner = new LocalFileSystem()
+  const fs = Object.create(inner) as LocalFileSystem
+  fs.pipeline = (what, fn) =>
+    inner.pipeline(what, (p) =>
+      fn(
+        new Proxy(p, {
+          get(target, property, receiver) {
+            if (property === 'link') {
+              return (existing: string, path: string) => {
+                links++
+                return Promise.reject(Object.assign(new Error(`EXDEV: cross-device link not permitted, link '${existing}' -> '${path}'`), { code: 'EXDEV' }))
+              }
+            }
+            const value: unknown = Reflect.get(target, property, receiver)
+            return typeof value === 'function' ? value.bind(target) : value
+          },
+        }),
+      ),
+    )
+  return { fs, links: () => links }
+}
+
+/** What a write does under the lock in the service: list, back up what was read, then replace (or delete) it. */
+async function replaceUnderLock(agent: FileAgent, fileName: string, next: Buffer | null): Promise<string> {
+  return agent.withLock(owner, async () => {
+    const current = (await agent.listManifestDir()).find((entry) => entry.name === fileName)
+    assert.ok(current?.bytes, `${fileName} was listed with its bytes`)
+    const { path } = await agent.backup(fileName, current.bytes)
+    if (next) await agent.writeManifest(fileName, next)
+    else await agent.deleteManifest(fileName)
+    return path
+  })
+}
+
+test('a backup of a root-only manifest being replaced or removed is that very file, linked; one others may read, a symlinked one, or where the node will not link, is a 0600 copy', async (t) => {
+  const dirs = await tempNode(t)
+  // No stateDir yet: the first linked backup makes its directories.
+  const state = join(dirs.state, 'not', 'yet')
+  const agent = agentOn({ manifests: dirs.manifests, state })
+  const web = join(dirs.manifests, 'web.yaml')
+  await agent.writeManifest('web.yaml', manifest(1)) // 0600, root's (the tests run as root, as a kubelet host's writer is)
+  const before = await stat(web)
+  const linked = await replaceUnderLock(agent, 'web.yaml', manifest(2))
+  const backup = await stat(linked)
+  assert.equal(backup.ino, before.ino, 'the backup is the replaced file itself')
+  assert.equal(backup.nlink, 1, 'and only the backup now: the manifest is another file')
+  assert.notEqual((await stat(web)).ino, before.ino)
+  assert.deepEqual(await readFile(linked), manifest(1))
+  assert.deepEqual(await readFile(web), manifest(2))
+  assert.equal(backup.mode & 0o7777, 0o600)
+
+  // A delete keeps the removed file the same way.
+  const deletedIno = (await stat(web)).ino
+  const removed = await replaceUnderLock(agent, 'web.yaml', null)
+  assert.equal((await stat(removed)).ino, deletedIno)
+  assert.deepEqual(await readFile(removed), manifest(2))
+  assert.deepEqual(await readdir(dirs.manifests), [])
+
+  // Others may read it (0644): a copy, 0600, so the backups' directories (0755) do not show it to them.
+  await agent.writeManifest('open.yaml', manifest(3))
+  await chmod(join(dirs.manifests, 'open.yaml'), 0o644)
+  const openIno = (await stat(join(dirs.manifests, 'open.yaml'))).ino
+  const copied = await replaceUnderLock(agent, 'open.yaml', manifest(4))
+  assert.notEqual((await stat(copied)).ino, openIno)
+  assert.equal((await stat(copied)).mode & 0o7777, 0o600)
+  assert.deepEqual(await readFile(copied), manifest(3))
+
+  // A symlinked manifest: a link would be of the symlink, not of the bytes.
+  await mkdir(join(dirs.root, 'real'))
+  await writeFile(join(dirs.root, 'real', 'etcd.yaml'), manifest(5), { mode: 0o600 })
+  await symlink(join(dirs.root, 'real', 'etcd.yaml'), join(dirs.manifests, 'etcd.yaml'))
+  const ofSymlink = await replaceUnderLock(agent, 'etcd.yaml', manifest(6))
+  assert.ok((await lstat(ofSymlink)).isFile(), 'a file, not a symlink')
+  assert.deepEqual(await readFile(ofSymlink), manifest(5))
+
+  // A node that will not link (another filesystem): a copy, and this agent stops asking.
+  const refusing = refusingLinks()
+  const other = agentOn({ manifests: dirs.manifests, state }, {}, refusing.fs)
+  await other.writeManifest('api.yaml', manifest(7))
+  const first = await replaceUnderLock(other, 'api.yaml', manifest(8))
+  const second = await replaceUnderLock(other, 'api.yaml', manifest(9))
+  assert.equal(refusing.links(), 1, 'asked once')
+  assert.deepEqual([await readFile(first), await readFile(second)], [manifest(7), manifest(8)])
+  assert.deepEqual(await readFile(join(dirs.manifests, 'api.yaml')), manifest(9))
+  assert.deepEqual((await readdir(dirs.manifests)).sort(), ['api.yaml', 'etcd.yaml', 'open.yaml'], 'no temp file left')
+})
+
+test('a linked backup is removed again when the change fails: the manifest stays, and no second name of it is left to follow its edits', async (t) => {
+  const dirs = await tempNode(t)
+  const web = join(dirs.manifests, 'web.yaml')
+  // The rename over the target refused (a read-only bind mount of the file, say): the one visible request fails.
+  const inner = new LocalFileSystem()
+  const refusingRename = Object.create(inner) as LocalFileSystem
+  refusingRename.pipeline = (what, fn) =>
+    inner.pipeline(what, (p) =>
+      fn(
+        new Proxy(p, {
+          get(target, property, receiver) {
+            if (property === 'rename') {
+              return (from: string, to: string) =>
+                to === web ? Promise.reject(Object.assign(new Error(`EBUSY: resource busy or locked, rename '${from}' -> '${to}'`), { code: 'EBUSY' })) : target.rename(from, to)
+            }
+            const value: unknown = Reflect.get(target, property, receiver)
+            return typeof value === 'function' ? value.bind(target) : value
+          },
+        }),
+      ),
+    )
+  await agentOn(dirs).writeManifest('web.yaml', manifest(1))
+  await assert.rejects(replaceUnderLock(agentOn(dirs, {}, refusingRename), 'web.yaml', manifest(2)), assertServiceError('WRITE_FAILED'))
+  assert.deepEqual(await readFile(web), manifest(1), 'the old manifest')
+  assert.equal((await stat(web)).nlink, 1, 'no backup shares its file')
+  assert.deepEqual(await readdir(join(dirs.state, 'backups', 'web.yaml')), [])
+  assert.deepEqual(await readdir(dirs.manifests), ['web.yaml'], 'no temp file left')
 })
 
 /** Records the requests of every pipeline in the order they are sent: "opendir <path>", "readdir", "open-read <path>". */

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { readdir, readFile, readlink, symlink, mkdir, writeFile } from 'node:fs/promises'
+import { readdir, readFile, readlink, stat, symlink, mkdir, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
@@ -120,6 +120,28 @@ describe('SSH agent', () => {
     await agent.deleteManifest('web.yaml') // already gone: no error
     assert.equal(await agent.readManifest('web.yaml'), null)
     assert.equal(pool.stats().connectionsOpened, 1, 'every operation over one connection')
+  })
+
+  it('backs up a root-only manifest it replaces by linking it (hardlink@openssh.com): the backup is the replaced file, the bytes are not sent again', async (t) => {
+    const pool = poolFor()
+    t.after(() => pool.close())
+    const node = fleet.nodes[0]!
+    const manifests = join(node.dir, 'link-test')
+    await mkdir(manifests)
+    const agent = agentOn(pool, node, { name: 'link-test', manifests })
+    await agent.writeManifest('web.yaml', pod('web'))
+    const replaced = await stat(join(manifests, 'web.yaml'))
+    const backup = await agent.withLock({ actor: 'test', instance: 'i' }, async () => {
+      const current = (await agent.listManifestDir()).find((e) => e.name === 'web.yaml')
+      assert.ok(current?.bytes, 'listed with its bytes')
+      const { path } = await agent.backup('web.yaml', current.bytes)
+      await agent.writeManifest('web.yaml', pod('web', 'nginx:2'))
+      return path
+    })
+    assert.equal((await stat(backup)).ino, replaced.ino, 'the backup is the old file itself')
+    assert.deepEqual(await readFile(backup), pod('web'))
+    assert.deepEqual(await readFile(join(manifests, 'web.yaml')), pod('web', 'nginx:2'))
+    assert.deepEqual(await readdir(manifests), ['web.yaml'])
   })
 
   it('an exclusive create of an existing path fails, for a file and for a symlink; readlink reads the symlink back', async (t) => {
